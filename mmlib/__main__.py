@@ -1,0 +1,82 @@
+"""Command line: ``python -m mmlib {build,run,render,generate,chapters} ...`` (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import pipeline
+
+
+def _params(args) -> dict:
+    return pipeline.load_profile(args.profile, [(k, pipeline.parse_value(v)) for k, v in args.param or []])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmlib", description="Build and re-execute the Multimodal Paradox book.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--profile", default="demo", help="parameter profile in params/ (default: demo)")
+        p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a parameter (VALUE is YAML; dotted NAME sets a nested key)")
+
+    b = sub.add_parser("build", help="execute every chapter (reusing unchanged artifacts) and render the book")
+    common(b)
+    b.add_argument("--no-render", action="store_true", help="execute only")
+    b.add_argument("--renderer", default="auto", choices=["auto", "quarto", "jupyter-book"])
+    r = sub.add_parser("run", help="re-execute one chapter with the given parameters")
+    r.add_argument("chapter", help="two-digit chapter id, e.g. 01")
+    common(r)
+    r.add_argument("--reuse", action="store_true", help="reuse the artifact if it is already complete")
+    rd = sub.add_parser("render", help="render the executed chapters of a profile into _book/")
+    rd.add_argument("--profile", default="demo")
+    rd.add_argument("--renderer", default="auto", choices=["auto", "quarto", "jupyter-book"])
+    g = sub.add_parser("generate", help="generate a synthetic cohort in its real on-disk layout")
+    g.add_argument("cohort", choices=["mimic_eye", "mds_ed"])
+    g.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="generator parameter (n, seed, bias_knobs.NAME, informativeness.NAME, ...)")
+    g.add_argument("--data-dir", default="data/synthetic")
+    sub.add_parser("chapters", help="list the chapters and their parameters")
+    args = ap.parse_args(argv)
+
+    try:
+        if args.cmd == "build":
+            t0 = time.perf_counter()
+            pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer)
+            print(f"book built in {time.perf_counter() - t0:.1f} s")
+        elif args.cmd == "run":
+            s = pipeline.run(args.chapter, _params(args), force=not args.reuse)
+            print(s.line())
+        elif args.cmd == "render":
+            from .book import render_book
+
+            res = render_book(pipeline.project_root(), pipeline.build_dir() / args.profile / "executed",
+                              renderer=args.renderer)
+            print(f"rendered with {res.renderer} in {res.seconds:.1f} s -> {res.index_html}")
+        elif args.cmd == "generate":
+            from .data.synth import generate
+
+            params: dict = {}
+            for k, v in args.param or []:
+                node = params
+                *parents, leaf = k.split(".")
+                for p in parents:
+                    node = node.setdefault(p, {})
+                node[leaf] = pipeline.parse_value(v)
+            root, reused = generate(args.cohort, params, data_dir=args.data_dir)
+            print(f"{'reused' if reused else 'generated'}: {root}")
+        elif args.cmd == "chapters":
+            for cid, ch in pipeline.chapters().items():
+                print(f"{cid}  {ch.path.relative_to(pipeline.project_root())}  needs={ch.needs}")
+                for k, v in ch.parameters.items():
+                    if k not in pipeline.INFRA:
+                        print(f"      {k} = {v}")
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Execute the chapters with papermill, keyed artifacts, and build the book.
+
+- Parameters: a profile file (``params/{profile}.yml``) merged with command-line overrides
+  (``-p name value``; dotted names set nested keys, e.g. ``-p bias_knobs.label_bias 0``). Each chapter
+  receives the parameters its ``parameters`` cell declares.
+- Artifacts: chapter ``NN`` writes to ``build/artifacts/NN/{key}/``, where ``key`` hashes the chapter's
+  parameters, its code, the ``mmlib`` sources and the keys of the chapters it needs (notebook metadata
+  ``mmlib.needs``). A run whose folder is complete is reused; execution happens in a temporary folder
+  renamed into place on success, so a failed run leaves nothing half-written.
+- A chapter whose upstream artifact is missing stops with a message naming the chapter to run first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ("profile", "artifact_dir", "inputs")
+DONE = "_done.json"
+
+
+def project_root() -> Path:
+    """The project folder (``MMLIB_ROOT`` if set, else the checkout that holds this package)."""
+    return Path(os.environ.get("MMLIB_ROOT", ROOT)).resolve()
+
+
+def build_dir() -> Path:
+    """Where artifacts and executed notebooks go (``MMLIB_BUILD_DIR`` if set, else ``<project>/build``)."""
+    return Path(os.environ.get("MMLIB_BUILD_DIR", project_root() / "build")).resolve()
+
+
+def data_dir() -> Path:
+    """Where synthetic cohorts are generated (``MMLIB_DATA_DIR`` if set, else ``<project>/data/synthetic``)."""
+    return Path(os.environ.get("MMLIB_DATA_DIR", project_root() / "data" / "synthetic")).resolve()
+
+
+# ----------------------------------------------------------------------------------------- parameters
+def parse_value(text: str):
+    """A command-line value parsed as YAML (``7`` -> 7, ``[a, b]`` -> list, ``null`` -> None)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_profile(profile: str, overrides: list[tuple[str, object]] | None = None) -> dict:
+    """Parameters of ``params/{profile}.yml`` with ``overrides`` applied (dotted names set nested keys)."""
+    path = project_root() / "params" / f"{profile}.yml"
+    if not path.exists():
+        known = sorted(p.stem for p in (project_root() / "params").glob("*.yml"))
+        raise FileNotFoundError(f"{path}: no such profile; expected one of {known}")
+    params = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    for name, value in overrides or []:
+        node = params
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"-p {name}: {p!r} is not a mapping in profile {profile!r}")
+        node[leaf] = value
+    params["profile"] = profile
+    return params
+
+
+# ------------------------------------------------------------------------------------------- chapters
+@dataclass
+class Chapter:
+    """One executable chapter of the book."""
+
+    id: str
+    path: Path
+    parameters: dict
+    needs: list[str]
+
+    @property
+    def title(self) -> str:
+        return self.path.stem[3:].replace("_", " ")
+
+
+def chapters() -> dict[str, Chapter]:
+    """The executable chapters listed in ``_quarto.yml``, in book order, by two-digit id."""
+    from .book import read_book_spec
+
+    import papermill as pm
+
+    root = project_root()
+    out = {}
+    for rel in read_book_spec(root).chapters:
+        if not rel.endswith(".ipynb"):
+            continue
+        path = root / rel
+        cid = path.name[:2]
+        nb = nbformat.read(path, as_version=4)
+        params = {k: _literal(v["default"], path, k) for k, v in pm.inspect_notebook(str(path)).items()}
+        out[cid] = Chapter(cid, path, params, list(nb.metadata.get("mmlib", {}).get("needs", [])))
+    return out
+
+
+def _literal(text: str, path: Path, name: str):
+    """A parameter default as papermill reports it (source text) turned into its Python value."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{path}: parameter {name!r} has default {text!r}; expected a Python literal "
+                         f"(number, string, list, dict, None)") from None
+
+
+def _code_digest(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    return hashlib.sha256(src.encode()).hexdigest()
+
+
+def _mmlib_digest() -> str:
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "mmlib").rglob("*.py")):
+        h.update(p.relative_to(ROOT).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def chapter_params(ch: Chapter, params: dict) -> dict:
+    """The values ``ch`` receives: its declared parameters taken from ``params`` (else its defaults)."""
+    return {k: params.get(k, default) for k, default in ch.parameters.items() if k not in INFRA}
+
+
+def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
+    """12-hex key of a chapter run: its parameters, code, the mmlib sources and its inputs' keys."""
+    blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params), "code": _code_digest(ch.path),
+                       "mmlib": _mmlib_digest(), "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def plan(params: dict, upto: str | None = None) -> list[tuple[Chapter, str]]:
+    """(chapter, key) for every chapter (or those ``upto`` needs, and it), keys resolved in book order."""
+    chs = chapters()
+    _check_overrides(chs, params)
+    keys: dict[str, str] = {}
+    order = []
+    for cid, ch in chs.items():
+        missing = [n for n in ch.needs if n not in keys]
+        if missing:
+            raise ValueError(f"chapter {cid} needs chapter(s) {missing}, which do not come before it in _quarto.yml")
+        keys[cid] = chapter_key(ch, params, {n: keys[n] for n in ch.needs})
+        order.append((ch, keys[cid]))
+    if upto is not None:
+        if upto not in chs:
+            raise ValueError(f"chapter {upto!r}: no such chapter; expected one of {list(chs)}")
+        wanted = {upto}
+        for ch, _ in reversed(order):
+            if ch.id in wanted:
+                wanted.update(ch.needs)
+        order = [(c, k) for c, k in order if c.id in wanted]
+    return order
+
+
+def _check_overrides(chs: dict[str, Chapter], params: dict) -> None:
+    known = set(INFRA).union(*(c.parameters for c in chs.values()))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"parameter(s) {unknown} are not parameters of any chapter; known: {sorted(known - set(INFRA))}")
+
+
+def artifact_dir(cid: str, key: str) -> Path:
+    return build_dir() / "artifacts" / cid / key
+
+
+def is_complete(cid: str, key: str) -> bool:
+    return (artifact_dir(cid, key) / DONE).exists()
+
+
+# -------------------------------------------------------------------------------------- execution
+@dataclass
+class RunSummary:
+    chapter: str
+    key: str
+    status: str            # "executed" or "reused"
+    seconds: float
+    artifacts: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        what = ", ".join(self.artifacts) or "no files"
+        return (f"chapter {self.chapter}: {self.status} in {self.seconds:.1f} s; artifacts "
+                f"{'written' if self.status == 'executed' else 'reused'} ({what}) -> "
+                f"{artifact_dir(self.chapter, self.key).relative_to(build_dir().parent)}")
+
+
+def _executed_copy(params: dict, ch: Chapter) -> Path:
+    return build_dir() / params["profile"] / "executed" / ch.path.relative_to(project_root())
+
+
+def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], force: bool = False,
+                progress: bool = True) -> RunSummary:
+    """Execute one chapter with papermill unless its artifact is complete; copy the executed notebook."""
+    t0 = time.perf_counter()
+    out = artifact_dir(ch.id, key)
+    for n, k in upstream.items():
+        if not is_complete(n, k):
+            raise RuntimeError(f"chapter {ch.id} needs the artifact of chapter {n} (key {k}), which is missing: "
+                               f"run `python -m mmlib run {n}` first with the same profile and parameters")
+    if is_complete(ch.id, key) and not force:
+        status = "reused"
+    else:
+        import papermill as pm
+
+        tmp = out.parent / f".{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        injected = {**chapter_params(ch, params), "profile": params["profile"], "artifact_dir": str(tmp),
+                    "inputs": {n: str(artifact_dir(n, k)) for n, k in upstream.items()}}
+        try:
+            pm.execute_notebook(str(ch.path), str(tmp / "executed.ipynb"), parameters=injected,
+                                kernel_name="python3", progress_bar=progress, cwd=str(ch.path.parent))
+        except BaseException as e:
+            failed = build_dir() / "failed" / f"{ch.path.stem}.ipynb"
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            if (tmp / "executed.ipynb").exists():
+                shutil.copy(tmp / "executed.ipynb", failed)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"chapter {ch.id} ({ch.path.name}) failed; the partly executed notebook is at "
+                               f"{failed}") from e
+        (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,
+                                            "seconds": time.perf_counter() - t0}, indent=2, default=str))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        status = "executed"
+    dest = _executed_copy(params, ch)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "executed.ipynb", dest)
+    files = sorted(p.name for p in out.iterdir() if p.name not in (DONE, "executed.ipynb"))
+    return RunSummary(ch.id, key, status, time.perf_counter() - t0, files)
+
+
+def run(chapter_id: str, params: dict, force: bool = True, progress: bool = True) -> RunSummary:
+    """Re-execute one chapter (its upstream artifacts must exist: they are never rebuilt implicitly)."""
+    steps = plan(params, upto=chapter_id)
+    keys = {c.id: k for c, k in steps}
+    ch, key = steps[-1]
+    if chapter_id == "01":
+        ensure_synthetic_cohorts(params, progress)
+    return run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=force, progress=progress)
+
+
+def ensure_synthetic_cohorts(params: dict, progress: bool = True) -> None:
+    """Generate the synthetic cohorts the profile asks for, if absent (chapter 01 then reuses them)."""
+    if params.get("source", "synthetic") != "synthetic":
+        return
+    from .data.synth import from_chapter_params, generate
+
+    for cohort in params.get("cohorts", ["mimic_eye", "mds_ed"]):
+        root, reused = generate(cohort, from_chapter_params(cohort, params), data_dir=data_dir(), progress=progress)
+        if reused:
+            print(f"synthetic {cohort}: reusing {root}", flush=True)
+
+
+def build(params: dict, render: bool = True, renderer: str = "auto", progress: bool = True) -> list[RunSummary]:
+    """Generate the synthetic cohorts if absent, execute every chapter in book order (reusing complete
+    artifacts), then render the book."""
+    steps = plan(params)
+    ensure_synthetic_cohorts(params, progress)
+    keys = {c.id: k for c, k in steps}
+    summaries = []
+    for ch, key in steps:
+        s = run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=progress)
+        print(s.line(), flush=True)
+        summaries.append(s)
+    if render:
+        from .book import render_book
+
+        t0 = time.perf_counter()
+        res = render_book(project_root(), build_dir() / params["profile"] / "executed", renderer=renderer)
+        print(f"book rendered with {res.renderer} in {time.perf_counter() - t0:.1f} s -> {res.index_html}", flush=True)
+    return summaries
+
+
+# ------------------------------------------------------------------------------- inside a chapter
+@dataclass
+class Context:
+    """What a running chapter needs from the pipeline: where to write, and where its inputs are."""
+
+    chapter: str
+    out: Path
+    inputs: dict[str, Path]
+    params: dict
+
+    def input(self, cid: str) -> Path:
+        """The artifact folder of upstream chapter ``cid`` (raises naming the chapter to run first)."""
+        if cid not in self.inputs:
+            raise KeyError(f"chapter {self.chapter} does not declare chapter {cid} in its metadata 'mmlib.needs'")
+        p = self.inputs[cid]
+        if not (p / DONE).exists() and not p.exists():
+            raise RuntimeError(f"chapter {self.chapter} needs the artifact of chapter {cid} at {p}, which is "
+                               f"missing: run `python -m mmlib run {cid}` first")
+        return p
+
+
+def context(chapter_id: str, namespace: dict) -> Context:
+    """Context of chapter ``chapter_id`` from its parameters (the chapter's ``globals()``).
+
+    Under the pipeline, ``artifact_dir`` and ``inputs`` are injected. Run by hand (e.g. in Jupyter), they are
+    ``None`` and resolved from ``profile`` the same way the pipeline would.
+    """
+    chs = chapters()
+    ch = chs[chapter_id]
+    values = {k: namespace.get(k, v) for k, v in ch.parameters.items()}
+    if values.get("artifact_dir"):
+        return Context(chapter_id, Path(values["artifact_dir"]),
+                       {k: Path(v) for k, v in (values.get("inputs") or {}).items()}, values)
+    params = load_profile(values.get("profile") or "demo")
+    params.update({k: v for k, v in values.items() if k not in INFRA})
+    steps = plan(params, upto=chapter_id)
+    keys = {c.id: k for c, k in steps}
+    out = artifact_dir(chapter_id, keys[chapter_id])
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"running outside the pipeline: writing to {out}", file=sys.stderr)
+    return Context(chapter_id, out, {n: artifact_dir(n, keys[n]) for n in ch.needs}, values)

@@ -1,0 +1,148 @@
+"""Tables the chapters show: clinical "Table 1", split sizes, rates with confidence intervals, bias audit.
+
+With a credentialed (real) source, every count below :data:`MIN_CELL` is suppressed (shown as ``<11``),
+as MIMIC's data use agreement requires for published aggregates.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+MIN_CELL = 11
+
+
+def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Proportion ``k / n`` with its Wilson score interval (NaNs when ``n == 0``)."""
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return k / n, ci.low, ci.high
+
+
+def rates_by_group(flags: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
+    """Long table of the mean of each 0/1 column of ``flags`` by group, with Wilson 95% CIs.
+
+    NaN entries are left out of both numerator and denominator. Columns: ``group, variable, n, rate,
+    low, high``.
+    """
+    rows = []
+    for g, idx in groups.groupby(groups, observed=True).groups.items():
+        sub = flags.loc[idx]
+        for col in flags.columns:
+            v = sub[col].dropna().astype(float)
+            r, lo, hi = rate_ci(int(v.sum()), len(v))
+            rows.append({"group": g, "variable": col, "n": len(v), "rate": r, "low": lo, "high": hi})
+    return pd.DataFrame(rows)
+
+
+def _fmt_mean_sd(x: pd.Series, digits: int = 1) -> str:
+    x = x.dropna()
+    return f"{x.mean():.{digits}f} ({x.std():.{digits}f})" if len(x) else "–"
+
+
+def _fmt_median_iqr(x: pd.Series, digits: int = 0) -> str:
+    x = x.dropna()
+    if not len(x):
+        return "–"
+    q1, q2, q3 = np.percentile(x, [25, 50, 75])
+    return f"{q2:.{digits}f} [{q1:.{digits}f}–{q3:.{digits}f}]"
+
+
+def _fmt_count(k: int, n: int, real: bool) -> str:
+    if real and 0 < k < MIN_CELL:
+        return f"<{MIN_CELL}"
+    return f"{k} ({100 * k / n:.1f}%)" if n else "–"
+
+
+def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.DataFrame:
+    """Clinical characteristics by ``group`` (and gender): n, age, sex, acuity, vital signs, outcomes.
+
+    Continuous variables as mean (SD) or median [IQR]; binary ones as n (%). Rows are characteristics,
+    columns are subgroups plus ``All``. Counts under 11 are suppressed for real data.
+    """
+    st = cohort.stays
+    real = not cohort.is_synthetic
+    keys = [group, "gender"] if by_gender else [group]
+    cols = {"All": st.index}
+    for k, idx in st.groupby(keys, observed=True).groups.items():
+        cols[" · ".join(k) if isinstance(k, tuple) else str(k)] = idx
+    mods = cohort.modalities
+    if cohort.name == "mimic_eye":
+        acuity = mods["arrival"]["acuity"]
+        vit = mods["vitals"]
+        vitals = {"Heart rate (/min)": vit["triage_heartrate"], "Resp. rate (/min)": vit["triage_resprate"],
+                  "SpO2 (%)": vit["triage_o2sat"], "Systolic BP (mmHg)": vit["triage_sbp"],
+                  "Temperature (°F)": vit["triage_temperature"]}
+    else:
+        acuity = mods["arrival"].get("vitals_acuity", pd.Series(np.nan, index=st.index))
+        vit = mods["vitals"]
+        vitals = {"Heart rate (/min)": vit.get("vitals_heartrate_first"),
+                  "Resp. rate (/min)": vit.get("vitals_resprate_first"), "SpO2 (%)": vit.get("vitals_o2sat_first"),
+                  "Systolic BP (mmHg)": vit.get("vitals_sbp_first"),
+                  "Temperature (°F)": vit.get("vitals_temperature_first")}
+    rows: dict[str, dict] = {}
+    for name, idx in cols.items():
+        s = st.loc[idx]
+        n = len(s)
+        r = {"n": f"<{MIN_CELL}" if real and n < MIN_CELL else str(n),
+             "Age, years, mean (SD)": _fmt_mean_sd(s["age"]),
+             "Female, n (%)": _fmt_count(int((s["gender"] == "F").sum()), n, real),
+             "Triage acuity (ESI 1–5), mean (SD)": _fmt_mean_sd(acuity.loc[idx], 2)}
+        for label, series in vitals.items():
+            if series is not None:
+                r[f"{label}, median [IQR]"] = _fmt_median_iqr(series.loc[idx], 1 if "Temp" in label else 0)
+        for t in cohort.targets:
+            if t.startswith("diagnoses_") or (t.startswith("deterioration_") and t != cohort.primary_target
+                                              and t not in ("deterioration_mortality_28d",)):
+                continue
+            v = s[t].dropna()
+            r[f"{t}, n (%)"] = _fmt_count(int(v.sum()), len(v), real)
+        rows[name] = r
+    return pd.DataFrame(rows)
+
+
+def split_counts(cohort, group: str = "race_binary") -> pd.DataFrame:
+    """Number of stays per split and (group x gender) subgroup."""
+    st = cohort.stays
+    t = st.groupby(["split", group, "gender"], observed=True).size().unstack("split").fillna(0).astype(int)
+    return t[[c for c in ("train", "val", "test") if c in t.columns]]
+
+
+def bias_audit(cohort) -> pd.DataFrame:
+    """What each bias knob did, measured on the generated data against the simulator's latent truth.
+
+    One row per (mechanism, race5 group) with the measured quantity; synthetic cohorts only.
+    """
+    if cohort.truth is None:
+        raise ValueError("bias_audit needs a synthetic cohort (its latent truth); real data have none")
+    st, tr, m = cohort.stays, cohort.truth, cohort.modalities
+    g = st["race5"]
+    out = []
+
+    def add(mech, what, series):
+        for grp, val in series.groupby(g).mean().items():
+            out.append({"mechanism": mech, "measure": what, "group": grp, "value": val})
+
+    if cohort.name == "mimic_eye":
+        spo2 = m["vitals"]["triage_o2sat"]
+        acuity = m["arrival"]["acuity"]
+        add("unequal_access", "chest X-ray available before prediction time", cohort.availability["cxr"].astype(float))
+        found = tr["finding_cardiomegaly"] | tr["finding_consolidation"] | tr["finding_edema"] | tr["finding_pleural_effusion"]
+        documented = st[["cxr_cardiomegaly", "cxr_consolidation", "cxr_edema", "cxr_pleural_effusion"]].max(axis=1)
+        mask = found & cohort.availability["cxr"]
+        add("cxr_underdocumentation", "share of X-rays with a true finding that have one documented",
+            documented.where(mask))
+        add("label_bias", "recorded admission rate", st["admitted"])
+        add("label_bias", "admission rate without label bias (truth)", tr["admitted_unbiased"].astype(float))
+    else:
+        spo2 = m["vitals"]["vitals_o2sat_first"]
+        acuity = m["arrival"]["vitals_acuity"]
+        add("unequal_access", "ECG within the prediction window", cohort.availability["ecg"].astype(float))
+        add("unequal_access", "labs within the prediction window", cohort.availability["labs"].astype(float))
+        add("label_bias", "recorded ICU transfer within 24 h", st["deterioration_icu_24h"])
+        add("label_bias", "ICU transfer without label bias (truth)", tr["icu_24h_unbiased"].astype(float))
+    add("spo2_overread", "mean SpO2 − true SaO2 (percentage points)", spo2 - tr["sao2_true"])
+    add("under_triage", "mean recorded ESI − ESI without under-triage (levels)", acuity - tr["acuity_unbiased"])
+    return pd.DataFrame(out).pivot_table(index=["mechanism", "measure"], columns="group", values="value",
+                                         sort=False)
