@@ -16,7 +16,7 @@ def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: st
     """Grouped bars of the rate of each 0/1 column in ``flags`` by group, with Wilson 95% CI error bars."""
     long = rates_by_group(flags, groups)
     long["variable"] = long["variable"].map(lambda v: (labels or {}).get(v, v))
-    order_g = list(pd.unique(long["group"]))
+    order_g = sorted(pd.unique(long["group"]), key=lambda g: (g == "Unknown", g != "White", str(g)))
     order_v = list(pd.unique(long["variable"]))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(order_v) + 2), 4))
     width = 0.8 / len(order_g)
@@ -54,6 +54,8 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
         raise ValueError("row-level content (ECGs) is shown for synthetic cohorts only")
     from .data.ecg import FS, LEADS
 
+    from matplotlib.ticker import MultipleLocator, NullFormatter
+
     sig = cohort.ecg(stay_ids)
     fig, axes = plt.subplots(len(stay_ids), 1, figsize=(10, 1.9 * len(stay_ids)), sharex=True)
     t = np.arange(sig.shape[1]) / FS
@@ -61,13 +63,20 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
         for j, lead in enumerate(leads):
             ax.plot(t, s[:, LEADS.index(lead)] - 2.0 * j, lw=0.7, color="k")
             ax.text(-0.35, -2.0 * j, lead, fontsize=8, va="center")
-        ax.set_xticks(np.arange(0, t[-1] + 0.01, 0.2), minor=True)
-        ax.set_yticks(np.arange(-2.0 * len(leads), 1.5, 0.5), minor=True)
-        ax.grid(which="minor", color="#f4b6b6", lw=0.4)
-        ax.grid(which="major", color="#e57373", lw=0.7)
+        # paper grid: small squares 0.04 s x 0.1 mV, large squares 0.2 s x 0.5 mV (25 mm/s, 10 mm/mV)
+        ax.xaxis.set_major_locator(MultipleLocator(0.2))
+        ax.xaxis.set_minor_locator(MultipleLocator(0.04))
+        ax.yaxis.set_major_locator(MultipleLocator(0.5))
+        ax.yaxis.set_minor_locator(MultipleLocator(0.1))
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0f}" if abs(x - round(x)) < 1e-6 else "")
+        ax.yaxis.set_major_formatter(NullFormatter())
+        ax.tick_params(length=0)
+        ax.grid(which="minor", color="#f6cccc", lw=0.3)
+        ax.grid(which="major", color="#e57373", lw=0.6)
         ax.set_title(cap, fontsize=9, loc="left")
-        ax.set_ylabel("mV (leads offset)")
+        ax.set_ylabel("leads (0.5 mV / square)", fontsize=8)
         ax.set_xlim(-0.4, t[-1])
+        ax.set_ylim(-2.0 * len(leads) + 0.5, 1.5)
     np.atleast_1d(axes)[-1].set_xlabel("time (s)")
     fig.tight_layout()
     return fig

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .races import RACE5, RACE5_COLUMNS, age_band, check_races, race5_of, race_binary_of
 from .synth import (COHORTS, DETERIORATION, DIAGNOSES, LABS, MODALITIES, PREDICTION_HOURS, STATS, VITALS,

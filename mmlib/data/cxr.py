@@ -92,11 +92,11 @@ def _as_1d(name: str, value, n: int | None, dtype) -> np.ndarray:
 
 
 def _validate(findings, ap, size, chunk):
-    if not isinstance(size, (int, np.integer)) or size < 32:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
         raise ValueError(f"'size' must be an integer >= 32, got {size!r}")
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"'chunk' must be a positive integer, got {chunk!r}")
-    if not hasattr(findings, "keys"):
+    if not hasattr(findings, "keys") or not hasattr(findings, "__getitem__"):
         raise ValueError("'findings' must be a dict mapping each of FINDINGS to an array")
     apb = _as_1d("ap", ap, None, bool)
     n = apb.shape[0]
@@ -105,31 +105,39 @@ def _validate(findings, ap, size, chunk):
         if key not in findings:
             raise ValueError(
                 f"findings is missing key {key!r}; expected all of {FINDINGS} "
-                f"(arrays of length {n})"
+                f"(1-D arrays of length {n}, the length of 'ap')"
             )
-        dtype = np.int64 if key in ("consolidation_side", "consolidation_zone") else np.float64
-        if dtype is np.int64:
-            raw = np.asarray(findings[key])
-            if raw.dtype.kind == "f" and raw.size and np.any(raw != np.round(raw)):
-                raise ValueError(f"{key!r} must hold integers (0, 1 or 2)")
-        out[key] = _as_1d(key, findings[key], n, dtype)
+    for key in ("ctr", "consolidation", "edema", "effusion_left", "effusion_right"):
+        out[key] = _as_1d(key, findings[key], n, np.float64)
     ctr = out["ctr"]
-    if np.any((ctr < 0.2) | (ctr > 0.9)):
+    if n and np.any((ctr < 0.2) | (ctr > 0.9)):
         raise ValueError(f"'ctr' must lie in [0.2, 0.9], got range [{ctr.min()}, {ctr.max()}]")
     for key in ("consolidation", "edema", "effusion_left", "effusion_right"):
         v = out[key]
         if np.any((v < -1e-6) | (v > 1 + 1e-6)):
-            raise ValueError(f"{key!r} is a severity and must lie in [0, 1]")
+            raise ValueError(
+                f"{key!r} is a severity and must lie in [0, 1], got range [{v.min()}, {v.max()}]"
+            )
         out[key] = np.clip(v, 0.0, 1.0)
     has = out["consolidation"] > 0
     for key in ("consolidation_side", "consolidation_zone"):
-        bad = has & ((out[key] < 0) | (out[key] > 2))
-        if np.any(bad):
+        raw = np.asarray(findings[key])
+        if raw.ndim != 1 or raw.shape[0] != n:
             raise ValueError(
-                f"{key!r} must be 0, 1 or 2 where 'consolidation' > 0, got "
-                f"{np.unique(out[key][bad]).tolist()}"
+                f"{key!r} has shape {raw.shape}, expected a 1-D array of length {n} "
+                "(the length of 'ap')"
             )
-        out[key] = np.where(has, out[key], 0)
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(f"{key!r} must be numeric, got dtype {raw.dtype}")
+        v = raw.astype(np.float64)[has]  # only meaningful where there is consolidation
+        if np.any(~np.isfinite(v) | (v != np.round(v)) | (v < 0) | (v > 2)):
+            bad = np.unique(v[~np.isin(v, (0.0, 1.0, 2.0))]).tolist()
+            raise ValueError(
+                f"{key!r} must be 0, 1 or 2 where 'consolidation' > 0, got {bad}"
+            )
+        full = np.zeros(n, dtype=np.int64)
+        full[has] = v.astype(np.int64)
+        out[key] = full
     return out, apb, n
 
 
@@ -861,7 +869,7 @@ def render_cxr(
     micro = int(max(1, min(chunk, round(_MICRO_PIXELS / (r * r)))))
     starts = range(0, n, chunk)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, total=len(starts), desc="render_cxr", unit="chunk")
     for st in starts:

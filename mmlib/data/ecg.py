@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 import scipy.fft as _fft
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["LEADS", "FS", "ECG_PARAMS", "simulate_ecg"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .latent import CONDITIONS, BiasKnobs, modality_view, simulate_population, streams, vital_signs
 from .races import RACE5, RACE5_COLUMNS, race_binary_of
@@ -235,7 +235,7 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
         "hadm_id": np.concatenate([prior_hadm, hadm_index[admitted]]),
         "admittime": np.concatenate([_fmt_time(prior_adm), _fmt_time(outtime[admitted])]),
         "dischtime": np.concatenate([_fmt_time(prior_dis),
-                                     _fmt_time(outtime[admitted] + _minutes(rh.uniform(1, 9, admitted.sum()) * 1440))]),
+                                     _fmt_time(outtime[admitted] + _minutes(rh.uniform(1, 9, n)[admitted] * 1440))]),
         "deathtime": None,
         "admission_type": np.concatenate([rh.choice(["EW EMER.", "URGENT", "ELECTIVE", "OBSERVATION ADMIT"], pi.size),
                                           np.full(admitted.sum(), "EW EMER.")]),

@@ -1,0 +1,29 @@
+# The two commands of the README. Both create the virtual environment (.venv) on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= demo
+
+.PHONY: book test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+## book: generate the synthetic cohorts if absent, execute every chapter, render the book into _book/
+book: $(STAMP)
+	$(BIN)/python -m mmlib build --profile $(PROFILE)
+
+## test: the test suite (unit tests, real papermill execution of the chapters on the ci profile, rendering)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## bench: benchmarks (timings and ratios, not pass/fail tests)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py
+
+clean:
+	rm -rf build _book

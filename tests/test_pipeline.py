@@ -1,0 +1,166 @@
+"""The build pipeline: profiles, keyed artifacts, papermill execution, reuse, failures, rendering.
+
+The end-to-end tests execute the real chapter 01 with papermill on the ``ci`` profile and render the real
+book with the renderer the machine has; the mechanism tests use a tiny throw-away project.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mmlib import pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def isolated_build(tmp_path, monkeypatch):
+    """Build and data folders in tmp, so tests never touch the developer's build/."""
+    monkeypatch.setenv("MMLIB_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MMLIB_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def _nb(path: Path, params: str, body: str, needs: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(textwrap.dedent(params))
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), p,
+                nbformat.v4.new_code_cell(textwrap.dedent(body))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["mmlib"] = {"needs": needs}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def toy_project(tmp_path, monkeypatch):
+    """A two-chapter project: 01 writes a number, 02 reads it (needs 01)."""
+    root = tmp_path / "proj"
+    (root / "chapters").mkdir(parents=True)
+    (root / "params").mkdir()
+    (root / "index.md").write_text("# Preface\n\nToy book.\n")
+    (root / "_quarto.yml").write_text(textwrap.dedent("""
+        project: {type: book, output-dir: _book}
+        book:
+          title: Toy
+          chapters: [index.md, chapters/01_make.ipynb, chapters/02_use.ipynb]
+    """))
+    (root / "params" / "demo.yml").write_text("value: 3\nfail: false\n")
+    _nb(root / "chapters" / "01_make.ipynb", """
+        profile = "demo"
+        artifact_dir = None
+        inputs = None
+        value = 1
+        fail = False
+    """, """
+        from mmlib import pipeline
+        from mmlib.artifacts import write_json
+        ctx = pipeline.context("01", globals())
+        if fail:
+            raise RuntimeError("asked to fail")
+        write_json({"value": value * 10}, ctx.out / "value.json")
+        print("made", value * 10)
+    """, [])
+    _nb(root / "chapters" / "02_use.ipynb", """
+        profile = "demo"
+        artifact_dir = None
+        inputs = None
+    """, """
+        import json
+        from mmlib import pipeline
+        from mmlib.artifacts import write_json
+        ctx = pipeline.context("02", globals())
+        v = json.loads((ctx.input("01") / "value.json").read_text())["value"]
+        write_json({"double": 2 * v}, ctx.out / "double.json")
+    """, ["01"])
+    monkeypatch.setenv("MMLIB_ROOT", str(root))
+    monkeypatch.setenv("MMLIB_BUILD_DIR", str(root / "build"))
+    return root
+
+
+def test_profile_merges_overrides_with_dotted_names():
+    p = pipeline.load_profile("ci", [("seed", 7), ("bias_knobs.label_bias", 0)])
+    assert p["seed"] == 7 and p["bias_knobs"] == {"label_bias": 0} and p["profile"] == "ci"
+    assert pipeline.parse_value("[0.5, 0.5]") == [0.5, 0.5] and pipeline.parse_value("null") is None
+    with pytest.raises(FileNotFoundError, match="no such profile"):
+        pipeline.load_profile("nope")
+
+
+def test_unknown_parameter_is_named():
+    params = pipeline.load_profile("ci", [("sed", 1)])
+    with pytest.raises(ValueError, match=r"\['sed'\] are not parameters of any chapter"):
+        pipeline.plan(params)
+
+
+def test_keys_follow_parameters_and_inputs(toy_project):
+    a = dict(pipeline.plan(pipeline.load_profile("demo"))[i][::-1] for i in range(2))
+    same = [k for _, k in pipeline.plan(pipeline.load_profile("demo"))]
+    changed = [k for _, k in pipeline.plan(pipeline.load_profile("demo", [("value", 4)]))]
+    assert list(a) == same
+    assert changed[0] != same[0], "chapter 01's key must change with its parameter"
+    assert changed[1] != same[1], "chapter 02's key must change when its input's key changes"
+
+
+def test_run_reuse_and_missing_upstream(toy_project):
+    params = pipeline.load_profile("demo")
+    with pytest.raises(RuntimeError, match=r"needs the artifact of chapter 01.*python -m mmlib run 01"):
+        pipeline.run("02", params)
+    s1 = pipeline.run("01", params, force=False)
+    assert s1.status == "executed" and "value.json" in s1.artifacts
+    assert json.loads((pipeline.artifact_dir("01", s1.key) / "value.json").read_text()) == {"value": 30}
+    s2 = pipeline.run("02", params)
+    assert json.loads((pipeline.artifact_dir("02", s2.key) / "double.json").read_text()) == {"double": 60}
+    again = pipeline.build(params, render=False, progress=False)
+    assert [s.status for s in again] == ["reused", "reused"]
+    assert "reused" in again[0].line() and "value.json" in again[0].line()
+
+
+def test_failed_chapter_leaves_no_artifact(toy_project):
+    params = pipeline.load_profile("demo", [("fail", True)])
+    (ch, key), = [(c, k) for c, k in pipeline.plan(params) if c.id == "01"]
+    with pytest.raises(RuntimeError, match="chapter 01 .* failed"):
+        pipeline.run("01", params)
+    folder = pipeline.artifact_dir("01", key)
+    assert not folder.exists()
+    assert not [p for p in folder.parent.iterdir() if ".tmp" in p.name]
+    assert (pipeline.build_dir() / "failed" / "01_make.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_chapter_01_executes_and_the_book_renders(isolated_build, tmp_path):
+    params = pipeline.load_profile("ci", [("n_patients", 240)])
+    summaries = pipeline.build(params, render=False, progress=False)
+    s = summaries[0]
+    assert s.status == "executed"
+    assert {"cohort_mimic_eye", "cohort_mds_ed", "summary.json"} <= set(s.artifacts)
+    nb = nbformat.read(pipeline.artifact_dir("01", s.key) / "executed.ipynb", as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 6, "availability, prevalence (x2 cohorts), X-ray and ECG figures"
+    summary = json.loads((pipeline.artifact_dir("01", s.key) / "summary.json").read_text())
+    assert summary["mimic_eye"]["stays"] > 200 and summary["mds_ed"]["origin"] == "synthetic"
+    # the same parameters reuse everything; the cohort artifact reloads
+    again = pipeline.build(params, render=False, progress=False)
+    assert again[0].status == "reused"
+    from mmlib.data import Cohort
+
+    c = Cohort.load(pipeline.artifact_dir("01", s.key) / "cohort_mimic_eye")
+    assert set(c.availability.columns) == {"arrival", "vitals", "codes", "cxr"}
+    # render the real book from the executed chapter
+    from mmlib.book import render_book
+
+    out = tmp_path / "book"
+    res = render_book(REPO, pipeline.build_dir() / "ci" / "executed", out_dir=out)
+    page = (out / "chapters" / "01_data_preparation.html").read_text()
+    imgs = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+    assert len(imgs) >= 6
+    assert all((out / "chapters" / src).resolve().exists() for src in imgs)
+    assert "Table 1" in page and "<table" in page
+    assert "Preface" in res.index_html.read_text()
