@@ -102,11 +102,17 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
     return pd.DataFrame(rows)
 
 
-def split_counts(cohort, group: str = "race_binary") -> pd.DataFrame:
-    """Number of stays per split and (group x gender) subgroup."""
+def split_counts(cohort, group: str = "race_binary", suppress: bool = True) -> pd.DataFrame:
+    """Number of stays per split and (group x gender) subgroup.
+
+    For real data with ``suppress`` (the default, for display), counts from 1 to 10 are shown as ``<11``.
+    """
     st = cohort.stays
     t = st.groupby(["split", group, "gender"], observed=True).size().unstack("split").fillna(0).astype(int)
-    return t[[c for c in ("train", "val", "test") if c in t.columns]]
+    t = t[[c for c in ("train", "val", "test") if c in t.columns]]
+    if suppress and not cohort.is_synthetic:  # data use agreement: never publish a cell under 11 patients
+        t = t.astype(object).where((t == 0) | (t >= MIN_CELL), f"<{MIN_CELL}")
+    return t
 
 
 def bias_audit(cohort) -> pd.DataFrame:

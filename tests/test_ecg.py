@@ -95,7 +95,10 @@ def test_shape_dtype_and_truth():
     assert truth["n_beats"].shape == (n,)
     assert truth["mean_rr_ms"].shape == (n,)
     # realised mean RR equals the requested rate; beat count consistent with it
-    np.testing.assert_allclose(60000.0 / truth["mean_rr_ms"], p["heart_rate"], atol=2.0)
+    hr_real = 60000.0 / truth["mean_rr_ms"]
+    sinus = ~p["af"]
+    np.testing.assert_allclose(hr_real[sinus], p["heart_rate"][sinus], atol=0.5)
+    np.testing.assert_allclose(hr_real[~sinus], p["heart_rate"][~sinus], rtol=0.05)
     expected = p["heart_rate"] / 6.0  # beats in 10 s
     assert np.all(np.abs(truth["n_beats"] - expected) <= 1.5)
     assert truth["r_peak_idx"].shape[0] == n
@@ -197,8 +200,8 @@ def test_af_irregular_and_without_p_waves():
         x = bandpass(sig[k, :, L["V1"]].astype(float), lo=4.0, hi=9.0)
         tp = truth_peaks(truth, k)
         mask = np.ones(x.size, bool)
-        for c in tp:  # drop QRS-T (0.1 s before to 0.45 s after each QRS centre)
-            mask[max(c - 10, 0) : c + 45] = False
+        for c in tp:  # keep the T-P interval only: drop P-QRS-T (-0.25 s .. +0.45 s around each QRS)
+            mask[max(c - 25, 0) : c + 45] = False
         return np.mean(x[mask] ** 2) if mask.sum() > 20 else np.nan
 
     pw_sinus = np.nanmedian([fwave_power(s_sig, s_truth, k) for k in range(n // 2)])
@@ -274,7 +277,7 @@ def test_anterior_and_lateral_territories():
 
 
 def test_lvh_raises_qrs_voltage():
-    n = 6
+    n = 10
     norm, tn = simulate_ecg(make_params(n, lvh=0.0), np.random.default_rng(14))
     lvh, tl = simulate_ecg(make_params(n, lvh=1.0), np.random.default_rng(14))
 
@@ -310,11 +313,14 @@ def test_axis_and_r_wave_progression():
     assert net_qrs(k, "V1") < 0 and net_qrs(k, "V2") < 0
     assert net_qrs(k, "V5") > 0 and net_qrs(k, "V6") > 0
 
-    def r_amp(lead):
-        beat = average_beat(sig[k, :, L[lead]].astype(float), truth_peaks(truth, k), 20, 20)
-        return beat[15:26].max() - beat[12:15].mean()
-
-    assert r_amp("V1") < r_amp("V3") < r_amp("V5")
+    # the net QRS grows from V1 to V5 (transition between V2 and V5) and V1 shows a small r only
+    assert net_qrs(k, "V1") < net_qrs(k, "V3") < net_qrs(k, "V5")
+    v1 = average_beat(sig[k, :, L["V1"]].astype(float), truth_peaks(truth, k), 20, 20)
+    v5 = average_beat(sig[k, :, L["V5"]].astype(float), truth_peaks(truth, k), 20, 20)
+    r_v1 = v1[15:26].max() - v1[12:15].mean()
+    s_v1 = v1[12:15].mean() - v1[15:26].min()
+    assert r_v1 < 0.5 * s_v1
+    assert r_v1 < 0.5 * (v5[15:26].max() - v5[12:15].mean())
 
 
 def test_qt_scales_with_rr():

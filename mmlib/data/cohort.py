@@ -84,9 +84,16 @@ class Cohort:
             return np.asarray(im.convert("L"))
 
     def ecg(self, stay_ids) -> np.ndarray:
-        """ECG waveforms of the given stays: float32 array (k, time, 12 leads) in mV, 100 Hz."""
+        """ECG waveforms of the given stays: float32 array (k, time, 12 leads) in mV, 100 Hz.
+
+        Raises ``KeyError`` for a stay whose ECG was recorded after the prediction time (not a feature).
+        """
+        ids = list(np.atleast_1d(stay_ids))
+        late = [s for s in ids if not self.availability.at[s, "ecg"]]
+        if late:
+            raise KeyError(f"stay(s) {late[:3]} have no ECG before the prediction time")
         mm = _Memmap(self.root)
-        idx = self.modalities["ecg"].loc[list(np.atleast_1d(stay_ids)), "record"].to_numpy()
+        idx = self.modalities["ecg"].loc[ids, "record"].to_numpy()
         return np.stack([mm.record(int(i)) for i in idx])
 
     # --- persistence -----------------------------------------------------------------------------
@@ -203,7 +210,8 @@ def _read_patient_tables(root: Path, rel: str, patient_dirs: list[Path], require
 
     frames = []
     for header, bodies in groups.items():
-        df = pd.read_csv(StringIO(header + "\n" + "".join(bodies)), low_memory=False)
+        # codes stay text: an all-numeric ICD-9 column would otherwise lose leading zeros ('0389' -> 389)
+        df = pd.read_csv(StringIO(header + "\n" + "".join(bodies)), low_memory=False, dtype={"icd_code": str})
         _require_columns(df, cols, f"{root}/patient_*/{rel}")
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
@@ -278,12 +286,16 @@ def _load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hou
         summary[f"{c}_last"] = g[c].last()
     vitals = vitals.join(summary.add_prefix("series_"))
     vitals["series_n"] = vitals["series_n"].fillna(0).astype(int)
-    # codes: ICD codes of hospital admissions that started before this ED arrival
+    # codes: ICD codes of hospital admissions that ended before this ED arrival (codes are assigned at
+    # discharge, so an admission still running at arrival contributes nothing)
     adm = t["Hosp/admissions.csv"]
-    adm = adm.assign(admittime=_parse_time(adm["admittime"], f"{root}/patient_*/Hosp/admissions.csv column 'admittime'"))
-    dx = t["Hosp/diagnoses_icd.csv"].merge(adm[["hadm_id", "admittime"]], on="hadm_id", how="inner")
+    where_adm = f"{root}/patient_*/Hosp/admissions.csv"
+    adm = adm.assign(admittime=_parse_time(adm["admittime"], f"{where_adm} column 'admittime'"))
+    adm["ended"] = (_parse_time(adm["dischtime"], f"{where_adm} column 'dischtime'") if "dischtime" in adm
+                    else adm["admittime"])
+    dx = t["Hosp/diagnoses_icd.csv"].merge(adm[["hadm_id", "admittime", "ended"]], on="hadm_id", how="inner")
     pairs = stays[["subject_id", "intime"]].reset_index().merge(dx, on="subject_id", how="inner")
-    pairs = pairs[pairs["admittime"] < pairs["intime"]].sort_values(["stay_id", "admittime", "hadm_id", "seq_num"])
+    pairs = pairs[(pairs["admittime"] < pairs["intime"]) & (pairs["ended"] < pairs["intime"])].sort_values(["stay_id", "admittime", "hadm_id", "seq_num"])
     pairs["code"] = "ICD" + pairs["icd_version"].astype(int).astype(str) + ":" + pairs["icd_code"].astype(str).str.strip()
     cg = pairs.groupby("stay_id")
     codes = pd.DataFrame({"codes": cg["code"].agg(" ".join), "n_prior_admissions": cg["hadm_id"].nunique()})
@@ -308,8 +320,9 @@ def _load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hou
     for sid in tqdm(cxr.index[has], desc="checking CXR JPGs", disable=not progress, leave=False):
         p = root / cxr.at[sid, "path"]
         try:
-            with Image.open(p) as im:
-                im.verify()
+            with Image.open(p) as im:  # decode (at 1/8 scale: cheap); verify() misses truncated JPEG data
+                im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
         except FileNotFoundError:
             if bad_files == "error":
                 raise FileNotFoundError(f"{p}: chest X-ray listed in CXR-JPG/cxr_meta.csv is missing; expected "
@@ -349,7 +362,12 @@ class _Memmap:
                                  f"dtype, filenames")
             self.start, self.length, self.file_idx = z["start"], z["length"], z["file_idx"]
             self.shape = [tuple(int(x) for x in s) for s in np.atleast_2d(z["shape"])]
-            self.dtype = np.dtype(str(z["dtype"]))
+            try:
+                dtype = z["dtype"]
+            except ValueError:  # MDS-ED's writer saves `dtype=data.dtype`: an np.dtype, stored pickled
+                with np.load(meta_path, allow_pickle=True) as zp:
+                    dtype = zp["dtype"]
+            self.dtype = np.dtype(str(dtype))
             names = [str(f) for f in np.atleast_1d(z["filenames"])]
         self.files = []
         for name, shape in zip(names, self.shape):
@@ -382,9 +400,11 @@ def _load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progr
                          f"deterioration_* or diagnoses_* column, e.g. 'deterioration_icu_24h'")
     df["general_race"] = check_races(df["general_race"], f"{path} column 'general_race'")
     folds = pd.to_numeric(df["general_strat_fold"], errors="coerce")
-    if folds.isna().any() or not folds.between(0, 19).all():
+    bad = folds.isna() | ~folds.between(0, 19) | (folds % 1 != 0)
+    if bad.any():
         raise ValueError(f"{path} column 'general_strat_fold': expected integers 0-19 (0-17 train, 18 validation, "
-                         f"19 test), found {sorted(folds.dropna().unique().tolist())[:5]}...")
+                         f"19 test), found {df.loc[bad, 'general_strat_fold'].unique()[:5].tolist()} in "
+                         f"{int(bad.sum())} row(s)")
     mm = _Memmap(root)
     idx = pd.to_numeric(df["general_data"], errors="coerce")
     if idx.isna().any() or (idx < 0).any() or (idx >= mm.n).any():

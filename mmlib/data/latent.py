@@ -99,8 +99,8 @@ class BiasKnobs:
         if unknown:
             raise ValueError(f"bias_knobs: unknown knob(s) {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
         for k, v in d.items():
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"bias_knobs.{k}: expected a number >= 0 (0 = off, 1 = default), got {v!r}")
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"bias_knobs.{k}: expected a finite number >= 0 (0 = off, 1 = default), got {v!r}")
         return cls(**{k: float(v) for k, v in d.items()})
 
     def effect(self, name: str, race5: np.ndarray) -> np.ndarray:
