@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .races import RACE5, RACE5_COLUMNS, age_band, check_races, race5_of, race_binary_of
-from .synth import (COHORTS, DETERIORATION, DIAGNOSES, LABS, MODALITIES, PREDICTION_HOURS, STATS, VITALS,
+from .synth import (COHORTS, MODALITIES, PREDICTION_HOURS, STATS, VITALS,
                     stratified_assign)
 
 SPLITS = ("train", "val", "test")

@@ -84,6 +84,14 @@ def _minutes(m) -> np.ndarray:
     return (np.asarray(m, dtype=float) * 60).round().astype("timedelta64[s]")
 
 
+def _ed_timeline(rng: np.random.Generator, n: int, min_hours: float):
+    """ED arrival times (MIMIC's shifted years 2150-2190, whole minutes), length of stay (h) and departure."""
+    intime = np.datetime64("2150-01-01T00:00:00") + (rng.random(n) * 40 * 365 * 86400).astype("timedelta64[s]")
+    intime = intime.astype("datetime64[m]").astype("datetime64[s]")
+    los_h = np.clip(rng.gamma(3.0, 2.2, n) + 1.5, min_hours, 30)
+    return intime, los_h, intime + _minutes(los_h * 60)
+
+
 def _f_from_c(c):
     return c * 9 / 5 + 32
 
@@ -140,11 +148,7 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
     subject = _unique_ids(r["ids"], n, 10_000_000, 20_000_000)
     stay = _unique_ids(r["ids"], n, 30_000_000, 40_000_000)
     hadm_pool = _unique_ids(r["ids"], 6 * n, 20_000_000, 30_000_000)
-    rt = r["times"]
-    intime = (np.datetime64("2150-01-01T00:00:00") + (rt.random(n) * 40 * 365 * 86400).astype("timedelta64[s]"))
-    intime = intime.astype("datetime64[m]").astype("datetime64[s]")
-    los_h = np.clip(rt.gamma(3.0, 2.2, n) + 1.5, 1.0, 30)
-    outtime = intime + _minutes(los_h * 60)
+    intime, los_h, outtime = _ed_timeline(r["times"], n, min_hours=1.0)
 
     # --- arrival / triage (recorded at arrival)
     va = views["arrival"]
@@ -437,11 +441,7 @@ def mds_ed_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informative
     subject = _unique_ids(r["ids"], n, 10_000_000, 20_000_000)
     stay = _unique_ids(r["ids"], n, 30_000_000, 40_000_000)
     study = _unique_ids(r["ids"], n, 40_000_000, 50_000_000)
-    rt = r["times"]
-    intime = (np.datetime64("2150-01-01T00:00:00") + (rt.random(n) * 40 * 365 * 86400).astype("timedelta64[s]"))
-    intime = intime.astype("datetime64[m]").astype("datetime64[s]")
-    los_h = np.clip(rt.gamma(3.0, 2.2, n) + 1.5, 1.6, 30)
-    outtime = intime + _minutes(los_h * 60)
+    intime, los_h, outtime = _ed_timeline(r["times"], n, min_hours=1.6)
     ra = r["access"]
     access = knobs.effect("unequal_access", race5)
     # the ECG is usually taken early; a late ECG (after the 90-minute window) is unavailable at prediction time
