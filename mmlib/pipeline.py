@@ -202,6 +202,16 @@ def _executed_copy(params: dict, ch: Chapter) -> Path:
     return build_dir() / params["profile"] / "executed" / ch.path.relative_to(project_root())
 
 
+def _tidy_executed(path: Path, tmp: Path, final: Path) -> None:
+    """Point the injected parameters at the final artifact folder and fold them away in the book."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.replace(str(tmp), str(final))
+            cell.metadata["tags"] = [*cell.metadata["tags"], "hide-input"]
+    nbformat.write(nb, path)
+
+
 def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], force: bool = False,
                 progress: bool = True) -> RunSummary:
     """Execute one chapter with papermill unless its artifact is complete; copy the executed notebook."""
@@ -232,6 +242,7 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
             shutil.rmtree(tmp, ignore_errors=True)
             raise RuntimeError(f"chapter {ch.id} ({ch.path.name}) failed; the partly executed notebook is at "
                                f"{failed}") from e
+        _tidy_executed(tmp / "executed.ipynb", tmp, out)
         (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,
                                             "seconds": time.perf_counter() - t0}, indent=2, default=str))
         if out.exists():

@@ -65,8 +65,11 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
     real = not cohort.is_synthetic
     keys = [group, "gender"] if by_gender else [group]
     cols = {"All": st.index}
-    for k, idx in st.groupby(keys, observed=True).groups.items():
-        cols[" · ".join(k) if isinstance(k, tuple) else str(k)] = idx
+    groups = st.groupby(keys, observed=True).groups
+    order = sorted(groups, key=lambda k: (lambda g: (g == "Unknown", g != "White", str(k)))(
+        k[0] if isinstance(k, tuple) else k))
+    for k in order:  # White first, Unknown last
+        cols[" · ".join(k) if isinstance(k, tuple) else str(k)] = groups[k]
     mods = cohort.modalities
     if cohort.name == "mimic_eye":
         acuity = mods["arrival"]["acuity"]

@@ -141,6 +141,9 @@ def test_chapter_01_executes_and_the_book_renders(isolated_build, tmp_path):
     nb = nbformat.read(pipeline.artifact_dir("01", s.key) / "executed.ipynb", as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
+    assert ".tmp-" not in injected[0].source and s.key in injected[0].source
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) >= 6, "availability, prevalence (x2 cohorts), X-ray and ECG figures"
     summary = json.loads((pipeline.artifact_dir("01", s.key) / "summary.json").read_text())
