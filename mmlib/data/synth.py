@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
+
+from ..artifacts import atomic_dir
 
 from .latent import CONDITIONS, BiasKnobs, modality_view, simulate_population, streams, vital_signs
 from .races import RACE5, RACE5_COLUMNS, race_binary_of
@@ -601,20 +601,10 @@ def _write_per_patient(root: Path, rel: str, df: pd.DataFrame, subjects: np.ndar
         (root / f"patient_{s}" / rel).write_text(header + "\n" + body)
 
 
-def _atomic_dir(final: Path):
-    """A temporary sibling folder that :func:`_commit_dir` renames to ``final`` once complete."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    return tmp
-
-
-def _commit_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+def _write_extras(folder: Path, truth: pd.DataFrame, meta: dict | None) -> None:
+    """The two files a synthetic root has beyond the real layout: latent truth and generator parameters."""
+    truth.to_parquet(folder / "synthetic_truth.parquet")
+    (folder / "synthetic_params.json").write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
 
 
 def write_mimic_eye(st: SyntheticTables, root: Path, seed: int, image_size: int = 256, progress: bool = True,
@@ -629,8 +619,7 @@ def write_mimic_eye(st: SyntheticTables, root: Path, seed: int, image_size: int 
     from .cxr import render_cxr
 
     root = Path(root)
-    tmp = _atomic_dir(root)
-    try:
+    with atomic_dir(root) as tmp:
         subjects = st.tables["ED/edstays.csv"]["subject_id"].to_numpy()
         for s in subjects:
             for d in ("ED", "Hosp", "CXR-JPG", "REFLACX", "EyeGaze"):
@@ -655,12 +644,7 @@ def write_mimic_eye(st: SyntheticTables, root: Path, seed: int, image_size: int 
         truth = st.truth.copy()
         for k, v in acq.items():
             truth[f"cxr_acq_{k}"] = v
-        truth.to_parquet(tmp / "synthetic_truth.parquet")
-        (tmp / "synthetic_params.json").write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
-        _commit_dir(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_extras(tmp, truth, meta)
     return root
 
 
@@ -674,8 +658,7 @@ def write_mds_ed(st: SyntheticTables, root: Path, seed: int, progress: bool = Tr
     from .ecg import FS, simulate_ecg
 
     root = Path(root)
-    tmp = _atomic_dir(root)
-    try:
+    with atomic_dir(root) as tmp:
         df = st.tables["mds_ed.csv"]
         rng = streams(seed, ("ecg-render",))["ecg-render"]
         params = {k: st.render[k].to_numpy() for k in st.render.columns}
@@ -698,12 +681,7 @@ def write_mds_ed(st: SyntheticTables, root: Path, seed: int, progress: bool = Tr
         df.to_csv(tmp / "mds_ed.csv", index=False)
         truth = pd.concat([st.truth.reset_index(drop=True), pd.concat(truth_parts, ignore_index=True)
                            .add_prefix("ecg_sim_")], axis=1)
-        truth.to_parquet(tmp / "synthetic_truth.parquet")
-        (tmp / "synthetic_params.json").write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
-        _commit_dir(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_extras(tmp, truth, meta)
     return root
 
 
