@@ -80,3 +80,42 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
     np.atleast_1d(axes)[-1].set_xlabel("time (s)")
     fig.tight_layout()
     return fig
+
+
+def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None = None) -> plt.Figure:
+    """Sensitivity and specificity (with 95% CIs) per finding and group, from
+    :func:`mmlib.tables.detection_by_group` (optionally stacked for several sources in ``source_col``)."""
+    metrics = [("sensitivity", "sens_low", "sens_high"), ("specificity", "spec_low", "spec_high")]
+    findings = list(pd.unique(table["finding"]))
+    hue = source_col or "group"
+    hues = list(pd.unique(table[hue]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    palette = sns.color_palette("colorblind", len(hues))
+    width = 0.8 / len(hues)
+    for ax, (m, lo, hi) in zip(axes, metrics):
+        for i, h in enumerate(hues):
+            d = table[table[hue] == h].set_index("finding").reindex(findings)
+            x = np.arange(len(findings)) + (i - (len(hues) - 1) / 2) * width
+            ax.bar(x, d[m], width, color=palette[i], label=str(h),
+                   yerr=[(d[m] - d[lo]).clip(lower=0), (d[hi] - d[m]).clip(lower=0)], capsize=2, error_kw={"lw": 0.8})
+        ax.set_xticks(np.arange(len(findings)), findings, rotation=15, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(f"{m} (95% CI)")
+        ax.set_title(m)
+    axes[1].legend(fontsize=8, title=hue, title_fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_map(coords: np.ndarray, hue: pd.Series, title: str, hue_label: str) -> plt.Figure:
+    """2-D scatter of embedded texts (e.g. PCA coordinates) coloured by ``hue``."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), s=6, alpha=0.6, linewidth=0,
+                    palette="colorblind", ax=ax)
+    ax.set_xlabel("component 1 (a.u.)")
+    ax.set_ylabel("component 2 (a.u.)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(title=hue_label, fontsize=7, title_fontsize=8, markerscale=2)
+    fig.tight_layout()
+    return fig

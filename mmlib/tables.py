@@ -155,3 +155,27 @@ def bias_audit(cohort) -> pd.DataFrame:
     add("under_triage", "mean recorded ESI − ESI without under-triage (levels)", acuity - tr["acuity_unbiased"])
     return pd.DataFrame(out).pivot_table(index=["mechanism", "measure"], columns="group", values="value",
                                          sort=False)
+
+
+def detection_by_group(predicted: pd.DataFrame, truth: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """Sensitivity and specificity of each 0/1 column of ``predicted`` against ``truth``, with Wilson 95% CIs.
+
+    Rows with a missing prediction or truth are left out. With ``groups``, one row per (finding, group),
+    plus ``All``. Columns: ``finding, group, n_pos, sensitivity, sens_low, sens_high, n_neg, specificity,
+    spec_low, spec_high``.
+    """
+    rows = []
+    groups = pd.Series("All", index=truth.index) if groups is None else groups
+    parts = [("All", truth.index)] + ([] if (groups == "All").all() else
+                                       list(groups.groupby(groups, observed=True).groups.items()))
+    for f in truth.columns:
+        for g, idx in parts:
+            p, t = predicted.loc[idx, f], truth.loc[idx, f]
+            ok = p.notna() & t.notna()
+            p, t = p[ok].astype(bool), t[ok].astype(bool)
+            se = rate_ci(int((p & t).sum()), int(t.sum()))
+            sp = rate_ci(int((~p & ~t).sum()), int((~t).sum()))
+            rows.append({"finding": f, "group": g, "n_pos": int(t.sum()), "sensitivity": se[0], "sens_low": se[1],
+                         "sens_high": se[2], "n_neg": int((~t).sum()), "specificity": sp[0], "spec_low": sp[1],
+                         "spec_high": sp[2]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,264 @@
+"""Structured data -> clinical pseudo-notes, one text per stay and modality.
+
+The Multimodal Paradox turns every modality into text. This module writes the structured ones
+(arrival, vital signs, earlier diagnoses, labs) as deterministic, readable sentences with units; a missing
+value is said to be missing, never invented. Images and ECGs are transcribed by :mod:`mmlib.cxr_reader`,
+:mod:`mmlib.ecg_reader` (offline readers) or :mod:`mmlib.vlm` (VLM backends); :func:`cohort_texts`
+puts all of a cohort's texts in one table. Race is not written into any text unless ``include_race``.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+#: Units and adult reference ranges of the labs the notes name (others are written without them).
+LAB_INFO = {
+    "hemoglobin": ("hemoglobin", "g/dL", 12.0, 17.5), "wbc": ("white cell count", "K/uL", 4.0, 11.0),
+    "platelets": ("platelets", "K/uL", 150, 400), "sodium": ("sodium", "mEq/L", 135, 145),
+    "potassium": ("potassium", "mEq/L", 3.5, 5.1), "creatinine": ("creatinine", "mg/dL", 0.5, 1.2),
+    "bun": ("urea nitrogen", "mg/dL", 7, 20), "glucose": ("glucose", "mg/dL", 70, 140),
+    "lactate": ("lactate", "mmol/L", 0.5, 2.0), "troponin_t": ("troponin T", "ng/mL", 0.0, 0.01),
+    "ntprobnp": ("NT-proBNP", "pg/mL", 0, 300), "crp": ("C-reactive protein", "mg/L", 0, 10),
+}
+#: Names of the ICD codes the notes spell out (MIMIC stores codes without the dot); others are given as codes.
+ICD_NAMES = {
+    "I509": "heart failure", "4280": "congestive heart failure", "J449": "chronic obstructive pulmonary disease",
+    "496": "chronic airway obstruction", "I10": "essential hypertension", "4019": "hypertension",
+    "I4891": "atrial fibrillation", "42731": "atrial fibrillation", "N179": "acute kidney failure",
+    "5849": "acute kidney failure", "J189": "pneumonia", "486": "pneumonia", "I214": "NSTEMI",
+    "41071": "subendocardial infarction", "A419": "sepsis", "0389": "septicemia", "E119": "type 2 diabetes",
+    "25000": "diabetes mellitus", "E785": "hyperlipidemia", "2724": "hyperlipidemia", "K219": "GERD",
+    "53081": "esophageal reflux", "F329": "depression", "311": "depressive disorder", "M545": "low back pain",
+    "7242": "lumbago", "Z87891": "history of nicotine dependence", "V1582": "history of tobacco use",
+    "N390": "urinary tract infection", "5990": "urinary tract infection", "G4733": "obstructive sleep apnea",
+    "32723": "obstructive sleep apnea", "E039": "hypothyroidism", "2449": "hypothyroidism",
+    "F419": "anxiety disorder", "30000": "anxiety state",
+}
+VITAL_INFO = {  # MIMIC-IV-ED names -> (words, unit, digits)
+    "temperature": ("temperature", "°F", 1), "heartrate": ("heart rate", "/min", 0),
+    "resprate": ("respiratory rate", "/min", 0), "o2sat": ("oxygen saturation (pulse oximetry)", "%", 0),
+    "sbp": ("systolic blood pressure", "mmHg", 0), "dbp": ("diastolic blood pressure", "mmHg", 0),
+}
+
+
+def _num(x, digits: int = 0) -> str | None:
+    if x is None or (isinstance(x, float) and np.isnan(x)) or pd.isna(x):
+        return None
+    return f"{float(x):.{digits}f}"
+
+
+def _sex(g: str) -> str:
+    return {"M": "man", "F": "woman"}.get(str(g), "patient of unrecorded sex")
+
+
+def _race(race_raw: str) -> str:
+    return f" Race recorded as {str(race_raw).lower()}."
+
+
+# ------------------------------------------------------------------------------------------ MIMIC-Eye
+def mimic_eye_arrival(row: pd.Series, race: str | None = None) -> str:
+    """Arrival note: age, sex, mode of arrival, chief complaint, triage acuity and pain."""
+    age = _num(row.get("age"))
+    transport = str(row.get("arrival_transport") or "").upper()
+    how = {"AMBULANCE": "by ambulance", "WALK IN": "on foot (walk-in)", "HELICOPTER": "by helicopter"}.get(
+        transport, "by an unrecorded mode of arrival")
+    parts = [f"{age}-year-old {_sex(row.get('gender'))} arriving at the emergency department {how}."
+             if age else f"Adult {_sex(row.get('gender'))} arriving at the emergency department {how}."]
+    cc = row.get("chiefcomplaint")
+    parts.append(f"Chief complaint: {cc}." if isinstance(cc, str) and cc.strip() else "Chief complaint not recorded.")
+    ac = _num(row.get("acuity"))
+    parts.append(f"Triage acuity (ESI) {ac} on a scale from 1 (most urgent) to 5." if ac else "Triage acuity not recorded.")
+    pain = row.get("pain")
+    if isinstance(pain, str) and pain.strip().isdigit():
+        parts.append(f"Pain score {pain.strip()}/10.")
+    elif isinstance(pain, str) and pain.strip():
+        parts.append("Pain could not be assessed.")
+    else:
+        parts.append("Pain score not recorded.")
+    return " ".join(parts) + (_race(race) if race else "")
+
+
+def mimic_eye_vitals(row: pd.Series) -> str:
+    """Vital-signs note: triage values, then the ED series charted before the prediction time."""
+    tri = []
+    for v, (words, unit, d) in VITAL_INFO.items():
+        x = _num(row.get(f"triage_{v}"), d)
+        tri.append(f"{words} {x} {unit}" if x else f"{words} not recorded")
+    text = "Triage vital signs: " + ", ".join(tri) + "."
+    n = int(row.get("series_n") or 0)
+    if n == 0:
+        return text + " No further vital signs were charted before the prediction time."
+    ser = []
+    for v, (words, unit, d) in VITAL_INFO.items():
+        lo, hi, last = (_num(row.get(f"series_{v}_{s}"), d) for s in ("min", "max", "last"))
+        if last:
+            ser.append(f"{words} {lo}–{hi} {unit} (last {last})" if lo != hi else f"{words} {last} {unit}")
+    return text + f" {n} further set{'s' if n > 1 else ''} of vital signs charted before the prediction time: " + \
+        "; ".join(ser) + "."
+
+
+def mimic_eye_codes(row: pd.Series) -> str | None:
+    """Earlier-admissions note: how many, and the diagnoses coded at their discharge (most frequent first)."""
+    codes = row.get("codes")
+    if not isinstance(codes, str) or not codes.strip():
+        return None
+    n_adm = int(row.get("n_prior_admissions") or 0)
+    counts: dict[str, int] = {}
+    for tok in codes.split():
+        version, _, code = tok.partition(":")
+        name = ICD_NAMES.get(code, f"{version.replace('ICD', 'ICD-')} code {code}")
+        counts[name] = counts.get(name, 0) + 1
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{k} ({v}×)" if v > 1 else k for k, v in items[:15])
+    more = f", and {len(items) - 15} further diagnoses" if len(items) > 15 else ""
+    return (f"{n_adm} earlier hospital admission{'s' if n_adm != 1 else ''}. Diagnoses coded at those "
+            f"admissions: {listed}{more}.")
+
+
+# --------------------------------------------------------------------------------------------- MDS-ED
+def mds_ed_arrival(row: pd.Series, race: str | None = None) -> str:
+    """Arrival note: age, sex, biometrics and triage acuity."""
+    age = _num(row.get("age"))
+    parts = [f"{age}-year-old {_sex(row.get('gender'))} in the emergency department." if age
+             else f"Adult {_sex(row.get('gender'))} in the emergency department."]
+    bio = []
+    for col, words, unit, d in (("biometrics_bmi", "BMI", "kg/m²", 1), ("biometrics_weight", "weight", "kg", 1),
+                                ("biometrics_height", "height", "cm", 0)):
+        x = _num(row.get(col), d)
+        bio.append(f"{words} {x} {unit}" if x else f"{words} not recorded")
+    parts.append(("Biometrics: " + ", ".join(bio) + ".") if any("not recorded" not in b for b in bio)
+                 else "Biometrics not recorded.")
+    ac = _num(row.get("vitals_acuity"))
+    parts.append(f"Triage acuity (ESI) {ac} on a scale from 1 (most urgent) to 5." if ac else "Triage acuity not recorded.")
+    return " ".join(parts) + (_race(race) if race else "")
+
+
+def mds_ed_vitals(row: pd.Series) -> str | None:
+    """Vital-signs note over the first 90 minutes: first, last and range of each vital sign."""
+    out = []
+    for v, (words, unit, d) in VITAL_INFO.items():
+        first, last, lo, hi = (_num(row.get(f"vitals_{v}_{s}"), d) for s in ("first", "last", "min", "max"))
+        if first is None:
+            out.append(f"{words} not recorded")
+        elif lo == hi:
+            out.append(f"{words} {first} {unit}")
+        else:
+            out.append(f"{words} {first} {unit} at first, {last} last (range {lo}–{hi})")
+    if all(o.endswith("not recorded") for o in out):
+        return None
+    return "Vital signs in the first 90 minutes: " + "; ".join(out) + "."
+
+
+_LAB = re.compile(r"^labvalues_(.+)_(mean|median|min|max|std|first|last|rate_change|coeff)$")
+
+
+def mds_ed_labs(row: pd.Series) -> str | None:
+    """Labs note: the first value of each lab measured in the first 90 minutes, with unit and a flag."""
+    firsts = {}
+    for col, val in row.items():
+        m = _LAB.match(str(col))
+        if m and m.group(2) == "first" and not pd.isna(val):
+            firsts[m.group(1)] = float(val)
+    if not firsts:
+        return None
+    out = []
+    for lab, x in firsts.items():
+        words, unit, lo, hi = LAB_INFO.get(lab, (lab.replace("_", " "), "", None, None))
+        digits = 3 if abs(x) < 0.1 else (2 if abs(x) < 10 else (1 if abs(x) < 100 else 0))
+        flag = "" if lo is None else (" (high)" if x > hi else (" (low)" if x < lo else ""))
+        out.append(f"{words} {x:.{digits}f}{' ' + unit if unit else ''}{flag}")
+    return f"Laboratory results in the first 90 minutes: {'; '.join(out)}."
+
+
+NOTE_WRITERS = {
+    ("mimic_eye", "arrival"): mimic_eye_arrival, ("mimic_eye", "vitals"): mimic_eye_vitals,
+    ("mimic_eye", "codes"): mimic_eye_codes, ("mds_ed", "arrival"): mds_ed_arrival,
+    ("mds_ed", "vitals"): mds_ed_vitals, ("mds_ed", "labs"): mds_ed_labs,
+}
+
+
+def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Series:
+    """Pseudo-notes of one structured modality for every stay (``None`` where the modality is missing)."""
+    writer = NOTE_WRITERS.get((cohort.name, modality))
+    if writer is None:
+        raise ValueError(f"modality {modality!r} of {cohort.name} is not structured; expected one of "
+                         f"{[m for c, m in NOTE_WRITERS if c == cohort.name]}")
+    df = cohort.modalities[modality]
+    avail = cohort.availability[modality]
+    race = cohort.stays["race_raw"]
+    texts = {}
+    for sid, row in df.iterrows():
+        if not avail.at[sid]:
+            texts[sid] = None
+        elif modality == "arrival":
+            texts[sid] = writer(row, race.at[sid] if include_race else None)
+        else:
+            texts[sid] = writer(row)
+    return pd.Series(texts, name=modality, dtype=object).reindex(cohort.stays.index)
+
+
+# --------------------------------------------------------------------------------- images and signals
+def transcribe_cxr(cohort, backend: str = "offline", model_path: str | None = None, prompt: str | None = None,
+                   max_new_tokens: int = 256, batch_size: int = 8, device: str | None = None,
+                   shard_dir=None, progress: bool = True) -> tuple[pd.Series, pd.DataFrame]:
+    """Chest X-ray reports for every stay with an X-ray, from ``backend``.
+
+    ``"offline"``: the classical reader of the pixels (:mod:`mmlib.cxr_reader`); ``"qwen2.5-vl"``: Qwen2.5-VL
+    from a local model folder (:mod:`mmlib.vlm`). Returns the reports (``None`` where the stay has no X-ray or
+    the image could not be read) and, for the offline reader, its measurements.
+    """
+    ids = cohort.stays.index[cohort.availability["cxr"].to_numpy()]
+    paths = [str(cohort.root / p) for p in cohort.modalities["cxr"].loc[ids, "path"]]
+    views = cohort.modalities["cxr"].loc[ids, "ViewPosition"].astype(str).tolist()
+    if backend == "offline":
+        from .cxr_reader import read_cxr
+
+        reports, meas = read_cxr(paths, view=views, progress=progress)
+        meas.index = ids
+    elif backend == "qwen2.5-vl":
+        from .vlm import DEFAULT_CXR_PROMPT, QwenVLReader
+
+        reader = QwenVLReader(model_path or "Qwen/Qwen2.5-VL-7B-Instruct", prompt=prompt or DEFAULT_CXR_PROMPT,
+                              max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+        reports, meas = reader.transcribe(paths, shard_dir=shard_dir, progress=progress), pd.DataFrame(index=ids)
+    else:
+        raise ValueError(f"cxr_backend: expected 'offline' or 'qwen2.5-vl', got {backend!r}")
+    return pd.Series(reports, index=ids, dtype=object).reindex(cohort.stays.index), meas
+
+
+def interpret_ecg(cohort, backend: str = "offline", model_path: str | None = None, prompt: str | None = None,
+                  max_new_tokens: int = 256, batch_size: int = 8, device: str | None = None, shard_dir=None,
+                  chunk: int = 500, progress: bool = True) -> tuple[pd.Series, pd.DataFrame]:
+    """ECG interpretations for every stay with an ECG before the prediction time, from ``backend``.
+
+    ``"offline"``: signal measurements (:mod:`mmlib.ecg_reader`); ``"pulse-7b"``: PULSE-7B on the rendered
+    12-lead print (:mod:`mmlib.vlm`). ``None`` where the stay has no ECG or the record is unreadable (flat line).
+    """
+    ids = cohort.stays.index[cohort.availability["ecg"].to_numpy()]
+    if backend == "offline":
+        from .ecg_reader import read_ecg
+
+        reports, parts = [], []
+        from tqdm import tqdm
+
+        for a in tqdm(range(0, len(ids), chunk), desc="reading ECGs", disable=not progress, leave=False):
+            r, m = read_ecg(cohort.ecg(ids[a:a + chunk]), progress=False)
+            reports += list(r)
+            parts.append(m)
+        meas = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        meas.index = ids
+    elif backend == "pulse-7b":
+        from .vlm import DEFAULT_ECG_PROMPT, PulseECGReader
+
+        reader = PulseECGReader(model_path or "PULSE-ECG/PULSE-7B", prompt=prompt or DEFAULT_ECG_PROMPT,
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+        reports = []
+        for a in range(0, len(ids), chunk):
+            reports += reader.interpret(cohort.ecg(ids[a:a + chunk]), shard_dir=None if shard_dir is None
+                                        else f"{shard_dir}/part{a // chunk:04d}")
+        meas = pd.DataFrame(index=ids)
+    else:
+        raise ValueError(f"ecg_backend: expected 'offline' or 'pulse-7b', got {backend!r}")
+    return pd.Series(reports, index=ids, dtype=object).reindex(cohort.stays.index), meas

@@ -1,0 +1,73 @@
+"""Pseudo-notes of the structured modalities: content, units, missing values, race, determinism."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlib import text
+from mmlib.data import generate, load_cohort
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("syn")
+    out = {}
+    for name in ("mimic_eye", "mds_ed"):
+        root, _ = generate(name, {"n": 120, "image_size": 64} if name == "mimic_eye" else {"n": 120},
+                           data_dir=d, progress=False)
+        out[name] = load_cohort(name, root, progress=False)
+    return out
+
+
+def test_mimic_eye_arrival_says_what_was_recorded_and_what_was_not():
+    row = pd.Series({"age": 67.0, "gender": "F", "arrival_transport": "AMBULANCE", "chiefcomplaint": "Chest pain",
+                     "acuity": 2.0, "pain": "8"})
+    s = text.mimic_eye_arrival(row)
+    assert s.startswith("67-year-old woman arriving at the emergency department by ambulance.")
+    assert "Chief complaint: Chest pain." in s and "Triage acuity (ESI) 2" in s and "Pain score 8/10." in s
+    missing = text.mimic_eye_arrival(pd.Series({**row.to_dict(), "acuity": np.nan, "chiefcomplaint": None, "pain": "UTA"}))
+    assert "Triage acuity not recorded." in missing and "Chief complaint not recorded." in missing
+    assert "Pain could not be assessed." in missing and "Race" not in missing
+    assert "Race recorded as black/african american." in text.mimic_eye_arrival(row, "BLACK/AFRICAN AMERICAN")
+
+
+def test_vitals_have_units_and_missing_values_are_named():
+    row = pd.Series({"triage_temperature": 101.3, "triage_heartrate": 112.0, "triage_resprate": np.nan,
+                     "triage_o2sat": 93.0, "triage_sbp": 146.0, "triage_dbp": 94.0, "series_n": 0})
+    s = text.mimic_eye_vitals(row)
+    assert "temperature 101.3 °F" in s and "heart rate 112 /min" in s and "respiratory rate not recorded" in s
+    assert "oxygen saturation (pulse oximetry) 93 %" in s and "No further vital signs" in s
+
+
+def test_codes_note_names_known_codes_and_counts_repeats():
+    row = pd.Series({"codes": "ICD10:I509 ICD9:4280 ICD10:I509 ICD10:Q999", "n_prior_admissions": 2})
+    s = text.mimic_eye_codes(row)
+    assert s.startswith("2 earlier hospital admissions.")
+    assert "heart failure (2×)" in s and "congestive heart failure" in s and "ICD-10 code Q999" in s
+    assert text.mimic_eye_codes(pd.Series({"codes": None, "n_prior_admissions": 0})) is None
+
+
+def test_labs_note_flags_out_of_range_values():
+    row = pd.Series({"labvalues_lactate_first": 4.2, "labvalues_lactate_mean": 4.0, "labvalues_sodium_first": 139.0,
+                     "labvalues_newlab_first": 7.5, "labvalues_potassium_first": np.nan})
+    s = text.mds_ed_labs(row)
+    assert "lactate 4.20 mmol/L (high)" in s and "sodium 139 mEq/L;" in s and "newlab 7.50" in s
+    assert "potassium" not in s
+    assert text.mds_ed_labs(pd.Series({"labvalues_lactate_first": np.nan})) is None
+
+
+@pytest.mark.parametrize("name", ["mimic_eye", "mds_ed"])
+def test_structured_notes_follow_availability_and_are_deterministic(cohorts, name):
+    c = cohorts[name]
+    for m in [m for (cn, m) in text.NOTE_WRITERS if cn == name]:
+        s = text.structured_notes(c, m)
+        assert s.index.equals(c.stays.index)
+        assert (s.notna() <= c.availability[m]).all(), "no text for a missing modality"
+        assert s.notna().sum() > 0.3 * len(s)
+        assert s.equals(text.structured_notes(c, m))
+        assert not s.dropna().str.contains("Race").any(), "race is not written by default"
+    with_race = text.structured_notes(c, "arrival", include_race=True).dropna()
+    assert with_race.str.contains("Race recorded as").all()
+    with pytest.raises(ValueError, match="not structured"):
+        text.structured_notes(c, "cxr" if name == "mimic_eye" else "ecg")
