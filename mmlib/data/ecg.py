@@ -1,25 +1,25 @@
 """Vectorised 12-lead ECG simulator for the synthetic MIMIC-IV-Ext-MDS-ED cohort.
 
-The heart is modelled as a single time-varying electrical dipole ``D(t)`` in body
-coordinates ``x`` (to the patient's left), ``y`` (inferior, i.e. towards the feet)
-and ``z`` (anterior).  Every wave of a beat -- P, septal Q, R (split into two
-lobes when the QRS is wide), terminal S, T, and the ST-segment injury current --
-has its own 3-D direction and a Gaussian-like time course.  A lead is a
-projection of the dipole onto a lead vector:
+The heart is modelled as a single time-varying electrical dipole ``D(t)`` in body coordinates
+``x`` (to the patient's left), ``y`` (inferior, towards the feet) and ``z`` (anterior).  Every
+wave of a beat -- P, septal Q, R, terminal S, T and the ST-segment injury current -- has its own
+3-D direction and a Gaussian-like time course.  R is made of two overlapping lobes with slightly
+different directions (a crude rotation of the QRS loop); they separate into a notched complex in
+LBBB-like records.  A lead is the projection of the dipole onto a lead vector:
 
-* limb leads I and II are projections onto the frontal plane at 0 deg and 60 deg;
-  III, aVR, aVL and aVF are *derived* exactly from I and II (Einthoven /
-  Goldberger): ``III = II - I``, ``aVR = -(I + II)/2``, ``aVL = I - II/2``,
-  ``aVF = II - I/2`` -- also for the noise, just like a real electrocardiograph;
-* V1-V6 are projections onto (mostly) horizontal-plane lead vectors spanning
-  ~115 deg (V1, right-anterior) to ~5 deg (V6, left-lateral), which produces the
-  usual R-wave progression: rS in V1, transition around V3-V4, tall R in V5-V6.
+* limb leads I and II are projections onto the frontal plane at 0 deg and 60 deg; III, aVR, aVL
+  and aVF are *derived* exactly from I and II (Einthoven / Goldberger): ``III = II - I``,
+  ``aVR = -(I + II)/2``, ``aVL = I - II/2``, ``aVF = II - I/2`` -- noise included, as in a real
+  electrocardiograph;
+* V1-V6 are projections onto (mostly horizontal) precordial lead vectors taken from Dower's
+  Frank-to-12-lead transform, from right-anterior (V1) to left-lateral (V6), which gives the usual
+  R-wave progression: rS in V1, transition around V3-V4, tall R in V5-V6.
 
-One beat template is built per record (all waves, at 100 Hz after an
-anti-aliasing widening of the narrow Gaussians) and placed at every beat onset
-by FFT convolution with a (weighted) impulse train, so the cost is a handful of
-array operations per chunk of records, with no Python loop over beats.  On a
-2-core CPU 15,000 ten-second records take a few seconds.
+One beat template is built per record (at the output rate, the narrow Gaussians widened by an
+anti-aliasing width with their area kept) and placed at every beat onset by FFT convolution of a
+(weighted) impulse train with the 3-channel dipole template, so a chunk of records costs a handful
+of array operations and there is no Python loop over beats.  On a 2-core CPU 15,000 ten-second
+100 Hz records take ~4-5 s (~4 s of CPU time).
 
 Public API: :data:`LEADS`, :data:`FS`, :data:`ECG_PARAMS`, :func:`simulate_ecg`.
 """
@@ -516,9 +516,10 @@ def simulate_ecg(
                          ``False`` means sinus rhythm: respiratory RR variability of 1-5 %, P waves
                          with a PR interval of 110-220 ms.
         ``qrs_ms``       QRS duration in ms (normal ~80-100; >= 120 for bundle-branch block or
-                         hyperkalaemia; accepted 40-300).  All QRS components are stretched in time;
-                         from ~105 ms on the morphology becomes that of a bundle-branch block, chosen
-                         at random per record: LBBB-like (no septal q, broad notched "M" R in I, aVL,
+                         hyperkalaemia; accepted 40-300).  All QRS components are stretched in time
+                         (the half-amplitude width of the R wave grows with it); from 120 ms on the
+                         morphology is that of a bundle-branch block (partly developed at 120 ms,
+                         fully from 135 ms), chosen at random per record: LBBB-like (no septal q, broad notched "M" R in I, aVL,
                          V5-V6, deep QS in V1) or RBBB-like (broad terminal rightward-anterior force:
                          rSR' in V1, slurred S in I and V6), both with partly discordant T waves.
         ``st_mv``        ST deviation in mV at J point + 60 ms, positive = elevation (accepted -3..3),
@@ -541,7 +542,8 @@ def simulate_ecg(
     seconds
         Record length in seconds (default 10).
     chunk
-        Number of records simulated at once (memory ~ ``chunk * 0.2`` MB at 100 Hz / 10 s).
+        Number of records simulated at once (working memory ~ ``chunk * 0.3`` MB at 100 Hz / 10 s,
+        on top of the float32 output of ``n * 48`` kB).
     progress
         Show a tqdm progress bar over the chunks.
 
@@ -560,8 +562,8 @@ def simulate_ecg(
         ``mean_rr_ms``     realised mean RR interval (ms) between those beats;
         ``heart_rate``     realised rate ``60000/mean_rr_ms`` (bpm);
         ``rr_cv``          realised coefficient of variation of those RR intervals;
-        ``r_peak_idx``     int32 ``(n, max_beats)``: sample index of every QRS centre, ordered, padded
-                           with -1;
+        ``r_peak_idx``     int32 ``(n, max_beats)``: sample index of every QRS centre (the R peak in
+                           leads with an upright monophasic QRS), ordered, padded with -1;
         ``qrs_ms``         QRS duration (ms, = input); ``qrs_morphology`` int8: 0 normal, 1 LBBB-like,
                            2 RBBB-like (only when ``qrs_ms >= 120``);
         ``pr_ms``          PR interval (ms, NaN in AF); ``qt_ms`` QT interval (ms); ``qtc_ms`` Bazett QTc;
