@@ -24,6 +24,8 @@ test: $(STAMP)
 ## bench: benchmarks (timings and ratios, not pass/fail tests)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_readers.py
+	$(BIN)/python benchmarks/bench_embed.py
 
 clean:
 	rm -rf build _book
