@@ -640,21 +640,7 @@ def findings_from_report(text: str | None) -> dict[str, bool]:
     ST deviation." give False.  ``None`` or an empty text gives all False (the caller should count an
     unreadable record as missing, not as negative).
     """
-    out = {k: False for k in FINDINGS}
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return out
-    if not isinstance(text, str):
-        raise ValueError(f"text: expected a string or None, got {type(text).__name__}")
-    low = text.lower()
-    for clause in re.split(r"[.;:,\n]", low):
-        for key, pats in _PATTERNS.items():
-            if out[key]:
-                continue
-            for pat in pats:
-                for mt in re.finditer(pat, clause):
-                    if not _NEG.search(clause[: mt.start()]):
-                        out[key] = True
-                        break
-                if out[key]:
-                    break
-    return out
+    from .text import findings_in_text
+
+    found = findings_in_text(text, _PATTERNS, _NEG, clause_split=r"[.;:,\n]")
+    return {k: found.get(k, False) for k in FINDINGS}

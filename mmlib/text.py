@@ -199,6 +199,31 @@ def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Se
     return pd.Series(texts, name=modality, dtype=object).reindex(cohort.stays.index)
 
 
+def findings_in_text(text, patterns: dict[str, list[str]], negation: re.Pattern, clause_split: str = r"[.;\n]",
+                     section: str | None = None) -> dict[str, bool]:
+    """Which findings a free-text report states, clause by clause, ignoring negated mentions.
+
+    ``patterns`` maps each finding to regular expressions (matched on lower-cased text); a match counts
+    unless ``negation`` matches earlier in the same clause ("no", "without", ...). With ``section`` (e.g.
+    ``"impression:"``) only the text after its last occurrence is read, when present. ``None`` or NaN gives
+    all False (a missing report is missing, not negative: the caller counts it).
+    """
+    out = {k: False for k in patterns}
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return out
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected a string or None, got {type(text).__name__}")
+    low = text.lower()
+    if section is not None and (k := low.rfind(section)) >= 0:
+        low = low[k + len(section):]
+    for clause in re.split(clause_split, low):
+        for key, pats in patterns.items():
+            if not out[key] and any(not negation.search(clause[: mt.start()])
+                                    for pat in pats for mt in re.finditer(pat, clause)):
+                out[key] = True
+    return out
+
+
 # --------------------------------------------------------------------------------- images and signals
 def transcribe_cxr(cohort, backend: str = "offline", model_path: str | None = None, prompt: str | None = None,
                    max_new_tokens: int = 256, batch_size: int = 8, device: str | None = None,
