@@ -724,13 +724,9 @@ def measure_cxr(images, view: list[str] | None = None, progress: bool = False) -
 
 
 def _thresholds(thresholds: dict | None) -> dict:
-    th = dict(DEFAULT_THRESHOLDS)
-    if thresholds:
-        unknown = set(thresholds) - set(th)
-        if unknown:
-            raise ValueError(f"thresholds: unknown name(s) {sorted(unknown)}; expected some of {sorted(th)}")
-        th.update({k: float(v) for k, v in thresholds.items()})
-    return th
+    from .text import merge_thresholds
+
+    return merge_thresholds(DEFAULT_THRESHOLDS, thresholds)
 
 
 def _consolidated_zones(m: pd.Series, th: dict) -> list[tuple[str, str, float]]:

@@ -518,13 +518,9 @@ def measure_ecg(signals: np.ndarray, fs: int = 100, progress: bool = False) -> p
 
 
 def _thresholds(thresholds: dict | None) -> dict:
-    th = dict(DEFAULT_THRESHOLDS)
-    if thresholds:
-        unknown = set(thresholds) - set(th)
-        if unknown:
-            raise ValueError(f"thresholds: unknown name(s) {sorted(unknown)}; expected some of {sorted(th)}")
-        th.update({k: float(v) for k, v in thresholds.items()})
-    return th
+    from .text import merge_thresholds
+
+    return merge_thresholds(DEFAULT_THRESHOLDS, thresholds)
 
 
 def ecg_findings(measurements: pd.DataFrame, thresholds: dict | None = None) -> pd.DataFrame:

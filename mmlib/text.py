@@ -199,6 +199,17 @@ def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Se
     return pd.Series(texts, name=modality, dtype=object).reindex(cohort.stays.index)
 
 
+def merge_thresholds(defaults: dict, overrides: dict | None) -> dict:
+    """A reader's decision thresholds: ``defaults`` updated with ``overrides`` (unknown names raise)."""
+    th = dict(defaults)
+    if overrides:
+        unknown = set(overrides) - set(th)
+        if unknown:
+            raise ValueError(f"thresholds: unknown name(s) {sorted(unknown)}; expected some of {sorted(th)}")
+        th.update({k: float(v) for k, v in overrides.items()})
+    return th
+
+
 def findings_in_text(text, patterns: dict[str, list[str]], negation: re.Pattern, clause_split: str = r"[.;\n]",
                      section: str | None = None) -> dict[str, bool]:
     """Which findings a free-text report states, clause by clause, ignoring negated mentions.
