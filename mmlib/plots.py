@@ -11,12 +11,18 @@ from .tables import rates_by_group
 sns.set_theme(context="notebook", style="whitegrid")
 
 
+def group_order(values) -> list:
+    """Plot order of group labels: All, White, the other groups alphabetically, Unknown last."""
+    return sorted(pd.unique(pd.Series(list(values)).dropna()),
+                  key=lambda g: (g != "All", g == "Unknown", g != "White", str(g)))
+
+
 def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: str, group_label: str,
                   labels: dict | None = None) -> plt.Figure:
     """Grouped bars of the rate of each 0/1 column in ``flags`` by group, with Wilson 95% CI error bars."""
     long = rates_by_group(flags, groups)
     long["variable"] = long["variable"].map(lambda v: (labels or {}).get(v, v))
-    order_g = sorted(pd.unique(long["group"]), key=lambda g: (g == "Unknown", g != "White", str(g)))
+    order_g = group_order(long["group"])
     order_v = list(pd.unique(long["variable"]))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(order_v) + 2), 4))
     width = 0.8 / len(order_g)
@@ -88,7 +94,7 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
     metrics = [("sensitivity", "sens_low", "sens_high"), ("specificity", "spec_low", "spec_high")]
     findings = list(pd.unique(table["finding"]))
     hue = source_col or "group"
-    hues = list(pd.unique(table[hue]))
+    hues = group_order(table[hue]) if hue == "group" else list(pd.unique(table[hue]))
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
     palette = sns.color_palette("colorblind", len(hues))
     width = 0.8 / len(hues)
@@ -111,8 +117,8 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
 def embedding_map(coords: np.ndarray, hue: pd.Series, title: str, hue_label: str) -> plt.Figure:
     """2-D scatter of embedded texts (e.g. PCA coordinates) coloured by ``hue``."""
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), s=6, alpha=0.6, linewidth=0,
-                    palette="colorblind", ax=ax)
+    sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), hue_order=group_order(hue), s=6,
+                    alpha=0.6, linewidth=0, palette="colorblind", ax=ax)
     ax.set_xlabel("component 1 (a.u.)")
     ax.set_ylabel("component 2 (a.u.)")
     ax.set_title(title, fontsize=10)

@@ -132,9 +132,10 @@ def test_failed_chapter_leaves_no_artifact(toy_project):
 
 
 @pytest.mark.slow
-def test_chapter_01_executes_and_the_book_renders(isolated_build, tmp_path):
+def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     params = pipeline.load_profile("ci", [("n_patients", 240)])
     summaries = pipeline.build(params, render=False, progress=False)
+    assert [x.chapter for x in summaries] == list(pipeline.chapters())
     s = summaries[0]
     assert s.status == "executed"
     assert {"cohort_mimic_eye", "cohort_mds_ed", "summary.json"} <= set(s.artifacts)
@@ -155,7 +156,25 @@ def test_chapter_01_executes_and_the_book_renders(isolated_build, tmp_path):
 
     c = Cohort.load(pipeline.artifact_dir("01", s.key) / "cohort_mimic_eye")
     assert set(c.availability.columns) == {"arrival", "vitals", "codes", "cxr"}
-    # render the real book from the executed chapter
+    # chapter 02: one text per stay and modality, one embedding matrix per modality, fidelity by group
+    s2 = summaries[1]
+    assert {"texts_mimic_eye.parquet", "embeddings_mds_ed.npz", "fidelity.parquet"} <= set(s2.artifacts)
+    nb2 = nbformat.read(pipeline.artifact_dir("02", s2.key) / "executed.ipynb", as_version=4)
+    assert not [o for c in nb2.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    import numpy as np
+    import pandas as pd
+
+    texts = pd.read_parquet(pipeline.artifact_dir("02", s2.key) / "texts_mimic_eye.parquet")
+    assert list(texts.columns) == ["arrival", "vitals", "codes", "cxr"]
+    assert texts.index.equals(c.stays.index)
+    assert (texts.notna() <= c.availability).all().all(), "no text for a missing modality"
+    assert texts["cxr"].dropna().str.contains("IMPRESSION").all()
+    emb = np.load(pipeline.artifact_dir("02", s2.key) / "embeddings_mimic_eye.npz")
+    assert emb["cxr"].shape == (len(c.stays), 384) and (emb["mask_cxr"] == texts["cxr"].notna().to_numpy()).all()
+    assert np.allclose(emb["cxr"][~emb["mask_cxr"]], 0) and (np.abs(emb["cxr"][emb["mask_cxr"]]).sum(1) > 0).all()
+    fid = pd.read_parquet(pipeline.artifact_dir("02", s2.key) / "fidelity.parquet")
+    assert {"recorded labels", "offline reader"} <= set(fid["source"])
+    # render the real book from the executed chapters
     from mmlib.book import render_book
 
     out = tmp_path / "book"
@@ -165,4 +184,6 @@ def test_chapter_01_executes_and_the_book_renders(isolated_build, tmp_path):
     assert len(imgs) >= 6
     assert all((out / "chapters" / src).resolve().exists() for src in imgs)
     assert "Table 1" in page and "<table" in page
+    page2 = (out / "chapters" / "02_transcription_and_embeddings.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page2)) >= 6 and "fidelity" in page2
     assert "Preface" in res.index_html.read_text()
