@@ -1,78 +1,224 @@
-"""Embeddings: agreement with sentence-transformers, order, cache, errors, and a BERT built in code."""
+"""Embeddings: agreement with sentence-transformers, order, cache, errors, and a BERT built in code.
+
+Runs offline on a CPU: all-MiniLM-L6-v2 comes from its wheel, the other encoder is a tiny BERT built here.
+The ONNX graphs are built once per test session in a temporary folder (MMLIB_ONNX_CACHE).
+"""
 from __future__ import annotations
+
+import os
+import warnings
 
 import numpy as np
 import pytest
 
-from mmlib.embed import embed_texts, resolve_encoder
+from mmlib import embed
+from mmlib.embed import VectorCache, embed_texts, encoder_id, resolve_encoder
 
 TEXTS = [
-    "67-year-old woman arriving by ambulance. Chief complaint: chest pain. Triage acuity (ESI) 2.",
+    "Patient is a 67-year-old woman arriving by ambulance with chest pain. Triage acuity 2. Temperature 98.6 °F, "
+    "heart rate 112/min, respiratory rate 22/min, SpO2 91%, blood pressure 92/58 mmHg.",
     "Vital signs: heart rate 112 /min, oxygen saturation 91 %, systolic blood pressure 92 mmHg.",
     "FINDINGS: PA view. Heart size is enlarged. IMPRESSION: Cardiomegaly.",
     "Sinus rhythm, rate 72/min.",
-    "Laboratory results in the first 90 minutes: lactate 4.20 mmol/L (high); sodium 139 mEq/L. " * 3,
+    "Laboratory results in the first 90 minutes: lactate 4.20 mmol/L (high); sodium 139 mEq/L. " * 4,
+    "Past medical history: COPD on home oxygen, atrial fibrillation on apixaban. Denies fever or recent travel.",
+    "ok",
 ]
 
 
-def test_matches_sentence_transformers_and_keeps_order():
+@pytest.fixture(scope="module", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """ONNX graphs built once for this module, in a temporary folder (never the user's ~/.cache)."""
+    old = os.environ.get("MMLIB_ONNX_CACHE")
+    os.environ["MMLIB_ONNX_CACHE"] = str(tmp_path_factory.mktemp("onnx"))
+    yield
+    if old is None:
+        os.environ.pop("MMLIB_ONNX_CACHE", None)
+    else:
+        os.environ["MMLIB_ONNX_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def reference():
     from sentence_transformers import SentenceTransformer
 
-    v, stats = embed_texts(TEXTS, precision="fp32", progress=False)
-    ref = SentenceTransformer(str(resolve_encoder("all-MiniLM-L6-v2")), device="cpu").encode(TEXTS)
-    assert v.shape == (len(TEXTS), 384) and v.dtype == np.float32
-    cos = (v * ref).sum(1) / (np.linalg.norm(v, axis=1) * np.linalg.norm(ref, axis=1))
-    assert cos.min() > 0.9999, cos
-    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
-    rev, _ = embed_texts(TEXTS[::-1], precision="fp32", progress=False)
-    np.testing.assert_allclose(rev[::-1], v, atol=1e-5)
-    assert stats["embedded"] == len(TEXTS) and stats["dim"] == 384
+    st = SentenceTransformer(str(resolve_encoder("all-MiniLM-L6-v2")), device="cpu")
+    return st.encode(TEXTS, batch_size=64)
 
 
-def test_cache_hits_misses_and_duplicates(tmp_path):
-    texts = TEXTS + TEXTS[:2]
-    v1, s1 = embed_texts(texts, precision="fp32", cache_dir=tmp_path, progress=False)
-    assert s1["embedded"] == len(TEXTS) and s1["unique"] == len(TEXTS), "duplicates are embedded once"
-    np.testing.assert_array_equal(v1[:2], v1[-2:])
-    v2, s2 = embed_texts(texts, precision="fp32", cache_dir=tmp_path, progress=False)
-    assert s2["embedded"] == 0 and s2["from_cache"] == len(TEXTS)
-    np.testing.assert_array_equal(v1, v2)
-    _, s3 = embed_texts(texts, precision="fp32", max_length=16, cache_dir=tmp_path, progress=False)
-    assert s3["embedded"] == len(TEXTS), "another max_length is another cache"
-    _, s4 = embed_texts(TEXTS[:3] + ["a text never seen"], precision="fp32", cache_dir=tmp_path, progress=False)
-    assert s4["embedded"] == 1 and s4["from_cache"] == 3
+def _cos(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_missing_encoder_is_named_with_how_to_provide_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nowhere.*huggingface-cli download"):
-        embed_texts(["x"], encoder=str(tmp_path / "nowhere"), progress=False)
-    with pytest.raises(FileNotFoundError, match="Charangan/MedBERT"):
-        resolve_encoder("MedBERT")
-    with pytest.raises(ValueError, match="list of strings"):
-        embed_texts(["x", None], progress=False)
-
-
-def test_a_bert_built_in_code_loads_from_a_local_path(tmp_path):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny BERT built in code: random weights, a WordPiece tokenizer trained here, saved with save_pretrained."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(TEXTS * 5, trainers.WordPieceTrainer(
-        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
-    import torch
-
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
-    folder = tmp_path / "tiny-bert"
-    BertModel(cfg).save_pretrained(folder)
+    folder = tmp_path_factory.mktemp("models") / "tiny-bert"
+    BertModel(cfg).eval().save_pretrained(folder)
     fast.save_pretrained(folder)
-    a, s = embed_texts(TEXTS, encoder=str(folder), max_length=64, progress=False)
-    b, _ = embed_texts(TEXTS, encoder=str(folder), max_length=64, progress=False)
-    assert a.shape == (len(TEXTS), 32) and s["encoder"] == str(folder)
+    return folder
+
+
+def test_default_path_shape_dtype_and_agreement(reference):
+    v, s = embed_texts(TEXTS, progress=False)
+    assert v.shape == (len(TEXTS), 384) and v.dtype == np.float32
+    assert s["backend"] == "onnx" and s["precision"] == "int8" and s["dim"] == 384 and s["n"] == len(TEXTS)
+    assert s["embedded"] == len(TEXTS) and s["from_cache"] == 0 and s["seconds"] > 0
+    assert s["encoder"] == str(resolve_encoder("all-MiniLM-L6-v2"))
+    assert _cos(v, reference).min() >= 0.99, _cos(v, reference)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_fp32_is_exact(reference, backend):
+    v, s = embed_texts(TEXTS, precision="fp32", backend=backend, progress=False)
+    assert s["precision"] == "fp32" and s["backend"] == backend
+    assert _cos(v, reference).min() >= 0.9999
+    np.testing.assert_allclose(v, reference, atol=2e-4)
+
+
+def test_normalize_false_returns_the_plain_mean(reference):
+    v, _ = embed_texts(TEXTS, precision="fp32", normalize=False, progress=False)
+    norms = np.linalg.norm(v, axis=1)
+    assert not np.allclose(norms, 1, atol=1e-2)
+    np.testing.assert_allclose(v / norms[:, None], reference, atol=2e-4)
+
+
+def test_order_is_preserved_under_length_bucketing():
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(TEXTS))
+    v, _ = embed_texts(TEXTS, precision="fp32", batch_size=2, progress=False)
+    w, _ = embed_texts([TEXTS[i] for i in perm], precision="fp32", batch_size=3, progress=False)
+    np.testing.assert_allclose(w, v[perm], atol=1e-5)
+    singles = np.concatenate([embed_texts([t], precision="fp32", progress=False)[0] for t in TEXTS[:3]])
+    np.testing.assert_allclose(singles, v[:3], atol=1e-5)
+    q, _ = embed_texts([TEXTS[i] for i in perm], batch_size=3, progress=False)  # int8: same order
+    assert (_cos(q, v[perm]) > 0.99).all()
+
+
+def test_cache_hits_misses_and_duplicates(tmp_path, tiny_bert):
+    texts = TEXTS + TEXTS[:2]
+    v1, s1 = embed_texts(texts, cache_dir=tmp_path, progress=False)
+    assert s1["embedded"] == len(TEXTS) and s1["unique"] == len(TEXTS), "duplicates are embedded once"
+    assert s1["from_cache"] == len(texts) - len(TEXTS)
+    np.testing.assert_array_equal(v1[:2], v1[-2:])
+    v2, s2 = embed_texts(texts, cache_dir=tmp_path, progress=False)
+    assert s2["embedded"] == 0 and s2["from_cache"] == len(texts)
+    np.testing.assert_array_equal(v1, v2)
+    _, s3 = embed_texts(texts, max_length=16, cache_dir=tmp_path, progress=False)
+    assert s3["embedded"] == len(TEXTS), "another max_length is another cache"
+    _, s4 = embed_texts(texts, precision="fp32", cache_dir=tmp_path, progress=False)
+    assert s4["embedded"] == len(TEXTS), "another precision is another cache"
+    _, s5 = embed_texts(texts, encoder=str(tiny_bert), cache_dir=tmp_path, progress=False)
+    assert s5["embedded"] == len(TEXTS) and s5["dim"] == 32, "another encoder is another cache"
+    v6, s6 = embed_texts(TEXTS[:3] + ["a text never seen"], cache_dir=tmp_path, progress=False)
+    assert s6["embedded"] == 1 and s6["from_cache"] == 3
+    np.testing.assert_array_equal(v6[:3], v1[:3])
+    v7, s7 = embed_texts(texts, cache_dir=tmp_path, normalize=False, progress=False)
+    assert s7["embedded"] == 0, "normalised or not, the cache holds the same vectors"
+    np.testing.assert_allclose(v7 / np.linalg.norm(v7, axis=1, keepdims=True), v1, atol=1e-6)
+    shards = list((tmp_path / "vectors").rglob("*.vec.npy"))
+    assert shards and not list(tmp_path.rglob("*.tmp")), "complete shards only, no temporary files left"
+
+
+def test_vector_cache_shards_and_compaction(tmp_path):
+    cache = VectorCache(tmp_path, max_shards=3)
+    rng = np.random.default_rng(1)
+    keys = [os.urandom(32) for _ in range(10)]
+    vecs = rng.normal(size=(10, 4)).astype(np.float32)
+    for a in range(0, 10, 2):
+        cache.add(keys[a:a + 2], vecs[a:a + 2])
+    assert len(list(tmp_path.glob("*.keys.npy"))) <= 3
+    again = VectorCache(tmp_path)
+    assert all(k in again for k in keys)
+    np.testing.assert_array_equal(again.get(keys[::-1], 4), vecs[::-1])
+    (tmp_path / "junk.keys.npy").write_bytes(b"not an array")  # a half-deleted shard is skipped, not fatal
+    assert len(VectorCache(tmp_path).index) == 10
+
+
+def test_missing_encoder_is_named_with_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("TRANSFORMERS_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*huggingface-cli download.*pass its path"):
+        embed_texts(["x"], encoder=str(tmp_path / "nowhere"), progress=False)
+    with pytest.raises(FileNotFoundError, match=r"Charangan/MedBERT.*Hugging Face cache.*huggingface-cli download "
+                                                r"Charangan/MedBERT"):
+        resolve_encoder("MedBERT")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        resolve_encoder(tmp_path / "empty")
+    with pytest.raises(ValueError, match="list of strings"):
+        embed_texts(["x", None], progress=False)
+    with pytest.raises(ValueError, match="precision"):
+        embed_texts(["x"], precision="int4", progress=False)
+
+
+def test_hub_cache_snapshot_is_found(tmp_path, monkeypatch, tiny_bert):
+    import shutil
+
+    snap = tmp_path / "hub" / "models--someorg--tiny" / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_bert, snap)
+    (tmp_path / "hub" / "models--someorg--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someorg--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_encoder("someorg/tiny") == snap.resolve()
+    assert encoder_id(snap).split("-")[-1] == encoder_id(tiny_bert).split("-")[-1], "identity follows the content"
+
+
+def test_a_bert_built_in_code_loads_from_a_local_path(tiny_bert):
+    assert resolve_encoder(str(tiny_bert)) == tiny_bert.resolve()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a random tiny BERT may fail the int8 check and run fp32
+        a, s = embed_texts(TEXTS, encoder=str(tiny_bert), max_length=64, progress=False)
+        b, _ = embed_texts(TEXTS, encoder=str(tiny_bert), max_length=64, progress=False)
+    assert a.shape == (len(TEXTS), 32) and a.dtype == np.float32 and s["encoder"] == str(tiny_bert.resolve())
+    assert s["max_length"] == 64 and s["precision"] in ("int8", "fp32")
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a[0], a[1])
+    # the ONNX export of this other architecture agrees with PyTorch
+    x, _ = embed_texts(TEXTS, encoder=str(tiny_bert), max_length=64, precision="fp32", progress=False)
+    y, _ = embed_texts(TEXTS, encoder=str(tiny_bert), max_length=64, precision="fp32", backend="torch",
+                       progress=False)
+    assert _cos(x, y).min() > 0.9999
+    assert _cos(a, x).min() > 0.99
+
+
+def test_empty_input_and_built_graph_metadata():
+    v, s = embed_texts([], progress=False)
+    assert v.shape == (0, 384) and v.dtype == np.float32 and s["n"] == 0 and s["embedded"] == 0
+    import json
+
+    metas = list(embed.default_onnx_dir().rglob("int8-*.json"))
+    info = json.loads(metas[0].read_text())
+    assert info["usable"] and info["check_min_cosine"] >= embed.INT8_MIN_COSINE and info["fusions"].get("Attention")
+
+
+def test_an_int8_graph_that_fails_its_check_is_not_used(tmp_path, monkeypatch, tiny_bert):
+    monkeypatch.setattr(embed, "INT8_MIN_COSINE", 1.01)  # no graph can pass: the fallback must engage
+    with pytest.warns(UserWarning, match="using fp32 instead"):
+        v, s = embed_texts(TEXTS, encoder=str(tiny_bert), onnx_dir=tmp_path / "onnx", cache_dir=tmp_path,
+                           progress=False)
+    assert s["precision"] == "fp32" and s["backend"] == "onnx"
+    exact, _ = embed_texts(TEXTS, encoder=str(tiny_bert), precision="fp32", backend="torch", progress=False)
+    assert _cos(v, exact).min() > 0.9999
+    _, s2 = embed_texts(TEXTS, encoder=str(tiny_bert), onnx_dir=tmp_path / "onnx", cache_dir=tmp_path, progress=False)
+    assert s2["embedded"] == 0 and s2["precision"] == "fp32", "from the cache, the precision it really ran at"
