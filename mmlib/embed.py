@@ -78,29 +78,7 @@ ENCODERS: dict[str, str] = {
 
 # ----------------------------------------------------------------------------------------------- locating
 
-def _hub_cache_dirs() -> list[Path]:
-    dirs = []
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
-        if os.environ.get(var):
-            dirs.append(Path(os.environ[var]).expanduser())
-    hf_home = Path(os.environ.get("HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"))
-    dirs.append(hf_home.expanduser() / "hub")
-    return list(dict.fromkeys(dirs))
-
-
-def _cached_snapshot(model_id: str, cache: Path) -> Path | None:
-    """The snapshot of ``model_id`` in one Hugging Face hub cache: the one ``refs/main`` names, else the newest."""
-    root = cache / ("models--" + model_id.replace("/", "--"))
-    snaps = root / "snapshots"
-    if not snaps.is_dir():
-        return None
-    ref = root / "refs" / "main"
-    if ref.is_file():
-        snap = snaps / ref.read_text().strip()
-        if (snap / "config.json").is_file():
-            return snap
-    found = [s for s in snaps.iterdir() if (s / "config.json").is_file()]
-    return max(found, key=lambda s: s.stat().st_mtime) if found else None
+from .vlm import _cached_snapshot, _hub_cache_dirs  # noqa: E402  (one hub-cache lookup for models and encoders)
 
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> Path:

@@ -204,8 +204,9 @@ def _hub_cache_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("HF_HUB_CACHE"):
         dirs.append(Path(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        dirs.append(Path(os.environ["HUGGINGFACE_HUB_CACHE"]))
+    for var in ("HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
     hf_home = os.environ.get("HF_HOME")
     if hf_home:
         dirs.append(Path(hf_home) / "hub")

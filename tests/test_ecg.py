@@ -14,6 +14,7 @@ import pytest
 from scipy import signal
 
 from mmlib.data.ecg import ECG_PARAMS, FS, LEADS, simulate_ecg
+from ecg_params import make_params  # noqa: E402  (tests/ is on sys.path under pytest)
 
 L = {name: i for i, name in enumerate(LEADS)}
 
@@ -21,20 +22,6 @@ L = {name: i for i, name in enumerate(LEADS)}
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def make_params(n: int, **overrides) -> dict[str, np.ndarray]:
-    """n normal sinus records (70 bpm, QRS 90 ms, axis 60 deg, no ST change, no LVH) + overrides."""
-    p = {
-        "heart_rate": np.full(n, 70.0),
-        "af": np.zeros(n, dtype=bool),
-        "qrs_ms": np.full(n, 90.0),
-        "st_mv": np.zeros(n),
-        "st_territory": np.ones(n, dtype=int),
-        "lvh": np.zeros(n),
-        "axis_deg": np.full(n, 60.0),
-    }
-    for key, value in overrides.items():
-        p[key] = np.broadcast_to(np.asarray(value, dtype=p[key].dtype), (n,)).copy()
-    return p
 
 
 def bandpass(x: np.ndarray, fs: int = FS, lo: float = 5.0, hi: float = 25.0) -> np.ndarray:
