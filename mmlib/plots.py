@@ -114,14 +114,16 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
     return fig
 
 
-def embedding_map(coords: np.ndarray, hue: pd.Series, title: str, hue_label: str) -> plt.Figure:
-    """2-D scatter of embedded texts (e.g. PCA coordinates) coloured by ``hue``."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), hue_order=group_order(hue), s=6,
-                    alpha=0.6, linewidth=0, palette="colorblind", ax=ax)
-    ax.set_xlabel("component 1 (a.u.)")
-    ax.set_ylabel("component 2 (a.u.)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(title=hue_label, fontsize=7, title_fontsize=8, markerscale=2)
+def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: str) -> plt.Figure:
+    """2-D scatter of embedded texts (e.g. PCA coordinates), one panel per colouring (label -> values)."""
+    fig, axes = plt.subplots(1, len(colourings), figsize=(5.0 * len(colourings), 4.2), squeeze=False)
+    for ax, (label, hue) in zip(axes[0], colourings.items()):
+        sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), hue_order=group_order(hue), s=6,
+                        alpha=0.6, linewidth=0, palette="colorblind", ax=ax)
+        ax.set_xlabel("component 1 (a.u.)")
+        ax.set_ylabel("component 2 (a.u.)")
+        ax.set_title(f"by {label}", fontsize=10)
+        ax.legend(title=label, fontsize=7, title_fontsize=8, markerscale=2)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
