@@ -2,10 +2,15 @@
 
 Modules
 -------
-- ``mmlib.data``      synthetic cohorts (in the real on-disk layouts) and the loaders that read them
-- ``mmlib.artifacts`` atomic, parameter-keyed artifacts that chapters exchange
-- ``mmlib.pipeline``  papermill execution of the chapters and the build of the book
-- ``mmlib.book``      rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)
+- ``mmlib.data``        synthetic cohorts (in the real on-disk layouts) and the loader that reads them
+- ``mmlib.text``        structured data -> pseudo-notes; transcription dispatch; report parsing
+- ``mmlib.cxr_reader``  offline chest X-ray reader (measures the pixels, writes a report)
+- ``mmlib.ecg_reader``  offline ECG reader (measures the signal, writes an interpretation)
+- ``mmlib.vlm``         GPU backends: Qwen2.5-VL (X-rays) and PULSE-7B (ECGs), local checkpoints only
+- ``mmlib.embed``       texts -> embedding matrix, with an on-disk cache
+- ``mmlib.artifacts``   atomic, parameter-keyed artifacts that chapters exchange
+- ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
+- ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)
 - ``mmlib.tables`` / ``mmlib.plots``  the tables and figures the chapters show
 """
 
