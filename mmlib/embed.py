@@ -78,7 +78,7 @@ ENCODERS: dict[str, str] = {
 
 # ----------------------------------------------------------------------------------------------- locating
 
-from .vlm import _cached_snapshot, _hub_cache_dirs  # noqa: E402  (one hub-cache lookup for models and encoders)
+from .vlm import find_in_hub_cache, looks_like_model_id  # noqa: E402  (one hub-cache lookup for models and encoders)
 
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> Path:
@@ -99,16 +99,11 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> Path:
         where = f"the folder {str(p)!r} exists but has no config.json, so it is not a model checkpoint"
         model_id = None
     else:
-        looks_like_id = (target.count("/") == 1 and not target.startswith((".", "/", "~"))
-                         and not target.endswith("/") and "\\" not in target)
-        model_id = target if looks_like_id else None
-        searched = []
+        model_id = target if looks_like_model_id(target) else None
         if model_id:
-            for cache in _hub_cache_dirs():
-                searched.append(str(cache / ("models--" + model_id.replace("/", "--")) / "snapshots"))
-                snap = _cached_snapshot(model_id, cache)
-                if snap is not None:
-                    return snap.resolve()
+            snap, searched = find_in_hub_cache(model_id)
+            if snap is not None:
+                return snap
             where = (f"no local folder {target!r} and no copy of {model_id!r} in the Hugging Face cache "
                      f"(looked in {', '.join(searched)})")
         else:

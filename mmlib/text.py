@@ -298,3 +298,33 @@ def interpret_ecg(cohort, backend: str = "offline", model_path: str | None = Non
     else:
         raise ValueError(f"ecg_backend: expected 'offline' or 'pulse-7b', got {backend!r}")
     return pd.Series(reports, index=ids, dtype=object).reindex(cohort.stays.index), meas
+
+
+def transcription_truth(cohort, texts: pd.Series) -> dict[str, pd.DataFrame]:
+    """Findings of a synthetic cohort's X-ray or ECG texts next to the simulator's truth (fidelity input).
+
+    For the stays that have a text, returns 0/1 frames with one column per finding: ``"reader"`` (parsed
+    from the text), ``"truth"`` (the latent state) and, for MIMIC-Eye, ``"labels"`` (the recorded
+    ``cxr_chexpert`` labels). Truth for ECGs: atrial fibrillation, QRS >= 120 ms, ST elevation >= 0.1 mV.
+    """
+    if cohort.truth is None:
+        raise ValueError("transcription_truth needs a synthetic cohort (its latent truth); real data have none")
+    ids = texts.index[texts.notna().to_numpy()]
+    tr = cohort.truth.loc[ids]
+    if cohort.name == "mimic_eye":
+        from .cxr_reader import findings_from_report
+
+        names = ["cardiomegaly", "consolidation", "edema", "pleural_effusion"]
+        truth = pd.DataFrame({n: tr[f"finding_{n}"] for n in names})
+        labels = cohort.stays.loc[ids, [f"cxr_{n}" for n in names]].set_axis(names, axis=1)
+    else:
+        from .ecg_reader import findings_from_report
+
+        truth = pd.DataFrame({"af": tr["af"] == 1, "wide_qrs": tr["ecg_qrs_ms"] >= 120,
+                              "st_elevation": tr["ecg_st_mv"] >= 0.1})
+        labels = None
+    reader = pd.DataFrame([findings_from_report(r) for r in texts.loc[ids]], index=ids)[truth.columns]
+    out = {"reader": reader.astype(float), "truth": truth.astype(float)}
+    if labels is not None:
+        out["labels"] = labels.astype(float)
+    return out

@@ -240,6 +240,23 @@ def _cached_snapshot(repo_id: str, cache: Path) -> Path | None:
     return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
 
 
+def looks_like_model_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a Hugging Face model id (``org/name``) rather than a path."""
+    return (text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith("/")
+            and "\\" not in text)
+
+
+def find_in_hub_cache(model_id: str) -> tuple[Path | None, list[str]]:
+    """The local snapshot of ``model_id`` in any Hugging Face hub cache (or ``None``), and where it looked."""
+    searched = []
+    for cache in _hub_cache_dirs():
+        searched.append(str(cache / ("models--" + model_id.replace("/", "--")) / "snapshots"))
+        snap = _cached_snapshot(model_id, cache)
+        if snap is not None:
+            return snap.resolve(), searched
+    return None, searched
+
+
 def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "model") -> Path:
     """Find a checkpoint on local disk; never download.
 
@@ -253,7 +270,7 @@ def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "model") -> 
     Raises ``FileNotFoundError`` naming what was looked for, where, and how to provide it.
     """
     raw = os.fspath(name_or_path)
-    example = _EXAMPLE.get(kind, raw if raw.count("/") == 1 and not raw.startswith((".", "/", "~")) else "<org/model>")
+    example = _EXAMPLE.get(kind, raw if looks_like_model_id(raw) else "<org/model>")
     howto = _HOWTO.get(kind, _HOWTO_DEFAULT).format(example=example)
     p = Path(raw).expanduser()
     if p.is_dir():
@@ -263,16 +280,10 @@ def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "model") -> 
             f"{kind} checkpoint folder {str(p)!r} has no config.json, so it is not a model "
             f"checkpoint. To provide one: {howto}."
         )
-    looks_like_id = (
-        raw.count("/") == 1 and not raw.startswith((".", "/", "~")) and not raw.endswith("/") and "\\" not in raw
-    )
-    searched = []
-    if looks_like_id:
-        for cache in _hub_cache_dirs():
-            searched.append(str(cache / ("models--" + raw.replace("/", "--")) / "snapshots"))
-            snap = _cached_snapshot(raw, cache)
-            if snap is not None:
-                return snap.resolve()
+    if looks_like_model_id(raw):
+        snap, searched = find_in_hub_cache(raw)
+        if snap is not None:
+            return snap
         where = f"no local folder {raw!r} and no copy in the Hugging Face cache (looked in {', '.join(searched)})"
     else:
         where = f"no checkpoint folder at {str(p)!r}"

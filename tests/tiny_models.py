@@ -159,57 +159,61 @@ def build_tiny_qwen25_vl(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
+def _llava_tokenizer():
+    """Byte-level BPE tokenizer with LLaVA's special tokens (and ``<image>``), left padding; and their ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=_byte_level_bpe(special), unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>", pad_token="<pad>", additional_special_tokens=["<image>"],
+                                  padding_side="left")
+    return tok, {t: tok.convert_tokens_to_ids(t) for t in special}
+
+
+def _tiny_llama(tok, ids: dict, max_positions: int):
+    """One-layer Llama text config sized to ``tok``."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+                       bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
+                       initializer_range=INIT_STD)
+
+
+def _tiny_clip(image_size: int, patch_size: int):
+    """Two-layer CLIP vision config."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(initializer_range=INIT_STD, initializer_factor=INIT_STD / 0.02, hidden_size=32,
+                            intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=image_size,
+                            patch_size=patch_size, projection_dim=32)
+
+
+def _save_model(cls, cfg, ids: dict, out: Path, seed: int) -> None:
+    """Initialise ``cls(cfg)`` with ``seed``, set its generation ids, save it to ``out``."""
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    model.generation_config.eos_token_id = ids["</s>"]
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.save_pretrained(out)
+
+
 def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 28, patch_size: int = 14) -> Path:
     """Save a tiny HF-format LLaVA checkpoint (CLIP vision tower + Llama text model,
     ``LlavaProcessor`` with a CLIP image processor, tokenizer with ``<image>``) to ``out_dir``,
     in the layout that transformers' ``convert_llava_weights_to_hf.py`` produces."""
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_level_bpe(special),
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        additional_special_tokens=["<image>"],
-        padding_side="left",
-    )
-    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=ids["<s>"],
-        eos_token_id=ids["</s>"],
-        pad_token_id=ids["<pad>"],
-        initializer_range=INIT_STD,
-    )
-    vision = CLIPVisionConfig(
-        initializer_range=INIT_STD,
-        initializer_factor=INIT_STD / 0.02,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
+    tok, ids = _llava_tokenizer()
+    text = _tiny_llama(tok, ids, max_positions=1024)
+    vision = _tiny_clip(image_size, patch_size)
     cfg = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -219,11 +223,7 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 28, p
         vision_feature_layer=-2,
         pad_token_id=ids["<pad>"],
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(cfg).eval()
-    model.generation_config.eos_token_id = ids["</s>"]
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.save_pretrained(out)
+    _save_model(LlavaForConditionalGeneration, cfg, ids, out, seed)
     ip = CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
@@ -262,52 +262,27 @@ def build_tiny_llava_next(out_dir: str | Path, seed: int = 0, image_size: int = 
     """Save a tiny HF-format LLaVA-NeXT checkpoint ("anyres" tiling, as
     ``convert_llava_next_weights_to_hf.py`` writes for LLaVA-1.6 models) to ``out_dir``."""
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextProcessor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_level_bpe(special),
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        additional_special_tokens=["<image>"],
-        padding_side="left",
-    )
-    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    tok, ids = _llava_tokenizer()
     s = image_size
     pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s]]
     cfg = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=s, patch_size=patch_size, projection_dim=32, initializer_range=INIT_STD,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-            bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
-            initializer_range=INIT_STD,
-        ),
+        vision_config=_tiny_clip(s, patch_size),
+        text_config=_tiny_llama(tok, ids, max_positions=2048),
         image_token_index=ids["<image>"],
         image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
         pad_token_id=ids["<pad>"],
     )
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration(cfg).eval()
-    model.generation_config.eos_token_id = ids["</s>"]
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.save_pretrained(out)
+    _save_model(LlavaNextForConditionalGeneration, cfg, ids, out, seed)
     ip = LlavaNextImageProcessorPil(
         size={"shortest_edge": s}, crop_size={"height": s, "width": s}, image_grid_pinpoints=pinpoints
     )
