@@ -127,3 +127,93 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- model results (chapters 03+)
+SHORT_LABELS = {"dp_diff": "DP difference", "dp_ratio": "DP ratio", "tpr_diff": "TPR difference",
+                "eo_diff": "EO difference"}
+
+
+def _metric_axis_label(metric: str, attribute: str) -> str:
+    """Axis label with unit: e.g. ``AUROC (0-1)``, ``TPR difference by race (0-1, 0 = parity)``."""
+    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
+
+    if attribute == "overall":
+        return f"{METRIC_LABELS[metric]} (0-1)"
+    unit = "ratio, 1 = parity" if metric == "dp_ratio" else "0-1, 0 = parity"
+    return f"{SHORT_LABELS.get(metric, METRIC_LABELS[metric])} by {ATTRIBUTE_LABELS[attribute]}\n({unit})"
+
+
+def _pick(table: pd.DataFrame, cohort: str, model: str, metric: str, attribute: str) -> pd.DataFrame:
+    group = "all" if attribute == "overall" else "gap"
+    return table[(table["cohort"] == cohort) & (table["model"] == model) & (table["metric"] == metric)
+                 & (table["attribute"] == attribute) & (table["group"] == group)].set_index("modalities")
+
+
+def _err(row: pd.Series) -> list[list[float]]:
+    """Error-bar lengths from a summary row's CI. A gap near zero can have its whole bootstrap interval
+    above the estimate (a max - min is never negative); the bar then starts at the estimate."""
+    return [[max(row["mean"] - row["ci_low"], 0.0)], [max(row["ci_high"] - row["mean"], 0.0)]]
+
+
+def performance_vs_gap(table: pd.DataFrame, cohort: str, model: str, labels: list[str], perf: str = "auroc",
+                       gaps=("dp_diff", "tpr_diff", "eo_diff"), attributes=("race", "gender", "race_gender"),
+                       title: str = "") -> plt.Figure:
+    """One panel per (gap, attribute): each modality set of ``labels`` placed at its performance (x) and
+    fairness gap (y), error bars = 95% bootstrap CIs. Lower right is better: accurate and fair."""
+    fig, axes = plt.subplots(len(gaps), len(attributes), figsize=(4.2 * len(attributes), 3.4 * len(gaps)),
+                             squeeze=False, sharex=True)
+    palette = sns.color_palette("colorblind", len(labels))
+    x = _pick(table, cohort, model, perf, "overall").reindex(labels)
+    for i, g in enumerate(gaps):
+        for j, a in enumerate(attributes):
+            ax = axes[i, j]
+            y = _pick(table, cohort, model, g, a).reindex(labels)
+            for k, lab in enumerate(labels):
+                ax.errorbar(x.loc[lab, "mean"], y.loc[lab, "mean"], xerr=_err(x.loc[lab]), yerr=_err(y.loc[lab]),
+                            color=palette[k], marker="o", ms=6, capsize=2, lw=1,
+                            label=lab if (i, j) == (0, 0) else None)
+            ax.set_ylabel(_metric_axis_label(g, a), fontsize=9)
+            if i == len(gaps) - 1:
+                ax.set_xlabel(_metric_axis_label(perf, "overall"), fontsize=9)
+    fig.suptitle(title or f"{cohort}: performance against fairness gap ({model} model; mean over seeds, 95% CI)")
+    fig.tight_layout()
+    fig.legend(loc="upper center", ncol=min(6, len(labels)), title="modality alone (mean over seeds, 95% CI)",
+               bbox_to_anchor=(0.5, 0.0))
+    return fig
+
+
+def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[str]], keys,
+                  orders: list[list[str]] | None = None, order_model: str = "paper", ncols: int = 2,
+                  title: str = "") -> plt.Figure:
+    """Metric against the number of modalities. ``sequences`` maps a model to its modality-set labels in
+    order (one line each, band = 95% bootstrap CI); ``keys`` are (metric, attribute) panels. ``orders``:
+    further sequences of ``order_model`` drawn as thin grey lines (every order of adding modalities)."""
+    keys = list(keys)
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.3 * nrows), squeeze=False)
+    palette = dict(zip(sequences, sns.color_palette("colorblind", len(sequences))))
+    for ax, (metric, attr) in zip(axes.flat, keys):
+        if orders:
+            d = _pick(table, cohort, order_model, metric, attr)
+            for o in orders:
+                ax.plot(np.arange(1, len(o) + 1), d.reindex(o)["mean"], color="0.6", lw=0.6, alpha=0.6, zorder=1)
+        for model, seq in sequences.items():
+            d = _pick(table, cohort, model, metric, attr).reindex(seq)
+            k = np.arange(1, len(seq) + 1)
+            ax.plot(k, d["mean"], marker="o", color=palette[model], label=model, zorder=3)
+            ax.fill_between(k, d["ci_low"], d["ci_high"], color=palette[model], alpha=0.1, zorder=2)
+        ax.set_xticks(np.arange(1, max(len(s) for s in sequences.values()) + 1))
+        ax.set_xlabel("number of modalities (added in the default order)", fontsize=9)
+        ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    if orders:
+        handles.append(plt.Line2D([], [], color="0.6", lw=0.6))
+        names.append(f"{order_model}, every other order")
+    fig.suptitle(title or f"{cohort}: metrics as modalities are added (mean over seeds, 95% CI band)")
+    fig.tight_layout()
+    fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
+               title="model (line: mean over seeds; band: 95% bootstrap CI)")
+    return fig

@@ -179,3 +179,71 @@ def detection_by_group(predicted: pd.DataFrame, truth: pd.DataFrame, groups: pd.
                          "sens_high": se[2], "n_neg": int((~t).sum()), "specificity": sp[0], "spec_low": sp[1],
                          "spec_high": sp[2]})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- model results (chapters 03+)
+PAPER_COLUMNS = (("f1", "overall"), ("auroc", "overall"), ("auprc", "overall"), ("balanced_accuracy", "overall"),
+                 ("dp_diff", "race"), ("dp_diff", "gender"), ("tpr_diff", "race"), ("tpr_diff", "gender"),
+                 ("eo_diff", "race"), ("eo_diff", "gender"))
+
+
+def fmt_estimate(mean: float, sd: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``mean ± sd [low, high]``: across-seed mean and sd, 95% bootstrap CI (``–`` when not estimable)."""
+    if not np.isfinite(mean):
+        return "–"
+    s = f"{mean:.{digits}f}"
+    if np.isfinite(sd):
+        s += f" ± {sd:.{digits}f}"
+    if np.isfinite(lo):
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s
+
+
+def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] | None = None,
+                  columns=PAPER_COLUMNS, digits: int = 3) -> pd.DataFrame:
+    """The paper's Tables 1-2 layout: one row per modality set (in ``rows`` order, default as they appear),
+    one column per (metric, attribute), cells ``mean ± sd [95% CI]`` (:func:`fmt_estimate`); a gap whose
+    row is flagged (e.g. a group too small to compare) gets a trailing ``*``."""
+    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
+
+    t = table[(table["cohort"] == cohort) & (table["model"] == model)]
+    if t.empty:
+        raise ValueError(f"no results for cohort {cohort!r}, model {model!r}")
+    rows = rows or list(dict.fromkeys(t["modalities"]))
+    out = {}
+    for metric, attr in columns:
+        col = METRIC_LABELS[metric] + ("" if attr == "overall" else f" ({ATTRIBUTE_LABELS[attr]})")
+        vals = []
+        for r in rows:
+            hit = t[(t["modalities"] == r) & (t["metric"] == metric) & (t["attribute"] == attr)
+                    & (t["group"] == ("all" if attr == "overall" else "gap"))]
+            if hit.empty:
+                vals.append("–")
+                continue
+            h = hit.iloc[0]
+            vals.append(fmt_estimate(h["mean"], h["sd"], h["ci_low"], h["ci_high"], digits) + (" *" if h["flag"] else ""))
+        out[col] = vals
+    return pd.DataFrame(out, index=pd.Index(rows, name="modalities"))
+
+
+def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, attribute: str,
+                real: bool = False, digits: int = 3) -> pd.DataFrame:
+    """Per-group selection rate, TPR and FPR (``mean ± sd [CI]``) with the group's test size, positives and
+    flag, for one run. With ``real`` data, counts below :data:`MIN_CELL` are shown as ``<11``."""
+    t = table[(table["cohort"] == cohort) & (table["model"] == model) & (table["modalities"] == modalities)
+              & (table["attribute"] == attribute) & (table["group"] != "gap")]
+    if t.empty:
+        raise ValueError(f"no per-group results for {cohort}/{model}/{modalities}/{attribute}")
+    rows = []
+    for g, sub in t.groupby("group", sort=True):
+        r = sub.set_index("metric")
+        n, k = int(r["n"].iloc[0]), int(r["n_pos"].iloc[0])
+        row = {"group": g, "n": f"<{MIN_CELL}" if real and 0 < n < MIN_CELL else n,
+               "positives": f"<{MIN_CELL}" if real and 0 < k < MIN_CELL else k}
+        for m in ("selection_rate", "tpr", "fpr"):
+            if m in r.index:
+                row[m.replace("_", " ") if m == "selection_rate" else m.upper()] = fmt_estimate(
+                    r.loc[m, "mean"], r.loc[m, "sd"], r.loc[m, "ci_low"], r.loc[m, "ci_high"], digits)
+        row["flag"] = r["flag"].iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("group")

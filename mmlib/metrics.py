@@ -1,0 +1,354 @@
+"""Performance and fairness metrics with bootstrap confidence intervals and across-seed spread.
+
+Point estimates come from the libraries: scikit-learn for F1, AUROC, AUPRC (average precision) and balanced
+accuracy; fairlearn's :class:`~fairlearn.metrics.MetricFrame` for per-group selection rate, TPR and FPR,
+from which the gaps follow fairlearn's definitions of ``demographic_parity_difference``/``_ratio``,
+``equal_opportunity_difference`` (the TPR gap) and ``equalized_odds_difference`` (:func:`point_metrics`;
+the tests check them against those functions).
+
+Uncertainty, for every number (:func:`summarise`):
+
+- **across seeds**: the mean and standard deviation of the per-seed point estimates;
+- **95% bootstrap CI**: the test set is resampled with replacement *within each race x gender cell*
+  (so every group keeps its size), the metric is recomputed for every seed on each resample and averaged
+  over seeds, and the 2.5/97.5 percentiles of those seed-means are the interval. One :class:`Bootstrap`
+  per test set is shared by every model evaluated on it, so differences between models or modality sets
+  are *paired* (same resamples) and :func:`paired_difference` gives their CI.
+  A gap (max - min) is never negative, so for a true gap near zero its bootstrap distribution sits above
+  zero and the percentile interval can lie wholly above the estimate: such a gap is not distinguishable
+  from zero. Changes of a gap (:func:`paired_difference`, :func:`steps`) are signed and do not have this bias.
+
+The bootstrap recomputes the same definitions as scikit-learn and fairlearn from resampling counts in
+vectorised NumPy (``tests/test_metrics.py`` checks every one against the libraries on resampled data),
+because fairlearn's own bootstrap (``MetricFrame(n_boot=...)``) does not stratify by group and re-runs a
+pandas group-by per resample, too slow for hundreds of runs x 200 resamples (``benchmarks/bench_train.py``).
+
+Groups: the race grouping's ``Unknown`` group (race not recorded / declined) is reported with its own
+rates but left out of every gap, as are groups too small to estimate (fewer than ``min_group`` stays, or
+fewer than ``min_events`` positives or negatives); such rows carry a ``flag`` saying so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+PERFORMANCE = ("f1", "auroc", "auprc", "balanced_accuracy")
+RATES = ("selection_rate", "tpr", "fpr")
+GAPS = ("dp_diff", "dp_ratio", "tpr_diff", "eo_diff")
+ATTRIBUTES = ("race", "gender", "race_gender")
+NOT_COMPARED = ("Unknown",)
+METRIC_LABELS = {"f1": "F1", "auroc": "AUROC", "auprc": "AUPRC", "balanced_accuracy": "balanced accuracy",
+                 "selection_rate": "selection rate", "tpr": "TPR", "fpr": "FPR",
+                 "dp_diff": "demographic-parity difference", "dp_ratio": "demographic-parity ratio",
+                 "tpr_diff": "TPR difference (equal opportunity)", "eo_diff": "equalized-odds difference"}
+ATTRIBUTE_LABELS = {"overall": "overall", "race": "race", "gender": "gender", "race_gender": "race x gender"}
+
+
+def not_compared(group: str) -> bool:
+    """Whether a group is reported separately rather than compared in gaps (race not recorded)."""
+    return str(group).split(" ")[0] in NOT_COMPARED
+
+
+def estimable(y: np.ndarray, groups: np.ndarray, min_group: int = 30, min_events: int = 10) -> dict[str, str]:
+    """For every group: ``""`` if it enters the gaps, else the reason it does not (the row's flag)."""
+    out = {}
+    for g in sorted(pd.unique(groups)):
+        sel = groups == g
+        n, pos = int(sel.sum()), int(y[sel].sum())
+        if not_compared(g):
+            out[g] = "race not recorded: reported, not compared"
+        elif n < min_group:
+            out[g] = f"too small to estimate (n={n} < {min_group})"
+        elif min(pos, n - pos) < min_events:
+            out[g] = f"too few events to estimate ({pos} positive, {n - pos} negative; need {min_events})"
+        else:
+            out[g] = ""
+    return out
+
+
+# ----------------------------------------------------------------------------- point estimates (libraries)
+def performance(y: np.ndarray, prob: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """F1, AUROC, AUPRC (average precision) and balanced accuracy, by scikit-learn."""
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    two = len(np.unique(y)) == 2
+    return {"f1": f1_score(y, pred, zero_division=0.0),
+            "auroc": roc_auc_score(y, prob) if two else np.nan,
+            "auprc": average_precision_score(y, prob) if two else np.nan,
+            "balanced_accuracy": balanced_accuracy_score(y, pred) if two else np.nan}
+
+
+def group_frame(y: np.ndarray, pred: np.ndarray, groups: np.ndarray):
+    """fairlearn MetricFrame of selection rate, TPR and FPR per group."""
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    return MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
+                                "fpr": false_positive_rate},
+                       y_true=y, y_pred=pred, sensitive_features=pd.Series(groups, name="group"))
+
+
+def gaps_from_groups(by_group: pd.DataFrame, compared: list[str]) -> dict[str, float]:
+    """The gaps between the ``compared`` rows of a :func:`group_frame` ``by_group`` table, as fairlearn defines
+    them: demographic-parity difference / ratio = max - min / min / max of the selection rates; TPR
+    difference (``equal_opportunity_difference``) = max - min TPR; equalized-odds difference = the larger
+    of the TPR and FPR differences. NaN with fewer than two compared groups."""
+    if len(compared) < 2:
+        return {k: np.nan for k in GAPS}
+    b = by_group.loc[compared]
+    sr, tpr, fpr = b["selection_rate"], b["tpr"], b["fpr"]
+    return {"dp_diff": sr.max() - sr.min(), "dp_ratio": sr.min() / sr.max() if sr.max() > 0 else np.nan,
+            "tpr_diff": tpr.max() - tpr.min(), "eo_diff": max(tpr.max() - tpr.min(), fpr.max() - fpr.min())}
+
+
+def point_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict[str, np.ndarray],
+                  flags: dict[str, dict[str, str]]) -> dict[tuple, float]:
+    """Every metric of one seed: ``{(metric, attribute, group): value}`` (gaps have group ``"gap"``)."""
+    out = {(k, "overall", "all"): v for k, v in performance(y, prob, pred).items()}
+    for a, g in attrs.items():
+        by = group_frame(y, pred, g).by_group.astype(float)
+        for grp in by.index:
+            n, pos = int((g == grp).sum()), int(y[g == grp].sum())
+            # fairlearn reports 0 for a rate with an empty denominator; it is undefined: NaN
+            if pos == 0:
+                by.loc[grp, "tpr"] = np.nan
+            if pos == n:
+                by.loc[grp, "fpr"] = np.nan
+            for k in RATES:
+                out[(k, a, grp)] = float(by.loc[grp, k])
+        compared = [k for k, why in flags[a].items() if not why]
+        for k, v in gaps_from_groups(by, compared).items():
+            out[(k, a, "gap")] = float(v)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- bootstrap
+def _div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+
+def _blocks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order of ``scores`` and the start of each run of tied scores in that order."""
+    order = np.argsort(scores, kind="mergesort")
+    s = scores[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    return order, starts
+
+
+def weighted_auroc(w: np.ndarray, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC for each row of weights ``w`` ``(B, n)`` (= ``roc_auc_score(y, scores, sample_weight=w[b])``):
+    the weighted chance that a positive outranks a negative, ties counting one half."""
+    order, starts = _blocks(scores)
+    wy = w[:, order] * y[order]
+    wn = w[:, order] * (1 - y[order])
+    pos, neg = np.add.reduceat(wy, starts, axis=1), np.add.reduceat(wn, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    return _div((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
+
+
+def weighted_average_precision(w: np.ndarray, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Average precision for each row of ``w`` (= ``average_precision_score(..., sample_weight=w[b])``):
+    sum over score thresholds, high to low, of (recall gained) x (precision at that threshold)."""
+    order, starts = _blocks(-scores)
+    wy = w[:, order] * y[order]
+    wn = w[:, order] * (1 - y[order])
+    pos, neg = np.add.reduceat(wy, starts, axis=1), np.add.reduceat(wn, starts, axis=1)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    precision = np.nan_to_num(_div(tp, tp + fp))
+    return _div((pos * precision).sum(1), pos.sum(1))
+
+
+@dataclass
+class Bootstrap:
+    """Resampling counts for one test set: ``counts[b, i]`` = how often row ``i`` is drawn in resample ``b``,
+    drawn with replacement within each stratum (race x gender cell), so every group keeps its size."""
+
+    counts: np.ndarray
+
+    @classmethod
+    def draw(cls, strata: np.ndarray, n_boot: int = 200, seed: int = 0) -> "Bootstrap":
+        rng = np.random.default_rng(seed)
+        counts = np.zeros((n_boot, len(strata)), dtype=np.float64)
+        for g in sorted(pd.unique(strata)):
+            idx = np.flatnonzero(strata == g)
+            counts[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=n_boot)
+        return cls(counts)
+
+    def replicates(self, y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict[str, np.ndarray],
+                   flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+        """Every metric of one seed on every resample: ``{(metric, attribute, group): (B,) array}``, the
+        same keys and definitions as :func:`point_metrics`."""
+        w = self.counts
+        y = y.astype(np.float64)
+        d = pred.astype(np.float64)
+        tp, fp = w @ (d * y), w @ (d * (1 - y))
+        fn, tn = w @ ((1 - d) * y), w @ ((1 - d) * (1 - y))
+        tpr, tnr = _div(tp, tp + fn), _div(tn, tn + fp)
+        out = {("f1", "overall", "all"): np.nan_to_num(_div(2 * tp, 2 * tp + fp + fn)),
+               ("auroc", "overall", "all"): weighted_auroc(w, y, prob),
+               ("auprc", "overall", "all"): weighted_average_precision(w, y, prob),
+               ("balanced_accuracy", "overall", "all"): (tpr + tnr) / 2}
+        for a, g in attrs.items():
+            names = sorted(pd.unique(g))
+            ind = np.stack([(g == k).astype(np.float64) for k in names], axis=1)
+            n, sel = w @ ind, w @ (ind * d[:, None])
+            pos, hit = w @ (ind * y[:, None]), w @ (ind * (d * y)[:, None])
+            neg, false = w @ (ind * (1 - y)[:, None]), w @ (ind * (d * (1 - y))[:, None])
+            rate, tprg, fprg = _div(sel, n), _div(hit, pos), _div(false, neg)
+            for j, k in enumerate(names):
+                out[("selection_rate", a, k)] = rate[:, j]
+                out[("tpr", a, k)] = tprg[:, j]
+                out[("fpr", a, k)] = fprg[:, j]
+            cj = [j for j, k in enumerate(names) if not flags[a].get(k, "x")]
+            if len(cj) < 2:
+                for k in GAPS:
+                    out[(k, a, "gap")] = np.full(len(w), np.nan)
+                continue
+            r, t, f = rate[:, cj], tprg[:, cj], fprg[:, cj]
+            tpr_gap = t.max(1) - t.min(1)
+            out[("dp_diff", a, "gap")] = r.max(1) - r.min(1)
+            out[("dp_ratio", a, "gap")] = _div(r.min(1), r.max(1))
+            out[("tpr_diff", a, "gap")] = tpr_gap
+            out[("eo_diff", a, "gap")] = np.maximum(tpr_gap, f.max(1) - f.min(1))
+        return out
+
+
+# ------------------------------------------------------------------------------------------ summaries
+@dataclass
+class Summary:
+    """:func:`summarise`'s result: the long ``table`` and the bootstrap ``replicates`` of every row
+    (``{(cohort, model, modalities): {(metric, attribute, group): (B,) seed-mean array}}``)."""
+
+    table: pd.DataFrame
+    replicates: dict
+
+
+def summarise(predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, min_group: int = 30,
+              min_events: int = 10, split: str = "test", n_jobs: int = 1, progress: bool = True) -> Summary:
+    """Every metric for every (cohort, model, modality set) in a predictions table (``mmlib.train``):
+    across-seed mean and sd of the point estimates, 95% bootstrap CI of the seed-mean, the group's test
+    size and positives, the number of seeds, and a flag for rows that are not estimated or compared.
+    ``n_jobs`` runs are summarised in parallel (joblib); the result does not depend on it.
+
+    Columns: ``cohort, model, modalities, n_modalities, metric, attribute, group, mean, sd, ci_low, ci_high,
+    n, n_pos, n_seeds, flag``.
+    """
+    from joblib import Parallel, delayed
+
+    need = {"cohort", "model", "modalities", "n_modalities", "seed", "stay_id", "split", "prob", "pred",
+            "label"} | set(ATTRIBUTES)
+    missing = need - set(predictions.columns)
+    if missing:
+        raise ValueError(f"predictions table lacks columns {sorted(missing)} (expected mmlib.train.run_grid output)")
+    pr = predictions[predictions["split"] == split].reset_index(drop=True)
+    configs = list(pr.groupby(["cohort", "model", "modalities"], sort=False).groups.items())
+    boots, refs = {}, {}
+    for (cohort, _, _), index in configs:
+        if cohort not in boots:
+            sub = pr.loc[index]
+            ref = sub[sub["seed"] == sub["seed"].iloc[0]].set_index("stay_id").sort_index()
+            refs[cohort] = ref[["label", *ATTRIBUTES]]
+            boots[cohort] = Bootstrap.draw(ref["race_gender"].to_numpy(), n_boot=n_boot, seed=seed)
+    tasks = (delayed(_summarise_run)(key, pr.loc[index, ["seed", "stay_id", "prob", "pred", "n_modalities"]],
+                                     refs[key[0]], boots[key[0]], min_group, min_events, split)
+             for key, index in configs)
+    rows, reps = [], {}
+    bar = tqdm(total=len(configs), desc="bootstrap", disable=not progress, unit="run")
+    for key, r, rep in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
+        rows.extend(r)
+        reps[key] = rep
+        bar.update(1)
+    bar.close()
+    return Summary(pd.DataFrame(rows), reps)
+
+
+def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Bootstrap, min_group: int,
+                   min_events: int, split: str):
+    """:func:`summarise` for one (cohort, model, modalities): its table rows and bootstrap replicates."""
+    cohort, model, mods = key
+    y = ref["label"].to_numpy()
+    attrs = {a: ref[a].to_numpy().astype(str) for a in ATTRIBUTES}
+    flags = {a: estimable(y, g, min_group, min_events) for a, g in attrs.items()}
+    points, boot_sum = [], {}
+    seeds = sorted(sub["seed"].unique())
+    for s in seeds:
+        one = sub[sub["seed"] == s].set_index("stay_id")
+        if len(one) != len(ref) or not one.index.sort_values().equals(ref.index):
+            raise ValueError(f"{cohort}/{model}/{mods} seed {s}: predictions do not cover the same "
+                             f"{split} stays as the other runs of this cohort")
+        one = one.loc[ref.index]
+        prob, pred = one["prob"].to_numpy(), one["pred"].to_numpy()
+        points.append(point_metrics(y, prob, pred, attrs, flags))
+        for k, v in boot.replicates(y, prob, pred, attrs, flags).items():
+            boot_sum[k] = boot_sum.get(k, 0) + v
+    keyreps = {k: v / len(seeds) for k, v in boot_sum.items()}
+    n_mod = int(sub["n_modalities"].iloc[0])
+    rows = []
+    for k in points[0]:
+        metric, attr, group = k
+        vals = np.array([p.get(k, np.nan) for p in points], dtype=float)
+        r = keyreps.get(k)
+        lo, hi = (np.nanpercentile(r, [2.5, 97.5]) if r is not None and np.isfinite(r).any()
+                  else (np.nan, np.nan))
+        if attr == "overall":
+            sel, flag = np.ones(len(y), bool), ""
+        elif group == "gap":
+            sel = np.isin(attrs[attr], [g for g, why in flags[attr].items() if not why])
+            left = [g for g, why in flags[attr].items() if why and not not_compared(g)]
+            flag = ("fewer than two estimable groups" if np.isnan(vals).all()
+                    else f"excludes small groups: {', '.join(left)}" if left else "")
+        else:
+            sel, flag = attrs[attr] == group, flags[attr].get(group, "")
+        rows.append({"cohort": cohort, "model": model, "modalities": mods, "n_modalities": n_mod,
+                     "metric": metric, "attribute": attr, "group": group,
+                     "mean": np.nanmean(vals) if np.isfinite(vals).any() else np.nan,
+                     "sd": np.nanstd(vals, ddof=1) if np.isfinite(vals).sum() > 1 else np.nan,
+                     "ci_low": lo, "ci_high": hi, "n": int(sel.sum()), "n_pos": int(y[sel].sum()),
+                     "n_seeds": len(seeds), "flag": flag})
+    return key, rows, keyreps
+
+
+def paired_difference(summary: Summary, cohort: str, a: tuple[str, str], b: tuple[str, str],
+                      key: tuple[str, str, str]) -> tuple[float, float, float]:
+    """Mean and 95% CI of (run ``b`` minus run ``a``) for metric ``key`` = (metric, attribute, group), where
+    ``a``/``b`` are (model, modalities) of one cohort, from the shared (paired) bootstrap resamples."""
+    ra, rb = summary.replicates[(cohort, *a)][key], summary.replicates[(cohort, *b)][key]
+    t = summary.table
+    pick = (t["cohort"] == cohort) & (t["metric"] == key[0]) & (t["attribute"] == key[1]) & (t["group"] == key[2])
+    ma = t.loc[pick & (t["model"] == a[0]) & (t["modalities"] == a[1]), "mean"].iloc[0]
+    mb = t.loc[pick & (t["model"] == b[0]) & (t["modalities"] == b[1]), "mean"].iloc[0]
+    d = rb - ra
+    lo, hi = np.nanpercentile(d, [2.5, 97.5]) if np.isfinite(d).any() else (np.nan, np.nan)
+    return float(mb - ma), float(lo), float(hi)
+
+
+def steps(summary: Summary, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
+    """Step-by-step change of metric ``key`` along a sequence of modality sets (e.g. the prefixes of an
+    order): for each step the mean before and after, the paired difference with its 95% CI, and a verdict:
+    ``rises`` / ``falls`` when the CI excludes 0, else ``no clear change``."""
+    rows = []
+    t = summary.table
+    for a, b in zip(sequence[:-1], sequence[1:]):
+        d, lo, hi = paired_difference(summary, cohort, (model, a), (model, b), key)
+        pick = (t["cohort"] == cohort) & (t["model"] == model) & (t["metric"] == key[0]) \
+            & (t["attribute"] == key[1]) & (t["group"] == key[2])
+        before = t.loc[pick & (t["modalities"] == a), "mean"].iloc[0]
+        verdict = "rises" if lo > 0 else "falls" if hi < 0 else "no clear change"
+        rows.append({"from": a, "to": b, "before": before, "after": before + d, "change": d,
+                     "ci_low": lo, "ci_high": hi, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def prefixes(order: list[str]) -> list[str]:
+    """The modality-set labels of an order's prefixes: ``[a, a+b, a+b+c, ...]``."""
+    return ["+".join(order[:k]) for k in range(1, len(order) + 1)]
+
+
+def canonical(label: str, order: list[str]) -> str:
+    """A modality-set label rewritten in the order of ``order`` (so every permutation of the same set
+    names the same run)."""
+    parts = set(label.split("+"))
+    return "+".join(m for m in order if m in parts)

@@ -1,0 +1,419 @@
+"""Training and prediction for the fusion models of :mod:`mmlib.models`.
+
+- :func:`load_fusion_data` joins chapter 01's cohort and chapter 02's embeddings into a :class:`FusionData`:
+  one ``(stays, modalities, 384)`` array, its availability mask, the target and the sensitive attributes,
+  on the cohort's fixed train/val/test split. Stays whose target is undefined are excluded and counted.
+- :func:`fit_network` trains one network for one modality set and one seed: AdamW on class-weighted
+  binary cross-entropy (``pos_weight`` = negatives/positives in train), mini-batches, early stopping on
+  the validation loss (the best epoch's weights are kept), modality dropout for the resilient model.
+  Seeded and deterministic on the CPU; runs on the GPU when one is present and ``device`` allows it.
+- :func:`fit_logreg` fits the scikit-learn baseline (deterministic: one fit serves every seed).
+- :func:`choose_threshold` applies the threshold policy: a fixed number, or chosen on validation.
+- :func:`run_grid` trains a list of (model, modality set) runs over several seeds with a progress bar and
+  returns the predictions table every metric in the book is computed from.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .models import ALL_MODELS, NEURAL_MODELS, build_model, logistic_regression
+
+THRESHOLD_POLICIES = ("val_f1", "val_youden")
+
+
+# ------------------------------------------------------------------------------------------- data
+@dataclass
+class FusionData:
+    """One cohort ready for the models.
+
+    ``x`` is ``(n, M, D)`` float32 (zero rows where a modality is missing), ``mask`` ``(n, M)`` bool,
+    ``y`` ``(n,)`` float32 0/1, ``stays`` a frame aligned with them (index ``stay_id``; columns ``split``,
+    ``race`` (the chosen race grouping), ``gender``, ``race_gender``). ``excluded`` counts the stays left out
+    and why.
+    """
+
+    cohort: str
+    target: str
+    modalities: list[str]
+    x: np.ndarray
+    mask: np.ndarray
+    y: np.ndarray
+    stays: pd.DataFrame
+    excluded: pd.DataFrame
+    race_grouping: str = "race_binary"
+    origin: str = "synthetic"
+
+    def columns(self, modalities) -> list[int]:
+        """Positions of ``modalities`` in ``x`` (raises naming the unknown ones)."""
+        bad = [m for m in modalities if m not in self.modalities]
+        if bad:
+            raise ValueError(f"modalities {bad} are not in cohort {self.cohort}; expected some of {self.modalities}")
+        if len(set(modalities)) != len(modalities) or not modalities:
+            raise ValueError(f"a modality set must be non-empty without repeats, got {list(modalities)}")
+        return [self.modalities.index(m) for m in modalities]
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row positions of one split."""
+        return np.flatnonzero(self.stays["split"].to_numpy() == split)
+
+
+def load_fusion_data(cohort_dir: Path | str, embeddings: Path | str, target: str | None = None,
+                     race_grouping: str = "race_binary") -> FusionData:
+    """Join a saved cohort (chapter 01) and its embeddings file (chapter 02).
+
+    ``target`` defaults to the cohort's primary target. Stays whose target is undefined (NaN) are
+    excluded; the count is in ``FusionData.excluded``.
+    """
+    from .data.cohort import Cohort
+
+    cohort = Cohort.load(cohort_dir)
+    target = target or cohort.primary_target
+    if target not in cohort.stays.columns:
+        raise ValueError(f"target {target!r} is not a column of cohort {cohort.name}; expected one of "
+                         f"{cohort.targets}")
+    if race_grouping not in cohort.stays.columns:
+        raise ValueError(f"race_grouping {race_grouping!r} is not a column of cohort {cohort.name}; expected "
+                         "race_binary or race5")
+    path = Path(embeddings)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no embeddings file; run chapter 02 first (python -m mmlib run 02)")
+    with np.load(path, allow_pickle=False) as emb:
+        stay_id = emb["stay_id"]
+        mods = [m for m in cohort.modalities if m in emb.files]
+        missing = [m for m in cohort.modalities if m not in emb.files]
+        if missing:
+            raise ValueError(f"{path}: no embedding matrix for modalities {missing} of cohort {cohort.name}")
+        x = np.stack([emb[m] for m in mods], axis=1).astype(np.float32)
+        mask = np.stack([emb[f"mask_{m}"] for m in mods], axis=1).astype(bool)
+    pos = pd.Series(np.arange(len(stay_id)), index=stay_id)
+    stays = cohort.stays
+    absent = stays.index.difference(pos.index)
+    if len(absent):
+        raise ValueError(f"{path}: {len(absent)} stays of cohort {cohort.name} have no embedding row "
+                         f"(e.g. stay_id {absent[0]}); re-run chapter 02 on this cohort")
+    y = stays[target].to_numpy(dtype=float)
+    keep = ~np.isnan(y)
+    excluded = pd.DataFrame([{"reason": f"target {target} undefined", "stays": int((~keep).sum())}])
+    stays = stays[keep]
+    idx = pos.loc[stays.index].to_numpy()
+    frame = pd.DataFrame({"split": stays["split"].astype(str), "race": stays[race_grouping].astype(str),
+                          "gender": stays["gender"].astype(str)}, index=stays.index)
+    frame["race_gender"] = frame["race"] + " " + frame["gender"]
+    return FusionData(cohort=cohort.name, target=target, modalities=mods, x=x[idx], mask=mask[idx],
+                      y=y[keep].astype(np.float32), stays=frame, excluded=excluded, race_grouping=race_grouping,
+                      origin=cohort.origin)
+
+
+# ---------------------------------------------------------------------------------------- training
+@dataclass
+class TrainConfig:
+    """Hyper-parameters shared by every network (the paper's are not public; these are ours, exposed as
+    chapter parameters)."""
+
+    width: int = 32               # common token width
+    heads: int = 2                # attention heads
+    dropout: float = 0.1          # dropout in the classifier heads
+    lr: float = 1e-3              # AdamW learning rate
+    weight_decay: float = 1e-2    # AdamW weight decay
+    batch_size: int = 256
+    max_epochs: int = 40
+    patience: int = 5             # epochs without a better validation loss before stopping
+    modality_dropout: float = 0.3  # resilient model: chance of dropping each present modality in training
+    threshold: float | str = 0.5  # 0-1, or "val_f1" / "val_youden" (chosen on the validation split)
+    device: str | None = None     # None or "auto": the GPU when present, else the CPU; or "cpu" / "cuda"
+
+    def __post_init__(self):
+        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) \
+                and self.threshold not in THRESHOLD_POLICIES:
+            raise ValueError(f"parameter threshold must be a number in (0, 1) or one of {THRESHOLD_POLICIES}, "
+                             f"got {self.threshold!r}")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError(f"parameter modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.device not in (None, "cpu", "cuda", "auto"):
+            raise ValueError(f"parameter device must be None, cpu, cuda or auto, got {self.device!r}")
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        """Build from a chapter's parameters (``globals()``): the fields by name, ``train_batch_size`` for
+        ``batch_size``; other keys are ignored."""
+        names = cls.__dataclass_fields__
+        kw = {k: v for k, v in params.items() if k in names and k != "batch_size"}
+        if "train_batch_size" in params:
+            kw["batch_size"] = params["train_batch_size"]
+        return cls(**kw)
+
+    def torch_device(self) -> torch.device:
+        if self.device in (None, "auto"):
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("parameter device is 'cuda' but torch sees no GPU; use device 'cpu' or 'auto'")
+        return torch.device(self.device)
+
+
+@dataclass
+class Fit:
+    """A trained model: the network (or scikit-learn pipeline), its training log and its threshold."""
+
+    model: object
+    name: str
+    modalities: list[str]
+    seed: int
+    threshold: float
+    best_epoch: int
+    epochs: int
+    val_loss: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def drop_modalities(mask: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Modality dropout: each present modality is removed with probability ``rate``, but a sample never
+    loses all of its present modalities (if it would, one of them, chosen at random, is kept)."""
+    if rate <= 0:
+        return mask
+    keep = mask & (torch.rand(mask.shape, generator=generator, device=mask.device) >= rate)
+    emptied = mask.any(dim=1) & ~keep.any(dim=1)
+    if emptied.any():
+        score = torch.rand(mask.shape, generator=generator, device=mask.device) * mask
+        rescue = torch.zeros_like(mask).scatter_(1, score.argmax(dim=1, keepdim=True), True)
+        keep = keep | (rescue & emptied[:, None])
+    return keep
+
+
+def _predict_logits(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch], mask[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def predict(fit: Fit, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Probabilities of the positive class for ``x`` ``(n, M, D)`` with availability ``mask`` ``(n, M)``, the
+    modalities in ``fit.modalities`` order."""
+    if fit.name == "logreg":
+        return fit.model.predict_proba(_flat(x, mask))[:, 1]
+    dev = next(fit.model.parameters()).device
+    xt = torch.as_tensor(x, device=dev)
+    mt = torch.as_tensor(mask, device=dev)
+    return torch.sigmoid(_predict_logits(fit.model, xt, mt)).cpu().numpy().astype(np.float64)
+
+
+def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, policy: float | str) -> float:
+    """The decision threshold: ``policy`` itself if it is a number, else the validation threshold that
+    maximises F1 (``val_f1``) or Youden's J = TPR - FPR (``val_youden``)."""
+    if not isinstance(policy, str):
+        return float(policy)
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if len(np.unique(y_val)) < 2:
+        return 0.5
+    if policy == "val_f1":
+        prec, rec, thr = precision_recall_curve(y_val, p_val)
+        f1 = 2 * prec[:-1] * rec[:-1] / np.clip(prec[:-1] + rec[:-1], 1e-12, None)
+        return float(thr[int(np.argmax(f1))])
+    if policy == "val_youden":
+        fpr, tpr, thr = roc_curve(y_val, p_val)
+        return float(np.clip(thr[int(np.argmax(tpr - fpr))], 0, 1))
+    raise ValueError(f"threshold policy {policy!r}: expected a number or one of {THRESHOLD_POLICIES}")
+
+
+def fit_network(data: FusionData, name: str, modalities, seed: int, cfg: TrainConfig,
+                modality_dropout: float | None = None) -> Fit:
+    """Train network ``name`` on ``modalities`` of ``data`` with ``seed`` (see module docstring).
+
+    ``modality_dropout`` defaults to ``cfg.modality_dropout`` for the resilient model and 0 otherwise.
+    The global torch RNG state is restored afterwards.
+    """
+    cols = data.columns(modalities)
+    dev = cfg.torch_device()
+    if modality_dropout is None:
+        modality_dropout = cfg.modality_dropout if name == "resilient" else 0.0
+    tr, va = data.rows("train"), data.rows("val")
+    if len(tr) == 0 or len(va) == 0:
+        raise ValueError(f"cohort {data.cohort}: the train and val splits must be non-empty "
+                         f"(train {len(tr)}, val {len(va)})")
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same numbers whether fits run serially or in parallel workers
+    try:
+        model, best_loss, best_epoch, history = _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout)
+    finally:
+        torch.set_num_threads(threads)
+    fit = Fit(model, name, list(modalities), seed, 0.5, best_epoch, len(history), best_loss,
+              time.perf_counter() - t0, history)
+    fit.threshold = choose_threshold(data.y[va], predict(fit, data.x[va][:, cols], data.mask[va][:, cols]),
+                                     cfg.threshold)
+    return fit
+
+
+def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
+    """The training loop of :func:`fit_network`; returns (model, best val loss, best epoch, history)."""
+    x = torch.as_tensor(data.x[:, cols], device=dev)
+    m = torch.as_tensor(data.mask[:, cols], device=dev)
+    y = torch.as_tensor(data.y, device=dev)
+    n_pos = float(data.y[tr].sum())
+    pos_weight = torch.tensor((len(tr) - n_pos) / max(n_pos, 1.0), device=dev)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        model = build_model(name, len(cols), data.x.shape[2], width=cfg.width, heads=cfg.heads,
+                            dropout=cfg.dropout).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        tr_t = torch.as_tensor(tr, device=dev)
+        best, best_loss, best_epoch, history = None, float("inf"), 0, []
+        for epoch in range(1, cfg.max_epochs + 1):
+            model.train()
+            order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
+            total = 0.0
+            for i in range(0, len(order), cfg.batch_size):
+                b = order[i:i + cfg.batch_size]
+                mb = drop_modalities(m[b], modality_dropout, gen)
+                loss = loss_fn(model(x[b], mb), y[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(b)
+            val_loss = float(loss_fn(_predict_logits(model, x[va], m[va]), y[va]))
+            history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss})
+            if val_loss < best_loss - 1e-6:
+                best, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
+            elif epoch - best_epoch >= cfg.patience:
+                break
+        model.load_state_dict(best)
+    model.eval()
+    return model, best_loss, best_epoch, history
+
+
+def _flat(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Concatenated, zero-filled embeddings ``(n, M*D)``: the logistic regression's input."""
+    return (x * mask[..., None]).reshape(len(x), -1)
+
+
+def fit_logreg(data: FusionData, modalities, cfg: TrainConfig, C: float = 0.1) -> Fit:
+    """Fit the scikit-learn baseline on the train split (deterministic; seed 0 stands for every seed)."""
+    cols = data.columns(modalities)
+    tr, va = data.rows("train"), data.rows("val")
+    from threadpoolctl import threadpool_limits
+
+    t0 = time.perf_counter()
+    with threadpool_limits(1):  # one BLAS thread: the same numbers serially and in parallel workers
+        model = logistic_regression(C=C).fit(_flat(data.x[tr][:, cols], data.mask[tr][:, cols]), data.y[tr])
+    fit = Fit(model, "logreg", list(modalities), 0, 0.5, 0, 0, float("nan"), time.perf_counter() - t0)
+    fit.threshold = choose_threshold(data.y[va], predict(fit, data.x[va][:, cols], data.mask[va][:, cols]),
+                                     cfg.threshold)
+    return fit
+
+
+def fit_model(data: FusionData, name: str, modalities, seed: int, cfg: TrainConfig) -> Fit:
+    """:func:`fit_network` for the networks, :func:`fit_logreg` for ``logreg``."""
+    if name == "logreg":
+        return fit_logreg(data, modalities, cfg)
+    if name not in NEURAL_MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {list(ALL_MODELS)}")
+    return fit_network(data, name, modalities, seed, cfg)
+
+
+# ------------------------------------------------------------------------------------ experiments
+def modality_label(modalities) -> str:
+    """The canonical name of a modality set in tables: ``arrival+vitals+cxr`` (training order kept)."""
+    return "+".join(modalities)
+
+
+def prediction_frame(data: FusionData, fit: Fit, splits=("val", "test")) -> pd.DataFrame:
+    """One row per stay of ``splits``: probability, decision, label, sensitive attributes, the modality mask
+    the model saw (``mask_<modality>``, False for modalities outside its set), seed, model, modality set."""
+    cols = data.columns(fit.modalities)
+    rows = np.concatenate([data.rows(s) for s in splits])
+    p = predict(fit, data.x[rows][:, cols], data.mask[rows][:, cols])
+    st = data.stays.iloc[rows]
+    out = pd.DataFrame({"cohort": data.cohort, "model": fit.name, "modalities": modality_label(fit.modalities),
+                        "n_modalities": len(fit.modalities), "seed": fit.seed, "stay_id": st.index.to_numpy(),
+                        "split": st["split"].to_numpy(), "prob": p, "threshold": fit.threshold,
+                        "pred": (p >= fit.threshold).astype(np.int8), "label": data.y[rows].astype(np.int8),
+                        "race": st["race"].to_numpy(), "gender": st["gender"].to_numpy(),
+                        "race_gender": st["race_gender"].to_numpy()})
+    for j, m in enumerate(data.modalities):
+        out[f"mask_{m}"] = data.mask[rows, j] & (m in fit.modalities)
+    return out
+
+
+def _run_one(data: FusionData, name: str, mods: list[str], seed: int, cfg: TrainConfig, keep: bool):
+    fit = fit_model(data, name, mods, seed, cfg)
+    log = {"cohort": data.cohort, "model": name, "modalities": modality_label(mods), "n_modalities": len(mods),
+           "seed": seed, "epochs": fit.epochs, "best_epoch": fit.best_epoch, "val_loss": fit.val_loss,
+           "threshold": fit.threshold, "seconds": fit.seconds}
+    return prediction_frame(data, fit), log, (fit if keep else None)
+
+
+def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, keep: set | None = None, n_jobs: int = 1,
+             progress: bool = True, desc: str | None = None):
+    """Train every ``(model, modalities)`` in ``runs`` for every seed (``logreg`` once: it is deterministic).
+
+    ``n_jobs`` fits run in parallel worker processes (joblib; ``-1`` = one per CPU core; CPU only). Each
+    fit runs on one thread, so the numbers do not depend on ``n_jobs``.
+
+    Returns ``(predictions, log, fits)``: the :func:`prediction_frame` rows of all runs, one log row per
+    fit (epochs, best epoch, validation loss, threshold, seconds), and the fitted models for the runs whose
+    ``(model, modality label)`` is in ``keep`` (as ``{(model, label, seed): Fit}``).
+    """
+    from joblib import Parallel, delayed
+
+    keep = keep or set()
+    jobs = [(name, list(mods), s) for name, mods in runs for s in (seeds if name != "logreg" else seeds[:1])]
+    if cfg.torch_device().type != "cpu":
+        n_jobs = 1
+    bar = tqdm(total=len(jobs), desc=desc or f"training on {data.cohort}", disable=not progress, unit="fit")
+    results = []
+    tasks = (delayed(_run_one)(data, name, mods, s, cfg, (name, modality_label(mods)) in keep)
+             for name, mods, s in jobs)
+    for res in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
+        results.append(res)
+        bar.update(1)
+    bar.close()
+    preds = pd.concat([r[0] for r in results], ignore_index=True)
+    fits = {(f.name, modality_label(f.modalities), f.seed): f for _, _, f in results if f is not None}
+    return preds, pd.DataFrame([r[1] for r in results]), fits
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The configuration as a plain dict (for summaries)."""
+    return asdict(cfg)
+
+
+def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
+    """Write fitted networks (``{(model, label, seed): Fit}`` from :func:`run_grid`) to one file, atomically:
+    their weights, modality sets, seeds, thresholds and the configuration to rebuild them."""
+    from .artifacts import atomic_path
+
+    items = []
+    for f in fits.values():
+        if f.name == "logreg":
+            raise ValueError("save_fits stores networks; the logistic regression is refitted in a second")
+        items.append({"name": f.name, "modalities": f.modalities, "seed": f.seed, "threshold": f.threshold,
+                      "best_epoch": f.best_epoch, "state_dict": {k: v.cpu() for k, v in f.model.state_dict().items()}})
+    with atomic_path(path) as tmp:
+        torch.save({"config": asdict(cfg), "fits": items}, tmp)
+    return Path(path)
+
+
+def load_fits(path: Path | str, in_dim: int = 384) -> dict:
+    """Read :func:`save_fits`'s file back into ``{(model, label, seed): Fit}`` (networks on the CPU, eval mode)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**blob["config"])
+    out = {}
+    for it in blob["fits"]:
+        model = build_model(it["name"], len(it["modalities"]), in_dim, width=cfg.width, heads=cfg.heads,
+                            dropout=cfg.dropout)
+        model.load_state_dict(it["state_dict"])
+        model.eval()
+        out[(it["name"], modality_label(it["modalities"]), it["seed"])] = Fit(
+            model, it["name"], it["modalities"], it["seed"], it["threshold"], it["best_epoch"], 0, float("nan"), 0.0)
+    return out

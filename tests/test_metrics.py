@@ -1,0 +1,166 @@
+"""Metrics: hand-computed cases, scikit-learn / fairlearn agreement, the bootstrap and the summary table."""
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (MetricFrame, demographic_parity_difference, equalized_odds_difference,
+                               selection_rate, true_positive_rate)
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from mmlib import metrics
+
+
+def test_hand_computed_case():
+    # group A: 4 stays, labels 1 1 0 0, predictions 1 0 1 0 -> selection 0.5, TPR 0.5, FPR 0.5
+    # group B: 4 stays, labels 1 1 0 0, predictions 1 1 1 1 -> selection 1.0, TPR 1.0, FPR 1.0
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    pred = np.array([1, 0, 1, 0, 1, 1, 1, 1])
+    prob = np.array([0.9, 0.4, 0.6, 0.1, 0.8, 0.7, 0.6, 0.55])
+    g = np.array(list("AAAABBBB"))
+    flags = {"race": {"A": "", "B": ""}}
+    p = metrics.point_metrics(y, prob, pred, {"race": g}, flags)
+    assert p[("selection_rate", "race", "A")] == 0.5 and p[("selection_rate", "race", "B")] == 1.0
+    assert p[("tpr", "race", "A")] == 0.5 and p[("fpr", "race", "B")] == 1.0
+    assert p[("dp_diff", "race", "gap")] == pytest.approx(0.5)
+    assert p[("dp_ratio", "race", "gap")] == pytest.approx(0.5)
+    assert p[("tpr_diff", "race", "gap")] == pytest.approx(0.5)
+    assert p[("eo_diff", "race", "gap")] == pytest.approx(0.5)
+    # overall: TP 3, FP 3, FN 1, TN 1 -> F1 = 6 / (6 + 4) = 0.6; balanced accuracy = (3/4 + 1/4) / 2
+    assert p[("f1", "overall", "all")] == pytest.approx(0.6)
+    assert p[("balanced_accuracy", "overall", "all")] == pytest.approx(0.5)
+    # AUROC by counting: positives .9 .4 .8 .7 vs negatives .6 .1 .6 .55 -> 13 of 16 pairs
+    assert p[("auroc", "overall", "all")] == pytest.approx(13 / 16)
+
+
+def _random_case(rng, n=300):
+    y = rng.integers(0, 2, n)
+    prob = np.round(np.clip(0.3 * y + rng.normal(0.35, 0.2, n), 0, 1), 2)  # rounded: many ties
+    pred = (prob >= 0.5).astype(int)
+    race = rng.choice(["White", "non-White", "Unknown"], n, p=[0.6, 0.35, 0.05])
+    gender = rng.choice(["F", "M"], n)
+    return y, prob, pred, {"race": race, "gender": gender, "race_gender": np.char.add(np.char.add(race, " "), gender)}
+
+
+def test_bootstrap_with_unit_counts_equals_the_libraries():
+    rng = np.random.default_rng(1)
+    y, prob, pred, attrs = _random_case(rng)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    point = metrics.point_metrics(y, prob, pred, attrs, flags)
+    reps = metrics.Bootstrap(np.ones((1, len(y)))).replicates(y, prob, pred, attrs, flags)
+    assert set(point) == set(reps)
+    for k, v in point.items():
+        assert reps[k][0] == pytest.approx(v, abs=1e-12, nan_ok=True), k
+
+
+def test_bootstrap_replicates_equal_the_libraries_on_each_resample():
+    rng = np.random.default_rng(2)
+    y, prob, pred, attrs = _random_case(rng)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    boot = metrics.Bootstrap.draw(attrs["race_gender"], n_boot=5, seed=3)
+    reps = boot.replicates(y, prob, pred, attrs, flags)
+    for b in range(5):
+        w = boot.counts[b]
+        assert reps[("auroc", "overall", "all")][b] == pytest.approx(roc_auc_score(y, prob, sample_weight=w))
+        assert reps[("auprc", "overall", "all")][b] == pytest.approx(
+            average_precision_score(y, prob, sample_weight=w))
+        # resample explicitly and ask fairlearn
+        idx = np.repeat(np.arange(len(y)), w.astype(int))
+        race = attrs["race"][idx]
+        mf = MetricFrame(metrics={"sr": selection_rate, "tpr": true_positive_rate}, y_true=y[idx],
+                         y_pred=pred[idx], sensitive_features=race)
+        for grp in ("White", "non-White", "Unknown"):
+            assert reps[("selection_rate", "race", grp)][b] == pytest.approx(mf.by_group.loc[grp, "sr"])
+            assert reps[("tpr", "race", grp)][b] == pytest.approx(mf.by_group.loc[grp, "tpr"])
+        compared = np.isin(race, ["White", "non-White"])
+        assert reps[("dp_diff", "race", "gap")][b] == pytest.approx(demographic_parity_difference(
+            y[idx][compared], pred[idx][compared], sensitive_features=race[compared]))
+        assert reps[("eo_diff", "race", "gap")][b] == pytest.approx(equalized_odds_difference(
+            y[idx][compared], pred[idx][compared], sensitive_features=race[compared]))
+
+
+def test_stratified_bootstrap_keeps_group_sizes():
+    strata = np.array(["a"] * 7 + ["b"] * 50 + ["c"] * 3)
+    boot = metrics.Bootstrap.draw(strata, n_boot=40, seed=0)
+    for g in "abc":
+        assert (boot.counts[:, strata == g].sum(1) == (strata == g).sum()).all()
+    assert boot.counts.std(0).max() > 0  # it does resample
+    again = metrics.Bootstrap.draw(strata, n_boot=40, seed=0)
+    assert np.array_equal(boot.counts, again.counts)
+
+
+def test_unknown_and_small_groups_are_flagged_and_left_out_of_gaps():
+    y = np.array([1, 0] * 50 + [1, 0] * 50 + [1, 0, 1] + [1, 0] * 10)
+    g = np.array(["White"] * 100 + ["non-White"] * 100 + ["Asian"] * 3 + ["Unknown"] * 20)
+    flags = metrics.estimable(y, g, min_group=30, min_events=10)
+    assert flags["White"] == "" and flags["non-White"] == ""
+    assert "too small" in flags["Asian"] and "not compared" in flags["Unknown"]
+    # make the Unknown group wildly different: the gap must not see it
+    pred = np.r_[np.tile([1, 0], 50), np.tile([1, 0], 50), [0, 0, 0], np.ones(20, int)]
+    p = metrics.point_metrics(y, pred.astype(float), pred, {"race": g}, {"race": flags})
+    assert p[("dp_diff", "race", "gap")] == pytest.approx(0.0)
+    assert p[("selection_rate", "race", "Unknown")] == 1.0
+
+
+def _predictions(rng, seeds=(0, 1, 2), n=400, shift=0.0, model="paper", mods="a+b"):
+    y = rng.integers(0, 2, n)
+    race = rng.choice(["White", "non-White"], n)
+    gender = rng.choice(["F", "M"], n)
+    rows = []
+    for s in seeds:
+        noise = np.random.default_rng(s).normal(0, 1.5, n)
+        prob = 1 / (1 + np.exp(-(2 * y - 1 + noise + shift)))
+        rows.append(pd.DataFrame({"cohort": "c", "model": model, "modalities": mods, "n_modalities": 2,
+                                  "seed": s, "stay_id": np.arange(n), "split": "test", "prob": prob,
+                                  "pred": (prob >= 0.5).astype(int), "label": y, "race": race,
+                                  "gender": gender, "race_gender": np.char.add(np.char.add(race, " "), gender)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_summarise_mean_sd_ci_and_seed_order_invariance():
+    pr = _predictions(np.random.default_rng(0))
+    s = metrics.summarise(pr, n_boot=100, progress=False)
+    t = s.table
+    auroc = t[(t.metric == "auroc")].iloc[0]
+    per_seed = [roc_auc_score(g.label, g.prob) for _, g in pr.groupby("seed")]
+    assert auroc["mean"] == pytest.approx(np.mean(per_seed))
+    assert auroc["sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert auroc["ci_low"] < auroc["mean"] < auroc["ci_high"]
+    assert auroc["n_seeds"] == 3 and auroc["n"] == 400
+    assert set(t.attribute) == {"overall", "race", "gender", "race_gender"}
+    # shuffling the rows changes nothing
+    s2 = metrics.summarise(pr.sample(frac=1, random_state=1), n_boot=100, progress=False)
+    pd.testing.assert_frame_equal(s.table, s2.table)
+
+
+def test_paired_difference_of_identical_runs_is_exactly_zero():
+    rng = np.random.default_rng(0)
+    a = _predictions(rng, mods="a")
+    b = a.assign(modalities="a+b")
+    s = metrics.summarise(pd.concat([a, b]), n_boot=50, progress=False)
+    d, lo, hi = metrics.paired_difference(s, "c", ("paper", "a"), ("paper", "a+b"), ("auroc", "overall", "all"))
+    assert d == lo == hi == 0.0
+
+
+def test_summarise_rejects_mismatched_stays():
+    pr = _predictions(np.random.default_rng(0))
+    bad = pr.drop(index=pr.index[(pr.seed == 1)][:5])
+    with pytest.raises(ValueError, match="same test stays"):
+        metrics.summarise(bad, n_boot=10, progress=False)
+    with pytest.raises(ValueError, match="lacks columns"):
+        metrics.summarise(pr.drop(columns=["race"]), n_boot=10, progress=False)
+
+
+def test_point_gaps_equal_fairlearn_functions():
+    from fairlearn.metrics import demographic_parity_ratio, equal_opportunity_difference
+
+    rng = np.random.default_rng(5)
+    y, prob, pred, attrs = _random_case(rng, n=500)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    p = metrics.point_metrics(y, prob, pred, attrs, flags)
+    for a in ("gender", "race_gender"):
+        keep = np.isin(attrs[a], [g for g, why in flags[a].items() if not why])
+        args = (y[keep], pred[keep])
+        kw = {"sensitive_features": attrs[a][keep]}
+        assert p[("dp_diff", a, "gap")] == pytest.approx(demographic_parity_difference(*args, **kw))
+        assert p[("dp_ratio", a, "gap")] == pytest.approx(demographic_parity_ratio(*args, **kw))
+        assert p[("tpr_diff", a, "gap")] == pytest.approx(equal_opportunity_difference(*args, **kw))
+        assert p[("eo_diff", a, "gap")] == pytest.approx(equalized_odds_difference(*args, **kw))
