@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_readers.py
 	$(BIN)/python benchmarks/bench_embed.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf build _book

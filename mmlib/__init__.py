@@ -8,6 +8,10 @@ Modules
 - ``mmlib.ecg_reader``  offline ECG reader (measures the signal, writes an interpretation)
 - ``mmlib.vlm``         GPU backends: Qwen2.5-VL (X-rays) and PULSE-7B (ECGs), local checkpoints only
 - ``mmlib.embed``       texts -> embedding matrix, with an on-disk cache
+- ``mmlib.models``      fusion models: the paper's, the resilient masked-attention one, late fusion, a linear
+                        decision layer; the logistic-regression baseline
+- ``mmlib.train``       data for the models, seeded training, threshold policy, predictions tables
+- ``mmlib.metrics``     performance and fairness metrics (scikit-learn, fairlearn) with bootstrap CIs
 - ``mmlib.artifacts``   atomic, parameter-keyed artifacts that chapters exchange
 - ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
 - ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)

@@ -174,6 +174,32 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     assert np.allclose(emb["cxr"][~emb["mask_cxr"]], 0) and (np.abs(emb["cxr"][emb["mask_cxr"]]).sum(1) > 0).all()
     fid = pd.read_parquet(pipeline.artifact_dir("02", s2.key) / "fidelity.parquet")
     assert {"recorded labels", "offline reader"} <= set(fid["source"])
+    # chapters 03-04: every run and seed predicted, estimates with CIs, the full-modality networks saved
+    from mmlib import train
+
+    s3, s4 = summaries[2], summaries[3]
+    for sx in (s3, s4):
+        nbx = nbformat.read(pipeline.artifact_dir(sx.chapter, sx.key) / "executed.ipynb", as_version=4)
+        assert not [o for c in nbx.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    p3 = pd.read_parquet(pipeline.artifact_dir("03", s3.key) / "predictions.parquet")
+    assert set(p3["model"]) == {"paper", "logreg"}
+    assert set(p3.loc[p3.cohort == "mimic_eye", "modalities"]) == {"arrival", "vitals", "codes", "cxr"}
+    assert p3.loc[p3.model == "paper", "seed"].nunique() == len(params["seeds"])
+    t4 = pd.read_parquet(pipeline.artifact_dir("04", s4.key) / "summary.parquet")
+    assert {"mean", "sd", "ci_low", "ci_high", "n_seeds", "flag"} <= set(t4.columns)
+    paper = t4[(t4.cohort == "mds_ed") & (t4.model == "paper")]
+    assert paper["modalities"].nunique() == 15, "every order: all non-empty subsets"
+    assert set(t4["model"]) == {"paper", "resilient", "late", "logreg"}
+    full = "arrival+vitals+codes+cxr"
+    fits = train.load_fits(pipeline.artifact_dir("04", s4.key) / "models_mimic_eye.pt")
+    assert {(k[0], k[1]) for k in fits} == {("paper", full), ("resilient", full), ("late", full)}
+    data = train.load_fusion_data(pipeline.artifact_dir("01", s.key) / "cohort_mimic_eye",
+                                  pipeline.artifact_dir("02", s2.key) / "embeddings_mimic_eye.npz")
+    p4 = pd.read_parquet(pipeline.artifact_dir("04", s4.key) / "predictions.parquet")
+    run = p4[(p4.model == "resilient") & (p4.modalities == full) & (p4.seed == 0) & (p4.split == "test")]
+    te = data.rows("test")
+    assert np.allclose(run.set_index("stay_id").loc[data.stays.index[te], "prob"],
+                       train.predict(fits[("resilient", full, 0)], data.x[te], data.mask[te]))
     # render the real book from the executed chapters
     from mmlib.book import render_book
 
@@ -186,4 +212,6 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     assert "Table 1" in page and "<table" in page
     page2 = (out / "chapters" / "02_transcription_and_embeddings.html").read_text()
     assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page2)) >= 6 and "fidelity" in page2
+    page4 = (out / "chapters" / "04_incremental_fusion.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page4)) >= 4 and "Answer to RQ1" in page4
     assert "Preface" in res.index_html.read_text()
