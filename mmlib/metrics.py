@@ -29,6 +29,7 @@ fewer than ``min_events`` positives or negatives); such rows carry a ``flag`` sa
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,37 +184,75 @@ class Bootstrap:
         same keys and definitions as :func:`point_metrics`."""
         w = self.counts
         y = y.astype(np.float64)
-        d = pred.astype(np.float64)
-        tp, fp = w @ (d * y), w @ (d * (1 - y))
-        fn, tn = w @ ((1 - d) * y), w @ ((1 - d) * (1 - y))
-        tpr, tnr = _div(tp, tp + fn), _div(tn, tn + fp)
-        out = {("f1", "overall", "all"): np.nan_to_num(_div(2 * tp, 2 * tp + fp + fn)),
-               ("auroc", "overall", "all"): weighted_auroc(w, y, prob),
-               ("auprc", "overall", "all"): weighted_average_precision(w, y, prob),
-               ("balanced_accuracy", "overall", "all"): (tpr + tnr) / 2}
-        for a, g in attrs.items():
-            names = sorted(pd.unique(g))
-            ind = np.stack([(g == k).astype(np.float64) for k in names], axis=1)
-            n, sel = w @ ind, w @ (ind * d[:, None])
-            pos, hit = w @ (ind * y[:, None]), w @ (ind * (d * y)[:, None])
-            neg, false = w @ (ind * (1 - y)[:, None]), w @ (ind * (d * (1 - y))[:, None])
-            rate, tprg, fprg = _div(sel, n), _div(hit, pos), _div(false, neg)
-            for j, k in enumerate(names):
-                out[("selection_rate", a, k)] = rate[:, j]
-                out[("tpr", a, k)] = tprg[:, j]
-                out[("fpr", a, k)] = fprg[:, j]
-            cj = [j for j, k in enumerate(names) if not flags[a].get(k, "x")]
-            if len(cj) < 2:
-                for k in GAPS:
-                    out[(k, a, "gap")] = np.full(len(w), np.nan)
-                continue
-            r, t, f = rate[:, cj], tprg[:, cj], fprg[:, cj]
-            tpr_gap = t.max(1) - t.min(1)
-            out[("dp_diff", a, "gap")] = r.max(1) - r.min(1)
-            out[("dp_ratio", a, "gap")] = _div(r.min(1), r.max(1))
-            out[("tpr_diff", a, "gap")] = tpr_gap
-            out[("eo_diff", a, "gap")] = np.maximum(tpr_gap, f.max(1) - f.min(1))
+        out = {("auroc", "overall", "all"): weighted_auroc(w, y, prob),
+               ("auprc", "overall", "all"): weighted_average_precision(w, y, prob)}
+        counts = _count_metrics(w, pred.astype(np.float64)[None, :], y, attrs, flags)
+        out.update({k: v[:, 0] for k, v in counts.items()})
         return out
+
+
+def _count_metrics(w: np.ndarray, d: np.ndarray, y: np.ndarray, attrs: dict[str, np.ndarray],
+                   flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+    """The metrics that are ratios of weighted counts (F1, balanced accuracy, per-group rates, gaps) for
+    every pair of a weight row ``w[b]`` ``(B, n)`` and a decision row ``d[k]`` ``(K, n)``: ``(B, K)`` arrays."""
+    dy = d * y
+    tp, pp = w @ dy.T, w @ d.T
+    pos, tot = (w @ y)[:, None], w.sum(1)[:, None]
+    fp, fn = pp - tp, pos - tp
+    tn = tot - tp - fp - fn
+    tpr, tnr = _div(tp, tp + fn), _div(tn, tn + fp)
+    out = {("f1", "overall", "all"): np.nan_to_num(_div(2 * tp, 2 * tp + fp + fn)),
+           ("balanced_accuracy", "overall", "all"): (tpr + tnr) / 2}
+    for a, g in attrs.items():
+        names = sorted(pd.unique(g))
+        rate, tprg, fprg = {}, {}, {}
+        for k in names:
+            ind = (g == k).astype(np.float64)
+            n_k, pos_k = (w @ ind)[:, None], (w @ (ind * y))[:, None]
+            sel, hit = w @ (d * ind).T, w @ (dy * ind).T
+            rate[k], tprg[k], fprg[k] = _div(sel, n_k), _div(hit, pos_k), _div(sel - hit, n_k - pos_k)
+            out[("selection_rate", a, k)], out[("tpr", a, k)], out[("fpr", a, k)] = rate[k], tprg[k], fprg[k]
+        compared = [k for k in names if not flags[a].get(k, "x")]
+        if len(compared) < 2:
+            for k in GAPS:
+                out[(k, a, "gap")] = np.full(tp.shape, np.nan)
+            continue
+        r = np.stack([rate[k] for k in compared])
+        t = np.stack([tprg[k] for k in compared])
+        f = np.stack([fprg[k] for k in compared])
+        tpr_gap = t.max(0) - t.min(0)
+        out[("dp_diff", a, "gap")] = r.max(0) - r.min(0)
+        out[("dp_ratio", a, "gap")] = _div(r.min(0), r.max(0))
+        out[("tpr_diff", a, "gap")] = tpr_gap
+        out[("eo_diff", a, "gap")] = np.maximum(tpr_gap, f.max(0) - f.min(0))
+    return out
+
+
+def many(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
+         flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+    """Every metric of :func:`point_metrics` for many prediction vectors on the same stays at once (e.g. the
+    mask draws of a missingness sweep): ``probs``/``preds`` ``(K, n)`` -> ``{key: (K,) array}``. AUROC by
+    the rank-sum (Mann-Whitney) identity with tied scores sharing their mean rank, AUPRC as average
+    precision over the distinct thresholds (scikit-learn's definitions, checked in the tests)."""
+    from scipy.stats import rankdata
+
+    y = y.astype(np.float64)
+    probs = np.atleast_2d(probs)
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    ranks = rankdata(probs, axis=1)
+    auroc = _div((ranks * y).sum(1) - n_pos * (n_pos + 1) / 2, np.full(len(probs), n_pos * n_neg))
+    # average precision: for each positive, the precision among the samples scoring at least as high as
+    # it (tied scores share the precision at the end of their block, as scikit-learn's thresholds do)
+    order = np.argsort(-probs, axis=1, kind="mergesort")
+    ys = y[order]
+    at_least = np.take_along_axis(rankdata(-probs, axis=1, method="max"), order, axis=1).astype(int)
+    precision = np.take_along_axis(np.cumsum(ys, axis=1), at_least - 1, axis=1) / at_least
+    auprc = _div((precision * ys).sum(1), np.full(len(probs), n_pos))
+    out = {("auroc", "overall", "all"): auroc, ("auprc", "overall", "all"): auprc}
+    counts = _count_metrics(np.ones((1, len(y))), np.atleast_2d(preds).astype(np.float64), y, attrs, flags)
+    out.update({k: v[0] for k, v in counts.items()})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -352,3 +391,37 @@ def canonical(label: str, order: list[str]) -> str:
     names the same run)."""
     parts = set(label.split("+"))
     return "+".join(m for m in order if m in parts)
+
+
+def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
+                      flags: dict[str, dict[str, str]], boot: Bootstrap | None = None,
+                      rank_vectors: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+    """Summary of many prediction vectors of one condition on the same stays (e.g. seeds x mask draws):
+    the mean and sd over the vectors of every metric (:func:`many`), and with ``boot`` the 95% bootstrap
+    CI of that mean (every resample scores every vector; for AUROC and AUPRC, whose resampled values are
+    the costly part, only the vectors ``rank_vectors`` (indices) when given).
+
+    Returns ``(table, replicates)``: columns ``metric, attribute, group, mean, sd, ci_low, ci_high`` and
+    ``{key: (B,) array}`` of resampled means, for paired differences between conditions."""
+    probs, preds = np.atleast_2d(probs), np.atleast_2d(preds)
+    points = many(y, probs, preds, attrs, flags)
+    reps = {}
+    if boot is not None:
+        yf = y.astype(np.float64)
+        counts = _count_metrics(boot.counts, preds.astype(np.float64), yf, attrs, flags)
+        with warnings.catch_warnings():  # a rate undefined on every vector of a resample stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reps = {k: np.nanmean(v, axis=1) for k, v in counts.items()}
+        ks = np.arange(len(probs)) if rank_vectors is None else np.asarray(rank_vectors)
+        reps[("auroc", "overall", "all")] = np.mean([weighted_auroc(boot.counts, yf, probs[k]) for k in ks], axis=0)
+        reps[("auprc", "overall", "all")] = np.mean([weighted_average_precision(boot.counts, yf, probs[k])
+                                                     for k in ks], axis=0)
+    rows = []
+    for key, v in points.items():
+        r = reps.get(key)
+        finite = np.isfinite(v)
+        lo, hi = (np.nanpercentile(r, [2.5, 97.5]) if r is not None and np.isfinite(r).any() else (np.nan, np.nan))
+        rows.append({"metric": key[0], "attribute": key[1], "group": key[2],
+                     "mean": v[finite].mean() if finite.any() else np.nan,
+                     "sd": v[finite].std(ddof=1) if finite.sum() > 1 else np.nan, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows), reps

@@ -164,3 +164,56 @@ def test_point_gaps_equal_fairlearn_functions():
         assert p[("dp_ratio", a, "gap")] == pytest.approx(demographic_parity_ratio(*args, **kw))
         assert p[("tpr_diff", a, "gap")] == pytest.approx(equal_opportunity_difference(*args, **kw))
         assert p[("eo_diff", a, "gap")] == pytest.approx(equalized_odds_difference(*args, **kw))
+
+
+def test_results_table_and_group_rates_format_every_estimate():
+    from mmlib import tables
+
+    pr = _predictions(np.random.default_rng(0))
+    s = metrics.summarise(pr, n_boot=50, progress=False, min_group=150)  # race x gender cells (~100) too small
+    t = tables.results_table(s.table, "c", "paper")
+    assert list(t.index) == ["a+b"]
+    cell = t.loc["a+b", "AUROC"]
+    m = s.table[(s.table.metric == "auroc")].iloc[0]
+    assert cell == tables.fmt_estimate(m["mean"], m["sd"], m["ci_low"], m["ci_high"])
+    assert cell.count("±") == 1 and cell.count("[") == 1
+    g = tables.group_rates(s.table, "c", "paper", "a+b", "race_gender")
+    assert g["flag"].str.contains("too small").all()
+    gap = s.table[(s.table.attribute == "race_gender") & (s.table.group == "gap")]
+    assert gap["mean"].isna().all() and (gap["flag"] == "fewer than two estimable groups").all()
+    assert tables.fmt_estimate(np.nan, np.nan, np.nan, np.nan) == "–"
+    with pytest.raises(ValueError, match="no results"):
+        tables.results_table(s.table, "c", "late")
+
+
+def test_many_equals_point_metrics_row_by_row():
+    rng = np.random.default_rng(7)
+    y, _, _, attrs = _random_case(rng, n=400)
+    probs = np.round(rng.random((6, 400)) * 0.5 + 0.4 * y, 2)  # ties
+    probs[5] = 0.5  # a constant prediction (every modality missing)
+    preds = (probs >= 0.5).astype(int)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    out = metrics.many(y, probs, preds, attrs, flags)
+    for k in range(6):
+        ref = metrics.point_metrics(y, probs[k], preds[k], attrs, flags)
+        for key, v in ref.items():
+            assert out[key][k] == pytest.approx(v, abs=1e-12, nan_ok=True), (k, key)
+
+
+def test_summarise_vectors_mean_sd_and_ci():
+    rng = np.random.default_rng(3)
+    y, _, _, attrs = _random_case(rng, n=300)
+    probs = np.clip(0.35 * y + rng.random((8, 300)) * 0.65, 0, 1)
+    preds = (probs >= 0.5).astype(int)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    boot = metrics.Bootstrap.draw(attrs["race_gender"], n_boot=60, seed=0)
+    t, reps = metrics.summarise_vectors(y, probs, preds, attrs, flags, boot)
+    auc = [roc_auc_score(y, p) for p in probs]
+    row = t[t.metric == "auroc"].iloc[0]
+    assert row["mean"] == pytest.approx(np.mean(auc)) and row["sd"] == pytest.approx(np.std(auc, ddof=1))
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
+    # the resampled mean of a count metric is the mean over vectors of each vector's resampled value
+    one = [boot.replicates(y, probs[k], preds[k], attrs, flags)[("tpr", "race", "White")] for k in range(8)]
+    assert np.allclose(reps[("tpr", "race", "White")], np.mean(one, axis=0))
+    sub, reps2 = metrics.summarise_vectors(y, probs, preds, attrs, flags, boot, rank_vectors=[0])
+    assert np.allclose(reps2[("auroc", "overall", "all")], metrics.weighted_auroc(boot.counts, y.astype(float), probs[0]))

@@ -1,0 +1,118 @@
+"""Missing modalities at inference: mask samplers and vectorised prediction under masks (chapter 05).
+
+- :func:`bernoulli_masks`: the paper's Algorithm 1. Each modality of each sample that is present goes
+  missing independently with probability ``rate`` (one rate for all modalities, or one per modality: the
+  per-modality stress protocol of arXiv 2605.12031 sets one modality's rate and leaves the others at 0).
+  ``draws`` independent masks at once, as one boolean array, from a seeded generator.
+- :func:`group_masks`: the same, with a rate per group (group-dependent missingness).
+- :func:`matched_group_rates`: per-group rates that keep the relative access gap of a reference set of
+  rates but average, over the samples, to a given overall rate, so an MCAR run and a group-dependent run
+  lose the same share of modalities and differ only in *who* loses them.
+- :func:`predict_masked`: probabilities of one fitted model for every draw, ``(draws, n)``, computed in
+  chunks without a Python loop per sample. Each model handles a missing modality its own way (zero vector,
+  attention mask, dropped from the average), exactly as in training.
+
+A modality that is already missing stays missing; the rates apply to what is present.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _check_rate(rate, n_modalities: int, name: str = "rate") -> np.ndarray:
+    r = np.broadcast_to(np.asarray(rate, dtype=float), (n_modalities,)).copy()
+    if ((r < 0) | (r > 1)).any() or not np.isfinite(r).all():
+        raise ValueError(f"{name} must be in [0, 1] (one value, or one per modality), got {rate!r}")
+    return r
+
+
+def bernoulli_masks(present: np.ndarray, rate, draws: int, seed: int) -> np.ndarray:
+    """``(draws, n, M)`` masks: ``present`` with each True entry switched off with probability ``rate``
+    (a number, or one per modality), independently across draws, samples and modalities."""
+    present = np.asarray(present, dtype=bool)
+    r = _check_rate(rate, present.shape[1])
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    u = np.random.default_rng(seed).random((draws, *present.shape))
+    return present[None] & (u >= r)
+
+
+def group_masks(present: np.ndarray, groups: np.ndarray, rates: dict, draws: int, seed: int) -> np.ndarray:
+    """``(draws, n, M)`` masks with a missingness rate per group: ``rates[g]`` (a number, or one per
+    modality) for the samples of group ``g``. Every group in ``groups`` needs a rate."""
+    present = np.asarray(present, dtype=bool)
+    groups = np.asarray(groups).astype(str)
+    lacking = sorted(set(groups) - set(map(str, rates)))
+    if lacking:
+        raise ValueError(f"rates: no missingness rate for groups {lacking}; got rates for {sorted(map(str, rates))}")
+    r = np.stack([_check_rate(rates[g], present.shape[1], f"rates[{g!r}]") for g in groups])
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    u = np.random.default_rng(seed).random((draws, *present.shape))
+    return present[None] & (u >= r[None])
+
+
+def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -> dict:
+    """Per-group rates proportional to ``reference`` (e.g. each group's observed share of a modality
+    missing), scaled so that their sample-weighted mean over ``groups`` equals ``mean_rate``; capped at 1
+    (raises if the cap makes the target unreachable)."""
+    groups = np.asarray(groups).astype(str)
+    share = pd.Series(groups).value_counts(normalize=True)
+    ref = pd.Series({str(g): float(reference[g]) for g in reference}).reindex(share.index)
+    if ref.isna().any():
+        raise ValueError(f"reference: no rate for groups {list(ref.index[ref.isna()])}")
+    base = float((ref * share).sum())
+    if mean_rate == 0 or base == 0:
+        return {g: (0.0 if mean_rate == 0 else float(mean_rate)) for g in ref.index}
+    out = ref * (mean_rate / base)
+    if (out > 1).any():
+        raise ValueError(f"mean_rate {mean_rate}: the group rates would exceed 1 ({out.round(3).to_dict()})")
+    return out.to_dict()
+
+
+def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """Probabilities ``(draws, n)`` of a fitted model (:class:`mmlib.train.Fit`) for ``x`` ``(n, M, D)``
+    under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows."""
+    from .train import predict
+
+    draws, n, m = masks.shape
+    if x.shape[:2] != (n, m):
+        raise ValueError(f"x has shape {x.shape}, masks {masks.shape}: expected x (n, M, D) with n={n}, M={m}")
+    flat = masks.reshape(draws * n, m)
+    out = np.empty(draws * n)
+    for i in range(0, draws * n, chunk):
+        rows = np.arange(i, min(i + chunk, draws * n))
+        out[rows] = predict(fit, x[rows % n], flat[rows])
+    return out.reshape(draws, n)
+
+
+def with_training_missingness(data, rate: float, seed: int):
+    """A copy of a :class:`mmlib.train.FusionData` whose *train and validation* stays each lose every present
+    modality with probability ``rate`` (one fixed draw: the training-time protocol of arXiv 2605.12031);
+    the test stays are unchanged. Content of removed modalities is zeroed, as for recorded missingness."""
+    import dataclasses
+
+    rows = np.flatnonzero(data.stays["split"].to_numpy() != "test")
+    mask = data.mask.copy()
+    mask[rows] = bernoulli_masks(data.mask[rows], rate, 1, seed)[0]
+    x = np.where(mask[..., None], data.x, np.float32(0))
+    return dataclasses.replace(data, x=x, mask=mask)
+
+
+def evaluate_condition(data, fits: list, masks: np.ndarray, attrs: dict, flags: dict, boot=None,
+                       rank_draws: int = 2) -> tuple[pd.DataFrame, dict]:
+    """Metrics of the test stays of ``data`` for the fitted models ``fits`` (one per seed, all of one model on
+    the same modalities) under the mask draws ``masks`` ``(draws, n_test, M)``: every (seed, draw) prediction
+    vector is scored, then :func:`mmlib.metrics.summarise_vectors` gives the mean and sd over them and, with
+    ``boot``, the bootstrap CI of the mean (AUROC/AUPRC resampled on the first ``rank_draws`` draws of
+    every seed)."""
+    from .metrics import summarise_vectors
+
+    te = data.rows("test")
+    x = data.x[te][:, data.columns(fits[0].modalities)]
+    probs = np.concatenate([predict_masked(f, x, masks) for f in fits])
+    preds = np.concatenate([np.full(masks.shape[:2], f.threshold) for f in fits]) <= probs
+    draws = masks.shape[0]
+    ranked = [s * draws + d for s in range(len(fits)) for d in range(min(rank_draws, draws))]
+    return summarise_vectors(data.y[te], probs, preds.astype(int), attrs, flags, boot, rank_vectors=ranked)
