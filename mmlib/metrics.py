@@ -399,7 +399,8 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
     """Summary of many prediction vectors of one condition on the same stays (e.g. seeds x mask draws):
     the mean and sd over the vectors of every metric (:func:`many`), and with ``boot`` the 95% bootstrap
     CI of that mean (every resample scores every vector; for AUROC and AUPRC, whose resampled values are
-    the costly part, only the vectors ``rank_vectors`` (indices) when given).
+    the costly part, only the vectors ``rank_vectors`` (indices) when given, the resampled means then being
+    shifted by the difference between the mean of all vectors and that of the subset).
 
     Returns ``(table, replicates)``: columns ``metric, attribute, group, mean, sd, ci_low, ci_high`` and
     ``{key: (B,) array}`` of resampled means, for paired differences between conditions."""
@@ -413,9 +414,11 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             warnings.simplefilter("ignore", RuntimeWarning)
             reps = {k: np.nanmean(v, axis=1) for k, v in counts.items()}
         ks = np.arange(len(probs)) if rank_vectors is None else np.asarray(rank_vectors)
-        reps[("auroc", "overall", "all")] = np.mean([weighted_auroc(boot.counts, yf, probs[k]) for k in ks], axis=0)
-        reps[("auprc", "overall", "all")] = np.mean([weighted_average_precision(boot.counts, yf, probs[k])
-                                                     for k in ks], axis=0)
+        for key, fn in ((("auroc", "overall", "all"), weighted_auroc),
+                        (("auprc", "overall", "all"), weighted_average_precision)):
+            r = np.mean([fn(boot.counts, yf, probs[k]) for k in ks], axis=0)
+            # resampled on a subset of the vectors: centre on the mean of all of them (same spread)
+            reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
     rows = []
     for key, v in points.items():
         r = reps.get(key)

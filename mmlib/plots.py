@@ -217,3 +217,108 @@ def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[st
     fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
                title="model (line: mean over seeds; band: 95% bootstrap CI)")
     return fig
+
+
+def label(metric: str, attribute: str) -> str:
+    """Short name of a (metric, attribute) pair for tables: ``AUROC``, ``TPR difference (race)``."""
+    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
+
+    if attribute == "overall":
+        return METRIC_LABELS[metric]
+    return f"{SHORT_LABELS.get(metric, METRIC_LABELS[metric])} ({ATTRIBUTE_LABELS[attribute]})"
+
+
+def _rows(table: pd.DataFrame, metric: str, attribute: str) -> pd.DataFrame:
+    group = "all" if attribute == "overall" else "gap"
+    return table[(table["metric"] == metric) & (table["attribute"] == attribute) & (table["group"] == group)]
+
+
+def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: str | None = None, ncols: int = 3,
+                       title: str = "") -> plt.Figure:
+    """Metric against the missing rate (``rate`` column of a sweep table of one cohort): one line per model,
+    band = 95% bootstrap CI of the mean over seeds x draws. ``style_by``: a column whose values get solid /
+    dashed / dotted lines (e.g. random against group-dependent missingness)."""
+    keys = list(keys)
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.2 * nrows), squeeze=False)
+    palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    styles = list(pd.unique(table[style_by])) if style_by else [None]
+    dashes = dict(zip(styles, ["-", "--", ":", "-."]))
+    for ax, (metric, attr) in zip(axes.flat, keys):
+        d = _rows(table, metric, attr)
+        for m in models:
+            for st in styles:
+                t = d[(d["model"] == m) & ((d[style_by] == st) if style_by else True)].sort_values("rate")
+                if t.empty:
+                    continue
+                ax.plot(100 * t["rate"], t["mean"], color=palette[m], ls=dashes[st], marker="o", ms=3,
+                        label=m if st == styles[0] else None)
+                ax.fill_between(100 * t["rate"], t["ci_low"], t["ci_high"], color=palette[m], alpha=0.12)
+        ax.set_xlabel("modalities missing at inference (%)", fontsize=9)
+        ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    if style_by:
+        for st in styles:
+            handles.append(plt.Line2D([], [], color="0.3", ls=dashes[st]))
+            names.append(str(st))
+    fig.suptitle(title or "metrics as modalities go missing")
+    fig.tight_layout()
+    fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
+               title="line: mean over seeds x mask draws; band: 95% bootstrap CI")
+    return fig
+
+
+def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str], keys, title: str = "") -> plt.Figure:
+    """One column per modality made missing (the others present), one row per (metric, attribute); lines
+    are models, bands 95% bootstrap CIs."""
+    keys = list(keys)
+    fig, axes = plt.subplots(len(keys), len(modalities), figsize=(3.6 * len(modalities), 2.9 * len(keys)),
+                             squeeze=False, sharey="row")
+    palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    for j, mod in enumerate(modalities):
+        for i, (metric, attr) in enumerate(keys):
+            ax = axes[i, j]
+            d = _rows(table[table["modality"] == mod], metric, attr)
+            for m in models:
+                t = d[d["model"] == m].sort_values("rate")
+                ax.plot(100 * t["rate"], t["mean"], color=palette[m], marker="o", ms=3, label=m)
+                ax.fill_between(100 * t["rate"], t["ci_low"], t["ci_high"], color=palette[m], alpha=0.12)
+            if i == 0:
+                ax.set_title(f"{mod} missing", fontsize=10)
+            if i == len(keys) - 1:
+                ax.set_xlabel(f"{mod} missing (% of stays)", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(title or "one modality missing at a time")
+    fig.tight_layout()
+    fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
+               title="model (line: mean over seeds x mask draws; band: 95% bootstrap CI)")
+    return fig
+
+
+def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: str = "") -> plt.Figure:
+    """Train x test grids: one heatmap per (model, metric) of the mean metric by training missing rate (rows,
+    ``train_rate``) and inference missing rate (columns, ``rate``), annotated with the values."""
+    keys = list(keys)
+    fig, axes = plt.subplots(len(models), len(keys), figsize=(3.9 * len(keys), 3.3 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, (metric, attr) in enumerate(keys):
+            d = _rows(table[table["model"] == m], metric, attr)
+            grid = d.pivot_table(index="train_rate", columns="rate", values="mean", dropna=False)
+            axes[i, j].set_title(f"{m}: {label(metric, attr)}", fontsize=10)
+            if grid.empty or grid.isna().all().all():
+                axes[i, j].text(0.5, 0.5, "not estimable\n(groups too small)", ha="center", va="center",
+                                transform=axes[i, j].transAxes)
+                continue
+            grid.index = [f"{100 * v:.0f}" for v in grid.index]
+            grid.columns = [f"{100 * v:.0f}" for v in grid.columns]
+            sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis" if attr == "overall" else "magma_r",
+                        ax=axes[i, j], cbar=False, annot_kws={"fontsize": 8})
+            axes[i, j].set_xlabel("missing at inference (%)", fontsize=9)
+            axes[i, j].set_ylabel("missing in training (%)", fontsize=9)
+    fig.suptitle(title or "train x test missingness")
+    fig.tight_layout()
+    return fig

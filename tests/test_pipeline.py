@@ -200,6 +200,17 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     te = data.rows("test")
     assert np.allclose(run.set_index("stay_id").loc[data.stays.index[te], "prob"],
                        train.predict(fits[("resilient", full, 0)], data.x[te], data.mask[te]))
+    # chapter 05: the sweep starts from chapter 04's numbers and covers every protocol
+    s5 = summaries[4]
+    nb5 = nbformat.read(pipeline.artifact_dir("05", s5.key) / "executed.ipynb", as_version=4)
+    assert not [o for c in nb5.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    sw = pd.read_parquet(pipeline.artifact_dir("05", s5.key) / "sweep.parquet")
+    assert set(sw["protocol"]) == {"random", "one modality", "train x test", "group-dependent"}
+    assert sorted(sw.loc[sw.protocol == "random", "rate"].unique()) == params["missing_rates"]
+    z = sw[(sw.protocol == "random") & (sw.rate == 0) & (sw.metric == "auroc")].set_index(["cohort", "model"])["mean"]
+    ref = t4[(t4.metric == "auroc") & t4.modalities.isin([full, "arrival+vitals+labs+ecg"])
+             & t4.model.isin(["paper", "resilient", "late"])].set_index(["cohort", "model"])["mean"]
+    assert np.allclose(z.sort_index(), ref.sort_index(), atol=1e-12)
     # render the real book from the executed chapters
     from mmlib.book import render_book
 
@@ -214,4 +225,6 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page2)) >= 6 and "fidelity" in page2
     page4 = (out / "chapters" / "04_incremental_fusion.html").read_text()
     assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page4)) >= 4 and "Answer to RQ1" in page4
+    page5 = (out / "chapters" / "05_missing_modalities.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page5)) >= 8 and "reproduces chapter 04" in page5
     assert "Preface" in res.index_html.read_text()
