@@ -6,11 +6,11 @@
 3. Confidence intervals: :func:`mmlib.metrics.summarise` (stratified, vectorised bootstrap, 200
    resamples, every metric for three attributes) against fairlearn's own bootstrap
    (``MetricFrame(n_boot=200)``, selection rate / TPR / FPR only) on the same predictions.
-4. Chapters 03 and 04 executed by the pipeline (``--chapters``), against the 240 s target.
+Chapters 03 + 04 against their 240 s target: ``benchmarks/bench_chapters.py``.
 
 Uses the demo artifacts of chapters 01-02 in the build folder, building them first if needed.
 
-    .venv/bin/python benchmarks/bench_train.py [--profile demo] [--no-chapters]
+    .venv/bin/python benchmarks/bench_train.py [--profile demo]
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
-CHAPTERS_BUDGET_S = 240.0
 
 
 def _inputs(params):
@@ -36,7 +34,6 @@ def _inputs(params):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="demo")
-    ap.add_argument("--no-chapters", action="store_true", help="skip the chapter 03 + 04 execution")
     args = ap.parse_args()
     from mmlib import metrics, pipeline, train
 
@@ -88,18 +85,6 @@ def main() -> None:
     print(f"  mmlib.metrics.summarise: {ours:.2f} s for {len(s.table)} estimates (performance, rates, gaps)")
     print(f"  fairlearn MetricFrame(n_boot=200): {theirs:.2f} s for the per-group rates only")
     print(f"  ratio fairlearn / mmlib: {theirs / ours:.1f}x")
-
-    if not args.no_chapters:
-        print("\n4. chapters 03 + 04 through the pipeline (forced re-execution)")
-        total = 0.0
-        for cid in ("03", "04"):
-            t0 = time.perf_counter()
-            pipeline.run(cid, params, progress=False)
-            dt = time.perf_counter() - t0
-            total += dt
-            print(f"  chapter {cid}: {dt:.1f} s")
-        print(f"  chapters 03 + 04: {total:.1f} s; ratio to the {CHAPTERS_BUDGET_S:.0f} s target: "
-              f"{total / CHAPTERS_BUDGET_S:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Modules
                         decision layer; the logistic-regression baseline
 - ``mmlib.train``       data for the models, seeded training, threshold policy, predictions tables
 - ``mmlib.metrics``     performance and fairness metrics (scikit-learn, fairlearn) with bootstrap CIs
+- ``mmlib.missing``     missing modalities at inference: mask samplers, prediction under masks (chapter 05)
+- ``mmlib.interference`` perturbing one modality, and consistency fine-tuning (chapter 07)
 - ``mmlib.artifacts``   atomic, parameter-keyed artifacts that chapters exchange
 - ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
 - ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)

@@ -428,3 +428,19 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
                      "mean": v[finite].mean() if finite.any() else np.nan,
                      "sd": v[finite].std(ddof=1) if finite.sum() > 1 else np.nan, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows), reps
+
+
+def group_mean_difference(values: np.ndarray, groups: np.ndarray, a: str, b: str,
+                          boot: Bootstrap) -> tuple[float, float, float, float, float]:
+    """Mean of ``values`` (``(seeds, n)`` per-stay numbers, e.g. a modality's share of the logit) in group ``a``
+    and in group ``b`` (averaged over seeds), and the difference ``a - b`` with its 95% bootstrap CI (the
+    resamples of ``boot``, stratified by group): ``(mean_a, mean_b, diff, ci_low, ci_high)``."""
+    v = np.atleast_2d(values).mean(axis=0)
+    ia, ib = (groups == a).astype(float), (groups == b).astype(float)
+    if ia.sum() == 0 or ib.sum() == 0:
+        raise ValueError(f"groups {a!r} and {b!r} must both occur; got {sorted(pd.unique(groups))}")
+    w = boot.counts
+    ra, rb = (w @ (v * ia)) / (w @ ia), (w @ (v * ib)) / (w @ ib)
+    ma, mb = float((v * ia).sum() / ia.sum()), float((v * ib).sum() / ib.sum())
+    lo, hi = np.percentile(ra - rb, [2.5, 97.5])
+    return ma, mb, ma - mb, float(lo), float(hi)

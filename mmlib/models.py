@@ -161,6 +161,33 @@ def decision_weights(model: LinearDecisionFusion, modalities: list[str]) -> dict
     return {m: w[i * model.width:(i + 1) * model.width] for i, m in enumerate(modalities)}
 
 
+def contributions(model: LinearDecisionFusion, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample logit contribution of each modality, ``c_m = W_m . h_m`` ``(batch, M)`` (the logit is their
+    sum plus the bias), and the feature norms ``||h_m||`` ``(batch, M)``; eval mode, no gradient."""
+    model.eval()
+    with torch.no_grad():
+        h = model.features(x, mask)
+        w = model.decision.weight[0].view(len(model.encoders), model.width)
+        return (h * w).sum(-1), h.norm(dim=-1)
+
+
+class CalibratedDecision(nn.Module):
+    """A trained :class:`LinearDecisionFusion` whose modality contributions are re-weighted:
+    ``logit = sum_m scale_m * c_m + bias`` (adaptive weight allocation at the decision layer, fitted on
+    validation by :func:`mmlib.train.calibrate_modalities`)."""
+
+    def __init__(self, base: LinearDecisionFusion, scale: torch.Tensor, bias: float):
+        super().__init__()
+        self.base = base
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("bias", torch.tensor(float(bias)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.base.features(x, mask)
+        w = self.base.decision.weight[0].view(len(self.base.encoders), self.base.width)
+        return ((h * w).sum(-1) * self.scale).sum(-1) + self.bias
+
+
 _CLASSES = {"paper": PaperFusion, "resilient": ResilientFusion, "late": LateFusion,
             "linear": LinearDecisionFusion}
 

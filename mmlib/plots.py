@@ -183,6 +183,21 @@ def performance_vs_gap(table: pd.DataFrame, cohort: str, model: str, labels: lis
     return fig
 
 
+def _grid(n: int, ncols: int, width: float, height: float, **kw):
+    """A figure with ``n`` panels on ``ncols`` columns (the unused ones hidden): ``(fig, flat list of axes)``."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _line_band(ax, x, frame: pd.DataFrame, color, alpha: float = 0.12, **kw) -> None:
+    """The ``mean`` column as a line with markers and its 95% CI (``ci_low``/``ci_high``) as a band."""
+    ax.plot(x, frame["mean"], color=color, marker="o", **kw)
+    ax.fill_between(x, frame["ci_low"], frame["ci_high"], color=color, alpha=alpha)
+
+
 def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[str]], keys,
                   orders: list[list[str]] | None = None, order_model: str = "paper", ncols: int = 2,
                   title: str = "") -> plt.Figure:
@@ -190,25 +205,20 @@ def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[st
     order (one line each, band = 95% bootstrap CI); ``keys`` are (metric, attribute) panels. ``orders``:
     further sequences of ``order_model`` drawn as thin grey lines (every order of adding modalities)."""
     keys = list(keys)
-    nrows = int(np.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.3 * nrows), squeeze=False)
+    fig, axes = _grid(len(keys), ncols, 5.2, 3.3)
     palette = dict(zip(sequences, sns.color_palette("colorblind", len(sequences))))
-    for ax, (metric, attr) in zip(axes.flat, keys):
+    for ax, (metric, attr) in zip(axes, keys):
         if orders:
             d = _pick(table, cohort, order_model, metric, attr)
             for o in orders:
                 ax.plot(np.arange(1, len(o) + 1), d.reindex(o)["mean"], color="0.6", lw=0.6, alpha=0.6, zorder=1)
         for model, seq in sequences.items():
             d = _pick(table, cohort, model, metric, attr).reindex(seq)
-            k = np.arange(1, len(seq) + 1)
-            ax.plot(k, d["mean"], marker="o", color=palette[model], label=model, zorder=3)
-            ax.fill_between(k, d["ci_low"], d["ci_high"], color=palette[model], alpha=0.1, zorder=2)
+            _line_band(ax, np.arange(1, len(seq) + 1), d, palette[model], alpha=0.1, label=model, zorder=3)
         ax.set_xticks(np.arange(1, max(len(s) for s in sequences.values()) + 1))
         ax.set_xlabel("number of modalities (added in the default order)", fontsize=9)
         ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
-    for ax in axes.flat[len(keys):]:
-        ax.set_visible(False)
-    handles, names = axes.flat[0].get_legend_handles_labels()
+    handles, names = axes[0].get_legend_handles_labels()
     if orders:
         handles.append(plt.Line2D([], [], color="0.6", lw=0.6))
         names.append(f"{order_model}, every other order")
@@ -239,26 +249,22 @@ def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: s
     band = 95% bootstrap CI of the mean over seeds x draws. ``style_by``: a column whose values get solid /
     dashed / dotted lines (e.g. random against group-dependent missingness)."""
     keys = list(keys)
-    nrows = int(np.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = _grid(len(keys), ncols, 4.4, 3.2)
     palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
     styles = list(pd.unique(table[style_by])) if style_by else [None]
     dashes = dict(zip(styles, ["-", "--", ":", "-."]))
-    for ax, (metric, attr) in zip(axes.flat, keys):
+    for ax, (metric, attr) in zip(axes, keys):
         d = _rows(table, metric, attr)
         for m in models:
             for st in styles:
                 t = d[(d["model"] == m) & ((d[style_by] == st) if style_by else True)].sort_values("rate")
                 if t.empty:
                     continue
-                ax.plot(100 * t["rate"], t["mean"], color=palette[m], ls=dashes[st], marker="o", ms=3,
-                        label=m if st == styles[0] else None)
-                ax.fill_between(100 * t["rate"], t["ci_low"], t["ci_high"], color=palette[m], alpha=0.12)
+                _line_band(ax, 100 * t["rate"], t, palette[m], ls=dashes[st], ms=3,
+                           label=m if st == styles[0] else None)
         ax.set_xlabel("modalities missing at inference (%)", fontsize=9)
         ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
-    for ax in axes.flat[len(keys):]:
-        ax.set_visible(False)
-    handles, names = axes.flat[0].get_legend_handles_labels()
+    handles, names = axes[0].get_legend_handles_labels()
     if style_by:
         for st in styles:
             handles.append(plt.Line2D([], [], color="0.3", ls=dashes[st]))
@@ -283,8 +289,7 @@ def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str
             d = _rows(table[table["modality"] == mod], metric, attr)
             for m in models:
                 t = d[d["model"] == m].sort_values("rate")
-                ax.plot(100 * t["rate"], t["mean"], color=palette[m], marker="o", ms=3, label=m)
-                ax.fill_between(100 * t["rate"], t["ci_low"], t["ci_high"], color=palette[m], alpha=0.12)
+                _line_band(ax, 100 * t["rate"], t, palette[m], ms=3, label=m)
             if i == 0:
                 ax.set_title(f"{mod} missing", fontsize=10)
             if i == len(keys) - 1:
@@ -320,5 +325,74 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
             axes[i, j].set_xlabel("missing at inference (%)", fontsize=9)
             axes[i, j].set_ylabel("missing in training (%)", fontsize=9)
     fig.suptitle(title or "train x test missingness")
+    fig.tight_layout()
+    return fig
+
+
+def weight_distributions(frame: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Violins of the decision-layer weights that read each modality's features (``frame``: columns
+    ``modality, training, weight``), trained with all modalities against trained on that modality alone."""
+    fig, ax = plt.subplots(figsize=(1.9 * frame["modality"].nunique() + 3, 3.8))
+    sns.violinplot(frame, x="modality", y="weight", hue="training", split=True, inner="quart", cut=0, ax=ax,
+                   palette="colorblind", density_norm="width")
+    ax.axhline(0, color="0.4", lw=0.7)
+    ax.set_ylabel("decision-layer weight (logit per unit feature)")
+    ax.set_xlabel("modality whose features the weight reads")
+    ax.set_title(title or "decision-layer weights by modality")
+    ax.legend(title="trained", fontsize=8, title_fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def contribution_boxes(frame: pd.DataFrame, by: str, title: str = "", order: list | None = None) -> plt.Figure:
+    """Box plots of the per-stay logit contribution ``W_m . h_m`` of each modality (``frame``: columns
+    ``modality, contribution`` and ``by``), split by ``by`` (outcome, race, gender)."""
+    fig, ax = plt.subplots(figsize=(1.9 * frame["modality"].nunique() + 3, 3.8))
+    sns.boxplot(frame, x="modality", y="contribution", hue=by, hue_order=order or group_order(frame[by]),
+                showfliers=False, ax=ax, palette="colorblind")
+    ax.axhline(0, color="0.4", lw=0.7)
+    ax.set_ylabel("logit contribution W_m · h_m (log-odds)")
+    ax.set_xlabel("modality")
+    ax.set_title(title or f"per-stay logit contributions by {by}")
+    ax.legend(title=by, fontsize=8, title_fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def interference_heatmaps(table: pd.DataFrame, models: list[str], modalities: list[str], perturbations: list[str],
+                          title: str = "") -> plt.Figure:
+    """One heatmap per model: flip rate (%) of the decisions when one modality (rows) is replaced by each
+    perturbation (columns); ``table`` has columns ``model, modality, perturbation, flip_rate``."""
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models) + 1, 0.55 * len(modalities) + 1.8),
+                             squeeze=False)
+    vmax = 100 * float(np.nanmax(table["flip_rate"])) if len(table) else 1.0
+    for ax, m in zip(axes[0], models):
+        g = (100 * table[table["model"] == m].pivot_table(index="modality", columns="perturbation", values="flip_rate")
+             ).reindex(index=modalities, columns=perturbations)
+        sns.heatmap(g, annot=True, fmt=".1f", cmap="rocket_r", vmin=0, vmax=max(vmax, 1e-9), cbar=False, ax=ax,
+                    annot_kws={"fontsize": 8})
+        ax.set_title(m, fontsize=10)
+        ax.set_xlabel("perturbation")
+        ax.set_ylabel("modality replaced" if m == models[0] else "")
+    fig.suptitle(title or "decisions that flip (%)")
+    fig.tight_layout()
+    return fig
+
+
+def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbations: list[str],
+                          title: str = "") -> plt.Figure:
+    """Bars of mean |delta p| by group (hue) for each modality (x), one panel per perturbation; ``table`` has
+    columns ``modality, perturbation, group, mean_abs_dp``."""
+    fig, axes = plt.subplots(1, len(perturbations), figsize=(4.2 * len(perturbations), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, k in zip(axes[0], perturbations):
+        d = table[table["perturbation"] == k]
+        sns.barplot(d, x="modality", y="mean_abs_dp", hue="group", order=modalities,
+                    hue_order=group_order(d["group"]), palette="colorblind", ax=ax, errorbar=None)
+        ax.set_title(k, fontsize=10)
+        ax.set_xlabel("modality replaced")
+        ax.set_ylabel("mean |Δp| (probability)" if k == perturbations[0] else "")
+        ax.legend(fontsize=7, title="group", title_fontsize=8)
+    fig.suptitle(title or "mean change of the predicted probability by group")
     fig.tight_layout()
     return fig

@@ -292,6 +292,28 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
     return model, best_loss, best_epoch, history
 
 
+def calibrate_modalities(fit: Fit, data: FusionData, threshold: float | str = 0.5) -> Fit:
+    """Per-modality logit calibration on the validation split for a ``linear`` fit: a logistic regression
+    (class-balanced, as the training loss) of the outcome on the per-modality contributions ``c_m`` gives
+    one scale per modality and a bias (:class:`mmlib.models.CalibratedDecision`). Returns a new fit named
+    ``linear+calibrated`` with its threshold chosen by ``threshold``."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .models import CalibratedDecision, contributions
+
+    if fit.name != "linear":
+        raise ValueError(f"calibrate_modalities needs a 'linear' fit (one linear decision layer), got {fit.name!r}")
+    cols = data.columns(fit.modalities)
+    va = data.rows("val")
+    c, _ = contributions(fit.model, torch.as_tensor(data.x[va][:, cols]), torch.as_tensor(data.mask[va][:, cols]))
+    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(c.numpy(), data.y[va])
+    model = CalibratedDecision(fit.model, torch.as_tensor(lr.coef_[0]), float(lr.intercept_[0])).eval()
+    out = Fit(model, "linear+calibrated", list(fit.modalities), fit.seed, 0.5, fit.best_epoch, fit.epochs,
+              fit.val_loss, fit.seconds)
+    out.threshold = choose_threshold(data.y[va], predict(out, data.x[va][:, cols], data.mask[va][:, cols]), threshold)
+    return out
+
+
 def _flat(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Concatenated, zero-filled embeddings ``(n, M*D)``: the logistic regression's input."""
     return (x * mask[..., None]).reshape(len(x), -1)

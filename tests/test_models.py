@@ -244,3 +244,33 @@ def test_load_fusion_data_names_missing_files_and_columns(tmp_path):
     np.savez(tmp_path / "emb2.npz", **arrays)
     with pytest.raises(ValueError, match="no embedding matrix for modalities"):
         train.load_fusion_data(tmp_path / "cohort", tmp_path / "emb2.npz")
+
+
+def test_contributions_sum_to_the_logit_and_calibration_reweights_them():
+    torch.manual_seed(0)
+    net = models.build_model("linear", M, D, width=8, heads=2).eval()
+    x, mask = _inputs()
+    c, norms = models.contributions(net, x, mask)
+    assert c.shape == norms.shape == (32, M)
+    assert torch.allclose(c.sum(1) + net.decision.bias, net(x, mask), atol=1e-5)
+    assert (c[~mask] == 0).all() and (norms[~mask] == 0).all(), "a missing modality contributes nothing"
+    same = models.CalibratedDecision(net, torch.ones(M), net.decision.bias.item()).eval()
+    assert torch.allclose(same(x, mask), net(x, mask), atol=1e-5)
+    only0 = models.CalibratedDecision(net, torch.tensor([1.0, 0.0, 0.0]), 0.0).eval()
+    assert torch.allclose(only0(x, mask), c[:, 0], atol=1e-6)
+
+
+def test_calibrate_modalities_on_validation():
+    data = _toy_data()
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=5, batch_size=32, lr=0.01)
+    fit = train.fit_network(data, "linear", ["good", "noise"], 0, cfg)
+    cal = train.calibrate_modalities(fit, data)
+    assert cal.name == "linear+calibrated" and cal.model.scale.shape == (2,)
+    te = data.rows("test")
+    p = train.predict(cal, data.x[te], data.mask[te])
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(data.y[te], p) > 0.85
+    assert np.array_equal(p, train.predict(train.calibrate_modalities(fit, data), data.x[te], data.mask[te]))
+    with pytest.raises(ValueError, match="linear"):
+        train.calibrate_modalities(train.fit_network(data, "late", ["good"], 0, cfg), data)

@@ -177,10 +177,10 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     # chapters 03-04: every run and seed predicted, estimates with CIs, the full-modality networks saved
     from mmlib import train
 
-    s3, s4 = summaries[2], summaries[3]
-    for sx in (s3, s4):
+    for sx in summaries[2:]:
         nbx = nbformat.read(pipeline.artifact_dir(sx.chapter, sx.key) / "executed.ipynb", as_version=4)
-        assert not [o for c in nbx.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not [o for c in nbx.cells for o in c.get("outputs", []) if o.output_type == "error"], sx.chapter
+    s3, s4, s5, s6, s7 = summaries[2:7]
     p3 = pd.read_parquet(pipeline.artifact_dir("03", s3.key) / "predictions.parquet")
     assert set(p3["model"]) == {"paper", "logreg"}
     assert set(p3.loc[p3.cohort == "mimic_eye", "modalities"]) == {"arrival", "vitals", "codes", "cxr"}
@@ -201,9 +201,6 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     assert np.allclose(run.set_index("stay_id").loc[data.stays.index[te], "prob"],
                        train.predict(fits[("resilient", full, 0)], data.x[te], data.mask[te]))
     # chapter 05: the sweep starts from chapter 04's numbers and covers every protocol
-    s5 = summaries[4]
-    nb5 = nbformat.read(pipeline.artifact_dir("05", s5.key) / "executed.ipynb", as_version=4)
-    assert not [o for c in nb5.cells for o in c.get("outputs", []) if o.output_type == "error"]
     sw = pd.read_parquet(pipeline.artifact_dir("05", s5.key) / "sweep.parquet")
     assert set(sw["protocol"]) == {"random", "one modality", "train x test", "group-dependent"}
     assert sorted(sw.loc[sw.protocol == "random", "rate"].unique()) == params["missing_rates"]
@@ -211,6 +208,17 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     ref = t4[(t4.metric == "auroc") & t4.modalities.isin([full, "arrival+vitals+labs+ecg"])
              & t4.model.isin(["paper", "resilient", "late"])].set_index(["cohort", "model"])["mean"]
     assert np.allclose(z.sort_index(), ref.sort_index(), atol=1e-12)
+    # chapters 06-07: the decision layer split by modality; interference measured before and after mitigation
+    w6 = pd.read_parquet(pipeline.artifact_dir("06", s6.key) / "weights.parquet")
+    assert set(w6["training"]) == {"with all modalities", "alone"}
+    per = w6[(w6.cohort == "mds_ed") & (w6.training == "alone") & (w6.seed == 0)].groupby("modality").size()
+    assert (per == params.get("width", 32)).all() and len(per) == 4, "one weight block per modality, equal widths"
+    p6 = pd.read_parquet(pipeline.artifact_dir("06", s6.key) / "predictions.parquet")
+    assert {"linear", "linear+calibrated"} <= set(p6["model"])
+    e7 = pd.read_parquet(pipeline.artifact_dir("07", s7.key) / "effects.parquet")
+    assert {"paper", "paper+consistency"} <= set(e7["model"])
+    assert set(e7["perturbation"]) == {"switch", "blank", "irrelevant"}
+    assert e7["flip_rate"].between(0, 1).all()
     # render the real book from the executed chapters
     from mmlib.book import render_book
 
@@ -227,4 +235,7 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page4)) >= 4 and "Answer to RQ1" in page4
     page5 = (out / "chapters" / "05_missing_modalities.html").read_text()
     assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page5)) >= 8 and "reproduces chapter 04" in page5
+    for page_name, needle in (("06_decision_layer", "decision layer"), ("07_modality_interference", "Mitigation")):
+        page_x = (out / "chapters" / f"{page_name}.html").read_text()
+        assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page_x)) >= 4 and needle in page_x
     assert "Preface" in res.index_html.read_text()

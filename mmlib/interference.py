@@ -1,0 +1,203 @@
+"""Modality interference (after arXiv 2505.19616, adapted to clinical fusion; chapter 07).
+
+Diagnostic: replace *one* modality's input and see how far the prediction moves.
+
+- ``switch``: another patient's embedding of that modality, from the same split (a random donor that has
+  the modality; never the stay itself);
+- ``blank``: the embedding of an empty note (the modality is "present" but says nothing);
+- ``irrelevant``: the embedding of a clinically irrelevant sentence (:data:`IRRELEVANT_TEXTS`).
+
+Only stays that have the modality are perturbed; every other modality, and the availability mask, are left
+as they are (:func:`perturb`). :func:`perturbation_effects` gives the flip rate (decision changes) and the
+mean absolute change of the probability, overall and by group.
+
+Mitigation: :func:`finetune_consistency` continues training a fitted network on clean inputs and on
+perturbed copies (one random modality of each stay, one random perturbation), with a consistency loss: the
+KL divergence between the clean and the perturbed predicted distributions, weighted by ``weight``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+PERTURBATIONS = ("switch", "blank", "irrelevant")
+BLANK_TEXT = ""
+IRRELEVANT_TEXTS = [
+    "The cafeteria will serve vegetable soup and a grilled cheese sandwich at noon.",
+    "Parking level three is closed for repainting until Friday.",
+    "The quarterly newsletter is available in the staff lounge.",
+    "Please remember to update your email signature with the new logo.",
+    "The elevator on the east side has been serviced this morning.",
+    "A lost umbrella was handed in at the front desk.",
+    "The printer on the second floor is out of toner.",
+    "Volunteers are needed for the charity run next month.",
+    "The garden outside the main entrance was replanted with tulips.",
+    "The wifi password for guests changes every Monday.",
+    "The vending machine now accepts contactless payment.",
+    "The library will extend its opening hours during the holidays.",
+]
+
+
+def perturb(x: np.ndarray, mask: np.ndarray, m: int, kind: str, seed: int, blank: np.ndarray,
+            irrelevant: np.ndarray, donors: np.ndarray | None = None) -> np.ndarray:
+    """A copy of ``x`` ``(n, M, D)`` where modality ``m`` of every stay that has it (``mask[:, m]``) is replaced
+    according to ``kind`` (see the module docstring). ``donors``: row indices the ``switch`` may draw from
+    (default: every row that has the modality). The mask is not changed."""
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"perturbation {kind!r}: expected one of {PERTURBATIONS}")
+    rng = np.random.default_rng(seed)
+    out = x.copy()
+    have = np.flatnonzero(mask[:, m])
+    if len(have) == 0:
+        return out
+    if kind == "blank":
+        out[have, m] = blank
+    elif kind == "irrelevant":
+        out[have, m] = irrelevant[rng.integers(len(irrelevant), size=len(have))]
+    else:
+        pool = np.intersect1d(have, donors) if donors is not None else have
+        if len(pool) < 2:
+            raise ValueError(f"switch: modality {m} needs at least two stays that have it, got {len(pool)}")
+        pick = pool[rng.integers(len(pool), size=len(have))]
+        same = pick == have
+        while same.any():  # never the stay's own input
+            pick[same] = pool[rng.integers(len(pool), size=int(same.sum()))]
+            same = pick == have
+        out[have, m] = x[pick, m]
+    return out
+
+
+def perturbation_effects(p_clean: np.ndarray, p_pert: np.ndarray, t_clean: np.ndarray, affected: np.ndarray,
+                         groups: dict[str, np.ndarray]) -> list[dict]:
+    """Flip rate and mean |delta p| among the ``affected`` stays, overall and for each group of each attribute
+    in ``groups``. ``p_*``: ``(seeds, n)`` probabilities; ``t_clean``: ``(seeds,)`` thresholds (the same for the
+    perturbed run). Rows: ``attribute, group, n, flip_rate, mean_abs_dp`` (means over seeds)."""
+    t = np.asarray(t_clean)[:, None]
+    flips = (p_clean >= t) != (p_pert >= t)
+    dp = np.abs(p_pert - p_clean)
+    rows = [{"attribute": "overall", "group": "all", "n": int(affected.sum()),
+             "flip_rate": float(flips[:, affected].mean()) if affected.any() else np.nan,
+             "mean_abs_dp": float(dp[:, affected].mean()) if affected.any() else np.nan}]
+    for attr, g in groups.items():
+        for k in sorted(pd.unique(g)):
+            sel = affected & (g == k)
+            rows.append({"attribute": attr, "group": k, "n": int(sel.sum()),
+                         "flip_rate": float(flips[:, sel].mean()) if sel.any() else np.nan,
+                         "mean_abs_dp": float(dp[:, sel].mean()) if sel.any() else np.nan})
+    return rows
+
+
+def _bernoulli_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """KL(p || q) between Bernoulli distributions, elementwise."""
+    p, q = p.clamp(eps, 1 - eps), q.clamp(eps, 1 - eps)
+    return p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()
+
+
+def perturb_batch(x: torch.Tensor, mask: torch.Tensor, pool_x: torch.Tensor, pool_mask: torch.Tensor,
+                  blank: torch.Tensor, irrelevant: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Training-time augmentation: for every sample with at least one modality, one of its present modalities
+    (at random) gets one of the three perturbations (at random); the donor of a ``switch`` is a random row of
+    ``pool_x`` that has that modality. Returns the perturbed copy of ``x``."""
+    n, M, _ = x.shape
+    out = x.clone()
+    score = torch.rand(mask.shape, generator=gen, device=x.device) * mask
+    mod = score.argmax(dim=1)
+    kind = torch.randint(0, 3, (n,), generator=gen, device=x.device)
+    rows = torch.arange(n, device=x.device)
+    has = mask.any(dim=1)
+    for m in range(M):
+        sel = has & (mod == m)
+        blank_rows = rows[sel & (kind == 1)]
+        out[blank_rows, m] = blank
+        irr_rows = rows[sel & (kind == 2)]
+        out[irr_rows, m] = irrelevant[torch.randint(0, len(irrelevant), (len(irr_rows),), generator=gen,
+                                                    device=x.device)]
+        sw_rows = rows[sel & (kind == 0)]
+        donors = torch.nonzero(pool_mask[:, m]).squeeze(1)
+        if len(sw_rows) and len(donors):
+            out[sw_rows, m] = pool_x[donors[torch.randint(0, len(donors), (len(sw_rows),), generator=gen,
+                                                          device=x.device)], m]
+    return out
+
+
+def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, blank: np.ndarray | None = None,
+                         irrelevant: np.ndarray | None = None, seed: int | None = None):
+    """Continue training a fitted network (:class:`mmlib.train.Fit`) for ``epochs`` epochs with perturbation
+    augmentation and a consistency loss: ``BCE(clean) + BCE(perturbed) + weight * KL(p_clean || p_perturbed)``
+    (class-weighted BCE as in training; the clean prediction is the target of the KL, without gradient).
+    The epoch (the starting point included) with the lowest value of that objective on the validation split,
+    perturbed once with a fixed draw, is kept. Returns a new fit named ``<model>+consistency``."""
+    from .train import Fit, _predict_logits, choose_threshold, predict
+
+    if fit.name == "logreg":
+        raise ValueError("finetune_consistency fine-tunes networks; the logistic regression has no such training")
+    seed = fit.seed if seed is None else seed
+    cols = data.columns(fit.modalities)
+    tr, va = data.rows("train"), data.rows("val")
+    dev = next(fit.model.parameters()).device
+    x = torch.as_tensor(data.x[:, cols], device=dev)
+    mk = torch.as_tensor(data.mask[:, cols], device=dev)
+    y = torch.as_tensor(data.y, device=dev)
+    b = torch.as_tensor(blank, device=dev, dtype=x.dtype)
+    irr = torch.as_tensor(irrelevant, device=dev, dtype=x.dtype)
+    n_pos = float(data.y[tr].sum())
+    bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(tr) - n_pos) / max(n_pos, 1.0), device=dev))
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            model = copy.deepcopy(fit.model)
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            tr_t = torch.as_tensor(tr, device=dev)
+            va_t = torch.as_tensor(va, device=dev)
+            xv_pert = perturb_batch(x[va_t], mk[va_t], x[tr_t], mk[tr_t], b, irr, gen)  # one fixed draw
+
+            def objective() -> float:
+                lc, lp = _predict_logits(model, x[va_t], mk[va_t]), _predict_logits(model, xv_pert, mk[va_t])
+                kl = _bernoulli_kl(torch.sigmoid(lc), torch.sigmoid(lp)).mean()
+                return float(bce(lc, y[va_t]) + bce(lp, y[va_t]) + weight * kl)
+
+            best, best_loss = copy.deepcopy(model.state_dict()), objective()
+            for _ in range(epochs):
+                model.train()
+                order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
+                for i in range(0, len(order), cfg.batch_size):
+                    bi = order[i:i + cfg.batch_size]
+                    xp = perturb_batch(x[bi], mk[bi], x[tr_t], mk[tr_t], b, irr, gen)
+                    lc, lp = model(x[bi], mk[bi]), model(xp, mk[bi])
+                    kl = _bernoulli_kl(torch.sigmoid(lc).detach(), torch.sigmoid(lp)).mean()
+                    loss = bce(lc, y[bi]) + bce(lp, y[bi]) + weight * kl
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                val = objective()
+                if val < best_loss:
+                    best, best_loss = copy.deepcopy(model.state_dict()), val
+            model.load_state_dict(best)
+            model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    out = Fit(model, f"{fit.name}+consistency", list(fit.modalities), fit.seed, 0.5, fit.best_epoch,
+              fit.epochs + epochs, best_loss, time.perf_counter() - t0)
+    out.threshold = choose_threshold(data.y[va], predict(out, data.x[va][:, cols], data.mask[va][:, cols]),
+                                     cfg.threshold)
+    return out
+
+
+def finetune_many(fits: list, data, cfg, weight: float, epochs: int, blank: np.ndarray, irrelevant: np.ndarray,
+                  n_jobs: int = 1) -> list:
+    """:func:`finetune_consistency` for several fits, in parallel worker processes (joblib; CPU only).
+    Each fine-tune runs on one thread with its fit's seed, so the result does not depend on ``n_jobs``."""
+    from joblib import Parallel, delayed
+
+    if cfg.torch_device().type != "cpu":
+        n_jobs = 1
+    return list(Parallel(n_jobs=n_jobs)(delayed(finetune_consistency)(f, data, cfg, weight, epochs, blank, irrelevant)
+                                         for f in fits))

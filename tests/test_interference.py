@@ -1,0 +1,75 @@
+"""Perturbations change only the targeted modality; consistency fine-tuning is deterministic and reduces
+interference."""
+import numpy as np
+import pytest
+import torch
+
+from mmlib import interference, train
+from test_models import _toy_data
+
+D = 16
+
+
+def _vectors():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=D).astype(np.float32), rng.normal(size=(5, D)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", interference.PERTURBATIONS)
+def test_perturb_changes_only_the_target_modality_of_stays_that_have_it(kind):
+    data = _toy_data()
+    blank, irr = _vectors()
+    x, mask = data.x, data.mask
+    out = interference.perturb(x, mask, 1, kind, seed=3, blank=blank, irrelevant=irr)
+    assert np.array_equal(out[:, 0], x[:, 0]), "the other modality is untouched"
+    assert np.array_equal(out[~mask[:, 1], 1], x[~mask[:, 1], 1]), "a stay without the modality is untouched"
+    changed = (out[mask[:, 1], 1] != x[mask[:, 1], 1]).any(axis=1)
+    assert changed.all()
+    if kind == "blank":
+        assert (out[mask[:, 1], 1] == blank).all()
+    if kind == "switch":
+        # every perturbed stay now carries some other stay's (present) input
+        src = {row.tobytes() for row in x[mask[:, 1], 1]}
+        assert all(row.tobytes() in src for row in out[mask[:, 1], 1])
+    assert np.array_equal(out, interference.perturb(x, mask, 1, kind, seed=3, blank=blank, irrelevant=irr))
+    with pytest.raises(ValueError, match="perturbation"):
+        interference.perturb(x, mask, 1, "shuffle", 0, blank, irr)
+
+
+def test_perturb_batch_touches_one_present_modality_per_sample():
+    data = _toy_data()
+    blank, irr = _vectors()
+    x, m = torch.as_tensor(data.x), torch.as_tensor(data.mask)
+    out = interference.perturb_batch(x, m, x, m, torch.as_tensor(blank), torch.as_tensor(irr),
+                                     torch.Generator().manual_seed(0))
+    diff = (out != x).any(dim=2)
+    assert (diff.sum(1) <= 1).all()
+    assert not (diff & ~m).any(), "never a missing modality"
+    assert diff.any(1).float().mean() > 0.9
+
+
+def test_flip_rate_and_delta_p():
+    p0 = np.array([[0.2, 0.6, 0.7, 0.4]])
+    p1 = np.array([[0.6, 0.6, 0.3, 0.4]])
+    rows = interference.perturbation_effects(p0, p1, np.array([0.5]), np.array([True, True, True, False]),
+                                             {"race": np.array(["a", "a", "b", "b"])})
+    overall = rows[0]
+    assert overall["flip_rate"] == pytest.approx(2 / 3) and overall["mean_abs_dp"] == pytest.approx(0.8 / 3)
+    b = [r for r in rows if r["group"] == "b"][0]
+    assert b["n"] == 1 and b["flip_rate"] == 1.0
+
+
+def test_consistency_finetuning_is_deterministic_and_reduces_interference():
+    data = _toy_data(n=400)
+    blank, irr = _vectors()
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=10, batch_size=32, lr=0.01)
+    fit = train.fit_network(data, "paper", ["good", "noise"], 0, cfg)
+    tuned = interference.finetune_consistency(fit, data, cfg, weight=5.0, epochs=4, blank=blank, irrelevant=irr)
+    again = interference.finetune_consistency(fit, data, cfg, weight=5.0, epochs=4, blank=blank, irrelevant=irr)
+    te = data.rows("test")
+    x, mk = data.x[te], data.mask[te]
+    assert np.array_equal(train.predict(tuned, x, mk), train.predict(again, x, mk))
+    assert tuned.name == "paper+consistency"
+    xb = interference.perturb(x, mk, 0, "blank", 0, blank, irr)
+    moved = lambda f: np.abs(train.predict(f, xb, mk) - train.predict(f, x, mk)).mean()
+    assert moved(tuned) < moved(fit)
