@@ -387,12 +387,14 @@ def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbati
                              sharey=True)
     for ax, k in zip(axes[0], perturbations):
         d = table[table["perturbation"] == k]
-        sns.barplot(d, x="modality", y="mean_abs_dp", hue="group", order=modalities,
-                    hue_order=group_order(d["group"]), palette="colorblind", ax=ax, errorbar=None)
+        genders = [g for g in ("F", "M") if g in set(d["group"])]
+        hue = [g for g in group_order(d["group"]) if g not in genders] + genders  # race groups, then gender
+        sns.barplot(d, x="modality", y="mean_abs_dp", hue="group", order=modalities, hue_order=hue,
+                    palette="colorblind", ax=ax, errorbar=None)
         ax.set_title(k, fontsize=10)
         ax.set_xlabel("modality replaced")
         ax.set_ylabel("mean |Δp| (probability)" if k == perturbations[0] else "")
-        ax.legend(fontsize=7, title="group", title_fontsize=8)
+        ax.legend(fontsize=7, title="race group / gender", title_fontsize=8)
     fig.suptitle(title or "mean change of the predicted probability by group")
     fig.tight_layout()
     return fig
