@@ -305,27 +305,30 @@ def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str
 
 
 def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: str = "") -> plt.Figure:
-    """Train x test grids: one heatmap per (model, metric) of the mean metric by training missing rate (rows,
-    ``train_rate``) and inference missing rate (columns, ``rate``), annotated with the values."""
+    """Train x test grids: one heatmap per (metric, model), metrics in rows and models in columns, of the mean
+    metric by training missing rate (heatmap rows, ``train_rate``) and inference missing rate (heatmap
+    columns, ``rate``), annotated with the values."""
     keys = list(keys)
-    fig, axes = plt.subplots(len(models), len(keys), figsize=(3.9 * len(keys), 3.3 * len(models)), squeeze=False)
-    for i, m in enumerate(models):
-        for j, (metric, attr) in enumerate(keys):
+    fig, axes = plt.subplots(len(keys), len(models), figsize=(4.2 * len(models), 2.7 * len(keys)), squeeze=False)
+    for i, (metric, attr) in enumerate(keys):
+        for j, m in enumerate(models):
+            ax = axes[i, j]
             d = _rows(table[table["model"] == m], metric, attr)
             grid = d.pivot_table(index="train_rate", columns="rate", values="mean", dropna=False)
-            axes[i, j].set_title(f"{m}: {label(metric, attr)}", fontsize=10)
+            ax.set_title(f"{m}: {label(metric, attr)}", fontsize=10)
             if grid.empty or grid.isna().all().all():
-                axes[i, j].text(0.5, 0.5, "not estimable\n(groups too small)", ha="center", va="center",
-                                transform=axes[i, j].transAxes)
+                ax.text(0.5, 0.5, "not estimable\n(groups too small)", ha="center", va="center",
+                        transform=ax.transAxes)
                 continue
             grid.index = [f"{100 * v:.0f}" for v in grid.index]
             grid.columns = [f"{100 * v:.0f}" for v in grid.columns]
             sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis" if attr == "overall" else "magma_r",
-                        ax=axes[i, j], cbar=False, annot_kws={"fontsize": 8})
-            axes[i, j].set_xlabel("missing at inference (%)", fontsize=9)
-            axes[i, j].set_ylabel("missing in training (%)", fontsize=9)
+                        ax=ax, cbar=False, annot_kws={"fontsize": 8})
+            ax.set_xlabel("missing at inference (%)", fontsize=9)
+            ax.set_ylabel("missing in training (%)", fontsize=9)
     fig.suptitle(title or "train x test missingness")
     fig.tight_layout()
+    fig.subplots_adjust(top=1 - 0.6 / fig.get_figheight())  # room for the title above the first row
     return fig
 
 
