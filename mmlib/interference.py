@@ -201,3 +201,19 @@ def finetune_many(fits: list, data, cfg, weight: float, epochs: int, blank: np.n
         n_jobs = 1
     return list(Parallel(n_jobs=n_jobs)(delayed(finetune_consistency)(f, data, cfg, weight, epochs, blank, irrelevant)
                                          for f in fits))
+
+
+def shuffle_modality(data, modality: str, seed: int):
+    """A copy of a :class:`mmlib.train.FusionData` in which ``modality`` (its embedding and its availability)
+    is permuted across the stays of each split: the modality keeps its distribution but no longer belongs
+    to its stay, so it carries no signal about the outcome (a positive control for the diagnostics)."""
+    import dataclasses
+
+    j = data.columns([modality])[0]
+    rng = np.random.default_rng(seed)
+    x, mask = data.x.copy(), data.mask.copy()
+    for split in ("train", "val", "test"):
+        rows = data.rows(split)
+        perm = rng.permutation(rows)
+        x[rows, j], mask[rows, j] = data.x[perm, j], data.mask[perm, j]
+    return dataclasses.replace(data, x=x, mask=mask)

@@ -73,3 +73,15 @@ def test_consistency_finetuning_is_deterministic_and_reduces_interference():
     xb = interference.perturb(x, mk, 0, "blank", 0, blank, irr)
     moved = lambda f: np.abs(train.predict(f, xb, mk) - train.predict(f, x, mk)).mean()
     assert moved(tuned) < moved(fit)
+
+
+def test_shuffled_modality_keeps_its_distribution_within_each_split():
+    data = _toy_data()
+    sh = interference.shuffle_modality(data, "noise", seed=1)
+    assert np.array_equal(sh.x[:, 0], data.x[:, 0]) and np.array_equal(sh.mask[:, 0], data.mask[:, 0])
+    for split in ("train", "val", "test"):
+        r = data.rows(split)
+        before = sorted(row.tobytes() for row in data.x[r, 1])
+        after = sorted(row.tobytes() for row in sh.x[r, 1])
+        assert before == after and sh.mask[r, 1].sum() == data.mask[r, 1].sum()
+    assert not np.array_equal(sh.x[:, 1], data.x[:, 1])
