@@ -217,3 +217,49 @@ def shuffle_modality(data, modality: str, seed: int):
         perm = rng.permutation(rows)
         x[rows, j], mask[rows, j] = data.x[perm, j], data.mask[perm, j]
     return dataclasses.replace(data, x=x, mask=mask)
+
+
+def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.ndarray, seed: int = 0,
+             min_group: int = 30, min_events: int = 10, n_boot: int = 100):
+    """The interference diagnostic for one model (``fits``: its seeds, all on the same modalities) on the test
+    stays of ``data``: every modality x perturbation of :func:`perturb` (seeded by ``seed``, the same for all
+    seeds). Returns ``(effects, changes, clean)``:
+
+    - ``effects``: rows of :func:`perturbation_effects` with ``modality`` and ``perturbation``;
+    - ``changes``: every metric clean, perturbed, and the change with its paired 95% bootstrap CI (the same
+      resamples for both, stratified by race x gender);
+    - ``clean``: :func:`mmlib.metrics.summarise_vectors` of the clean predictions (mean over seeds, CI).
+    """
+    from .metrics import ATTRIBUTES, Bootstrap, estimable, summarise_vectors
+    from .train import predict
+
+    order = fits[0].modalities
+    te = data.rows("test")
+    cols = data.columns(order)
+    x, mk = data.x[te][:, cols], data.mask[te][:, cols]
+    y = data.y[te]
+    st = data.stays.iloc[te]
+    attrs = {a: st[a].to_numpy() for a in ATTRIBUTES}
+    flags = {a: estimable(y, g, min_group, min_events) for a, g in attrs.items()}
+    boot = Bootstrap.draw(attrs["race_gender"], n_boot=n_boot, seed=0)
+    thr = np.array([f.threshold for f in fits])
+
+    def scored(xx):
+        p = np.stack([predict(f, xx, mk) for f in fits])
+        return p, summarise_vectors(y, p, (p >= thr[:, None]).astype(int), attrs, flags, boot)
+
+    clean_p, (clean, clean_reps) = scored(x)
+    effects, changes = [], []
+    for j, m in enumerate(order):
+        for i, kind in enumerate(perturbations):
+            xp = perturb(x, mk, j, kind, seed * 1000 + 10 * j + i, blank, irrelevant)
+            pert_p, (t, reps) = scored(xp)
+            for r in perturbation_effects(clean_p, pert_p, thr, mk[:, j], {"race": attrs["race"], "gender": attrs["gender"]}):
+                effects.append({"modality": m, "perturbation": kind, **r})
+            for r in t.merge(clean, on=["metric", "attribute", "group"], suffixes=("", "_clean")).itertuples():
+                diff = reps[(r.metric, r.attribute, r.group)] - clean_reps[(r.metric, r.attribute, r.group)]
+                lo, hi = np.nanpercentile(diff, [2.5, 97.5]) if np.isfinite(diff).any() else (np.nan, np.nan)
+                changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
+                                "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
+                                "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(effects), pd.DataFrame(changes), clean

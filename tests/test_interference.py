@@ -85,3 +85,20 @@ def test_shuffled_modality_keeps_its_distribution_within_each_split():
         after = sorted(row.tobytes() for row in sh.x[r, 1])
         assert before == after and sh.mask[r, 1].sum() == data.mask[r, 1].sum()
     assert not np.array_equal(sh.x[:, 1], data.x[:, 1])
+
+
+def test_diagnose_covers_every_modality_and_perturbation():
+    data = _toy_data(n=400)
+    blank, irr = _vectors()
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=4, batch_size=32, lr=0.01)
+    fits = [train.fit_network(data, "paper", ["good", "noise"], s, cfg) for s in (0, 1)]
+    eff, chg, clean = interference.diagnose(data, fits, interference.PERTURBATIONS, blank, irr, seed=0,
+                                            min_group=5, min_events=2, n_boot=10)
+    overall = eff[eff.attribute == "overall"]
+    assert len(overall) == 2 * 3 and overall["flip_rate"].between(0, 1).all()
+    # the label lives in modality "good": replacing it moves predictions more than replacing the noise
+    by = overall.groupby("modality")["mean_abs_dp"].mean()
+    assert by["good"] > by["noise"]
+    auc = chg[(chg.metric == "auroc") & (chg.modality == "good") & (chg.perturbation == "switch")].iloc[0]
+    assert auc["change"] < 0 and auc["clean"] == pytest.approx(
+        clean.set_index("metric").loc["auroc", "mean"])
