@@ -45,10 +45,7 @@ def main() -> None:
     models, seeds = ["paper", "resilient", "late"], sorted({k[2] for k in fits})
     rates, draws = [round(0.1 * i, 1) for i in range(10)], 20
     te = data.rows("test")
-    st = data.stays.iloc[te]
-    attrs = {a: st[a].to_numpy() for a in metrics.ATTRIBUTES}
-    flags = {a: metrics.estimable(data.y[te], g) for a, g in attrs.items()}
-    boot = metrics.Bootstrap.draw(attrs["race_gender"], n_boot=100, seed=0)
+    attrs, flags, boot = metrics.evaluation_groups(data, "test", n_boot=100)
     present = data.mask[te][:, data.columns(order)]
 
     t0 = time.perf_counter()

@@ -131,7 +131,7 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
     (class-weighted BCE as in training; the clean prediction is the target of the KL, without gradient).
     The epoch (the starting point included) with the lowest value of that objective on the validation split,
     perturbed once with a fixed draw, is kept. Returns a new fit named ``<model>+consistency``."""
-    from .train import Fit, _predict_logits, choose_threshold, predict
+    from .train import Fit, _predict_logits, _training_tensors, choose_threshold, predict, seeded_single_thread
 
     if fit.name == "logreg":
         raise ValueError("finetune_consistency fine-tunes networks; the logistic regression has no such training")
@@ -139,51 +139,40 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
     cols = data.columns(fit.modalities)
     tr, va = data.rows("train"), data.rows("val")
     dev = next(fit.model.parameters()).device
-    x = torch.as_tensor(data.x[:, cols], device=dev)
-    mk = torch.as_tensor(data.mask[:, cols], device=dev)
-    y = torch.as_tensor(data.y, device=dev)
+    x, mk, y, bce = _training_tensors(data, cols, dev)
     b = torch.as_tensor(blank, device=dev, dtype=x.dtype)
     irr = torch.as_tensor(irrelevant, device=dev, dtype=x.dtype)
-    n_pos = float(data.y[tr].sum())
-    bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(tr) - n_pos) / max(n_pos, 1.0), device=dev))
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            gen = torch.Generator(device=dev).manual_seed(seed)
-            model = copy.deepcopy(fit.model)
-            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            tr_t = torch.as_tensor(tr, device=dev)
-            va_t = torch.as_tensor(va, device=dev)
-            xv_pert = perturb_batch(x[va_t], mk[va_t], x[tr_t], mk[tr_t], b, irr, gen)  # one fixed draw
+    with seeded_single_thread(seed, dev) as gen:
+        model = copy.deepcopy(fit.model)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        tr_t = torch.as_tensor(tr, device=dev)
+        va_t = torch.as_tensor(va, device=dev)
+        xv_pert = perturb_batch(x[va_t], mk[va_t], x[tr_t], mk[tr_t], b, irr, gen)  # one fixed draw
 
-            def objective() -> float:
-                lc, lp = _predict_logits(model, x[va_t], mk[va_t]), _predict_logits(model, xv_pert, mk[va_t])
-                kl = _bernoulli_kl(torch.sigmoid(lc), torch.sigmoid(lp)).mean()
-                return float(bce(lc, y[va_t]) + bce(lp, y[va_t]) + weight * kl)
+        def objective() -> float:
+            lc, lp = _predict_logits(model, x[va_t], mk[va_t]), _predict_logits(model, xv_pert, mk[va_t])
+            kl = _bernoulli_kl(torch.sigmoid(lc), torch.sigmoid(lp)).mean()
+            return float(bce(lc, y[va_t]) + bce(lp, y[va_t]) + weight * kl)
 
-            best, best_loss = copy.deepcopy(model.state_dict()), objective()
-            for _ in range(epochs):
-                model.train()
-                order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
-                for i in range(0, len(order), cfg.batch_size):
-                    bi = order[i:i + cfg.batch_size]
-                    xp = perturb_batch(x[bi], mk[bi], x[tr_t], mk[tr_t], b, irr, gen)
-                    lc, lp = model(x[bi], mk[bi]), model(xp, mk[bi])
-                    kl = _bernoulli_kl(torch.sigmoid(lc).detach(), torch.sigmoid(lp)).mean()
-                    loss = bce(lc, y[bi]) + bce(lp, y[bi]) + weight * kl
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                val = objective()
-                if val < best_loss:
-                    best, best_loss = copy.deepcopy(model.state_dict()), val
-            model.load_state_dict(best)
-            model.eval()
-    finally:
-        torch.set_num_threads(threads)
+        best, best_loss = copy.deepcopy(model.state_dict()), objective()
+        for _ in range(epochs):
+            model.train()
+            order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
+            for i in range(0, len(order), cfg.batch_size):
+                bi = order[i:i + cfg.batch_size]
+                xp = perturb_batch(x[bi], mk[bi], x[tr_t], mk[tr_t], b, irr, gen)
+                lc, lp = model(x[bi], mk[bi]), model(xp, mk[bi])
+                kl = _bernoulli_kl(torch.sigmoid(lc).detach(), torch.sigmoid(lp)).mean()
+                loss = bce(lc, y[bi]) + bce(lp, y[bi]) + weight * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            val = objective()
+            if val < best_loss:
+                best, best_loss = copy.deepcopy(model.state_dict()), val
+        model.load_state_dict(best)
+        model.eval()
     out = Fit(model, f"{fit.name}+consistency", list(fit.modalities), fit.seed, 0.5, fit.best_epoch,
               fit.epochs + epochs, best_loss, time.perf_counter() - t0)
     out.threshold = choose_threshold(data.y[va], predict(out, data.x[va][:, cols], data.mask[va][:, cols]),
@@ -230,7 +219,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
       resamples for both, stratified by race x gender);
     - ``clean``: :func:`mmlib.metrics.summarise_vectors` of the clean predictions (mean over seeds, CI).
     """
-    from .metrics import ATTRIBUTES, Bootstrap, estimable, summarise_vectors
+    from .metrics import ci95, evaluation_groups, summarise_vectors
     from .train import predict
 
     order = fits[0].modalities
@@ -238,10 +227,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     cols = data.columns(order)
     x, mk = data.x[te][:, cols], data.mask[te][:, cols]
     y = data.y[te]
-    st = data.stays.iloc[te]
-    attrs = {a: st[a].to_numpy() for a in ATTRIBUTES}
-    flags = {a: estimable(y, g, min_group, min_events) for a, g in attrs.items()}
-    boot = Bootstrap.draw(attrs["race_gender"], n_boot=n_boot, seed=0)
+    attrs, flags, boot = evaluation_groups(data, "test", min_group, min_events, n_boot)
     thr = np.array([f.threshold for f in fits])
 
     def scored(xx):
@@ -257,8 +243,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
             for r in perturbation_effects(clean_p, pert_p, thr, mk[:, j], {"race": attrs["race"], "gender": attrs["gender"]}):
                 effects.append({"modality": m, "perturbation": kind, **r})
             for r in t.merge(clean, on=["metric", "attribute", "group"], suffixes=("", "_clean")).itertuples():
-                diff = reps[(r.metric, r.attribute, r.group)] - clean_reps[(r.metric, r.attribute, r.group)]
-                lo, hi = np.nanpercentile(diff, [2.5, 97.5]) if np.isfinite(diff).any() else (np.nan, np.nan)
+                lo, hi = ci95(reps[(r.metric, r.attribute, r.group)] - clean_reps[(r.metric, r.attribute, r.group)])
                 changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
                                 "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
                                 "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})

@@ -70,6 +70,18 @@ def estimable(y: np.ndarray, groups: np.ndarray, min_group: int = 30, min_events
     return out
 
 
+def evaluation_groups(data, split: str = "test", min_group: int = 30, min_events: int = 10, n_boot: int = 200,
+                      seed: int = 0):
+    """What every evaluation of one split of a :class:`mmlib.train.FusionData` needs: ``(attrs, flags, boot)``,
+    the sensitive attributes (``{attribute: array}``), each group's :func:`estimable` flag, and the
+    stratified :class:`Bootstrap` of that split's stays."""
+    rows = data.rows(split)
+    st = data.stays.iloc[rows]
+    attrs = {a: st[a].to_numpy() for a in ATTRIBUTES}
+    flags = {a: estimable(data.y[rows], g, min_group, min_events) for a, g in attrs.items()}
+    return attrs, flags, Bootstrap.draw(attrs["race_gender"], n_boot=n_boot, seed=seed)
+
+
 # ----------------------------------------------------------------------------- point estimates (libraries)
 def performance(y: np.ndarray, prob: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """F1, AUROC, AUPRC (average precision) and balanced accuracy, by scikit-learn."""
@@ -126,6 +138,23 @@ def point_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict
 
 
 # ----------------------------------------------------------------------------------------- bootstrap
+def ci95(replicates) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of bootstrap replicates (NaNs ignored; NaN, NaN when none is finite)."""
+    if replicates is None or not np.isfinite(replicates).any():
+        return np.nan, np.nan
+    lo, hi = np.nanpercentile(replicates, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _estimate(values: np.ndarray, replicates) -> dict:
+    """``mean``/``sd`` of per-seed (or per-vector) ``values`` (NaNs ignored) and the CI of ``replicates``."""
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    lo, hi = ci95(replicates)
+    return {"mean": finite.mean() if len(finite) else np.nan,
+            "sd": finite.std(ddof=1) if len(finite) > 1 else np.nan, "ci_low": lo, "ci_high": hi}
+
+
 def _div(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
@@ -329,9 +358,6 @@ def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Boots
     for k in points[0]:
         metric, attr, group = k
         vals = np.array([p.get(k, np.nan) for p in points], dtype=float)
-        r = keyreps.get(k)
-        lo, hi = (np.nanpercentile(r, [2.5, 97.5]) if r is not None and np.isfinite(r).any()
-                  else (np.nan, np.nan))
         if attr == "overall":
             sel, flag = np.ones(len(y), bool), ""
         elif group == "gap":
@@ -342,12 +368,20 @@ def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Boots
         else:
             sel, flag = attrs[attr] == group, flags[attr].get(group, "")
         rows.append({"cohort": cohort, "model": model, "modalities": mods, "n_modalities": n_mod,
-                     "metric": metric, "attribute": attr, "group": group,
-                     "mean": np.nanmean(vals) if np.isfinite(vals).any() else np.nan,
-                     "sd": np.nanstd(vals, ddof=1) if np.isfinite(vals).sum() > 1 else np.nan,
-                     "ci_low": lo, "ci_high": hi, "n": int(sel.sum()), "n_pos": int(y[sel].sum()),
-                     "n_seeds": len(seeds), "flag": flag})
+                     "metric": metric, "attribute": attr, "group": group, **_estimate(vals, keyreps.get(k)),
+                     "n": int(sel.sum()), "n_pos": int(y[sel].sum()), "n_seeds": len(seeds), "flag": flag})
     return key, rows, keyreps
+
+
+def select(table: pd.DataFrame, metric: str, attribute: str = "overall", group: str | None = None,
+           **where) -> pd.DataFrame:
+    """The rows of a summary table for one metric and attribute; ``group`` defaults to ``all`` for overall
+    metrics and ``gap`` otherwise; ``where``: further ``column=value`` filters (e.g. ``cohort``, ``model``)."""
+    group = group or ("all" if attribute == "overall" else "gap")
+    keep = (table["metric"] == metric) & (table["attribute"] == attribute) & (table["group"] == group)
+    for col, value in where.items():
+        keep &= table[col] == value
+    return table[keep]
 
 
 def paired_difference(summary: Summary, cohort: str, a: tuple[str, str], b: tuple[str, str],
@@ -355,13 +389,10 @@ def paired_difference(summary: Summary, cohort: str, a: tuple[str, str], b: tupl
     """Mean and 95% CI of (run ``b`` minus run ``a``) for metric ``key`` = (metric, attribute, group), where
     ``a``/``b`` are (model, modalities) of one cohort, from the shared (paired) bootstrap resamples."""
     ra, rb = summary.replicates[(cohort, *a)][key], summary.replicates[(cohort, *b)][key]
-    t = summary.table
-    pick = (t["cohort"] == cohort) & (t["metric"] == key[0]) & (t["attribute"] == key[1]) & (t["group"] == key[2])
-    ma = t.loc[pick & (t["model"] == a[0]) & (t["modalities"] == a[1]), "mean"].iloc[0]
-    mb = t.loc[pick & (t["model"] == b[0]) & (t["modalities"] == b[1]), "mean"].iloc[0]
-    d = rb - ra
-    lo, hi = np.nanpercentile(d, [2.5, 97.5]) if np.isfinite(d).any() else (np.nan, np.nan)
-    return float(mb - ma), float(lo), float(hi)
+    rows = select(summary.table, *key, cohort=cohort)
+    ma = rows.loc[(rows["model"] == a[0]) & (rows["modalities"] == a[1]), "mean"].iloc[0]
+    mb = rows.loc[(rows["model"] == b[0]) & (rows["modalities"] == b[1]), "mean"].iloc[0]
+    return (float(mb - ma), *ci95(rb - ra))
 
 
 def steps(summary: Summary, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
@@ -369,12 +400,10 @@ def steps(summary: Summary, cohort: str, model: str, sequence: list[str], key: t
     order): for each step the mean before and after, the paired difference with its 95% CI, and a verdict:
     ``rises`` / ``falls`` when the CI excludes 0, else ``no clear change``."""
     rows = []
-    t = summary.table
+    means = select(summary.table, *key, cohort=cohort, model=model).set_index("modalities")["mean"]
     for a, b in zip(sequence[:-1], sequence[1:]):
         d, lo, hi = paired_difference(summary, cohort, (model, a), (model, b), key)
-        pick = (t["cohort"] == cohort) & (t["model"] == model) & (t["metric"] == key[0]) \
-            & (t["attribute"] == key[1]) & (t["group"] == key[2])
-        before = t.loc[pick & (t["modalities"] == a), "mean"].iloc[0]
+        before = means[a]
         verdict = "rises" if lo > 0 else "falls" if hi < 0 else "no clear change"
         rows.append({"from": a, "to": b, "before": before, "after": before + d, "change": d,
                      "ci_low": lo, "ci_high": hi, "verdict": verdict})
@@ -419,14 +448,8 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             r = np.mean([fn(boot.counts, yf, probs[k]) for k in ks], axis=0)
             # resampled on a subset of the vectors: centre on the mean of all of them (same spread)
             reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
-    rows = []
-    for key, v in points.items():
-        r = reps.get(key)
-        finite = np.isfinite(v)
-        lo, hi = (np.nanpercentile(r, [2.5, 97.5]) if r is not None and np.isfinite(r).any() else (np.nan, np.nan))
-        rows.append({"metric": key[0], "attribute": key[1], "group": key[2],
-                     "mean": v[finite].mean() if finite.any() else np.nan,
-                     "sd": v[finite].std(ddof=1) if finite.sum() > 1 else np.nan, "ci_low": lo, "ci_high": hi})
+    rows = [{"metric": key[0], "attribute": key[1], "group": key[2], **_estimate(v, reps.get(key))}
+            for key, v in points.items()]
     return pd.DataFrame(rows), reps
 
 
@@ -442,5 +465,4 @@ def group_mean_difference(values: np.ndarray, groups: np.ndarray, a: str, b: str
     w = boot.counts
     ra, rb = (w @ (v * ia)) / (w @ ia), (w @ (v * ib)) / (w @ ib)
     ma, mb = float((v * ia).sum() / ia.sum()), float((v * ib).sum() / ib.sum())
-    lo, hi = np.percentile(ra - rb, [2.5, 97.5])
-    return ma, mb, ma - mb, float(lo), float(hi)
+    return (ma, mb, ma - mb, *ci95(ra - rb))

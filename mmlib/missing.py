@@ -116,3 +116,11 @@ def evaluate_condition(data, fits: list, masks: np.ndarray, attrs: dict, flags: 
     draws = masks.shape[0]
     ranked = [s * draws + d for s in range(len(fits)) for d in range(min(rank_draws, draws))]
     return summarise_vectors(data.y[te], probs, preds.astype(int), attrs, flags, boot, rank_vectors=ranked)
+
+
+def curve_area(rates, values) -> float:
+    """Area under a degradation curve, normalised by the range of rates (the trapezoid-rule mean of the
+    metric over the grid); NaN with fewer than two distinct rates."""
+    order = np.argsort(np.asarray(rates, dtype=float))
+    r, v = np.asarray(rates, dtype=float)[order], np.asarray(values, dtype=float)[order]
+    return float(np.trapezoid(v, r) / (r[-1] - r[0])) if len(r) > 1 and r[-1] > r[0] else np.nan

@@ -145,9 +145,9 @@ def _metric_axis_label(metric: str, attribute: str) -> str:
 
 
 def _pick(table: pd.DataFrame, cohort: str, model: str, metric: str, attribute: str) -> pd.DataFrame:
-    group = "all" if attribute == "overall" else "gap"
-    return table[(table["cohort"] == cohort) & (table["model"] == model) & (table["metric"] == metric)
-                 & (table["attribute"] == attribute) & (table["group"] == group)].set_index("modalities")
+    from .metrics import select
+
+    return select(table, metric, attribute, cohort=cohort, model=model).set_index("modalities")
 
 
 def _err(row: pd.Series) -> list[list[float]]:
@@ -239,8 +239,9 @@ def label(metric: str, attribute: str) -> str:
 
 
 def _rows(table: pd.DataFrame, metric: str, attribute: str) -> pd.DataFrame:
-    group = "all" if attribute == "overall" else "gap"
-    return table[(table["metric"] == metric) & (table["attribute"] == attribute) & (table["group"] == group)]
+    from .metrics import select
+
+    return select(table, metric, attribute)
 
 
 def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: str | None = None, ncols: int = 3,

@@ -204,7 +204,7 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
     """The paper's Tables 1-2 layout: one row per modality set (in ``rows`` order, default as they appear),
     one column per (metric, attribute), cells ``mean ± sd [95% CI]`` (:func:`fmt_estimate`); a gap whose
     row is flagged (e.g. a group too small to compare) gets a trailing ``*``."""
-    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
+    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS, select
 
     t = table[(table["cohort"] == cohort) & (table["model"] == model)]
     if t.empty:
@@ -215,8 +215,7 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
         col = METRIC_LABELS[metric] + ("" if attr == "overall" else f" ({ATTRIBUTE_LABELS[attr]})")
         vals = []
         for r in rows:
-            hit = t[(t["modalities"] == r) & (t["metric"] == metric) & (t["attribute"] == attr)
-                    & (t["group"] == ("all" if attr == "overall" else "gap"))]
+            hit = select(t, metric, attr, modalities=r)
             if hit.empty:
                 vals.append("–")
                 continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -240,12 +241,7 @@ def fit_network(data: FusionData, name: str, modalities, seed: int, cfg: TrainCo
         raise ValueError(f"cohort {data.cohort}: the train and val splits must be non-empty "
                          f"(train {len(tr)}, val {len(va)})")
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same numbers whether fits run serially or in parallel workers
-    try:
-        model, best_loss, best_epoch, history = _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout)
-    finally:
-        torch.set_num_threads(threads)
+    model, best_loss, best_epoch, history = _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout)
     fit = Fit(model, name, list(modalities), seed, 0.5, best_epoch, len(history), best_loss,
               time.perf_counter() - t0, history)
     fit.threshold = choose_threshold(data.y[va], predict(fit, data.x[va][:, cols], data.mask[va][:, cols]),
@@ -253,17 +249,35 @@ def fit_network(data: FusionData, name: str, modalities, seed: int, cfg: TrainCo
     return fit
 
 
-def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
-    """The training loop of :func:`fit_network`; returns (model, best val loss, best epoch, history)."""
-    x = torch.as_tensor(data.x[:, cols], device=dev)
-    m = torch.as_tensor(data.mask[:, cols], device=dev)
-    y = torch.as_tensor(data.y, device=dev)
+def _training_tensors(data: FusionData, cols: list[int], dev: torch.device):
+    """``(x, mask, y, loss)`` on ``dev``: the modalities ``cols`` of every stay, and the class-weighted
+    binary cross-entropy of training (positives weighted by negatives / positives in the train split)."""
+    tr = data.rows("train")
     n_pos = float(data.y[tr].sum())
     pos_weight = torch.tensor((len(tr) - n_pos) / max(n_pos, 1.0), device=dev)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        gen = torch.Generator(device=dev).manual_seed(seed)
+    return (torch.as_tensor(data.x[:, cols], device=dev), torch.as_tensor(data.mask[:, cols], device=dev),
+            torch.as_tensor(data.y, device=dev), torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight))
+
+
+@contextmanager
+def seeded_single_thread(seed: int, dev: torch.device):
+    """Run a block on one CPU thread with torch seeded by ``seed`` (the caller's RNG state and thread count
+    are restored afterwards); yields a generator seeded the same way, for shuffling and masks. One thread
+    makes the numbers independent of how many fits run side by side."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield torch.Generator(device=dev).manual_seed(seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
+    """The training loop of :func:`fit_network`; returns (model, best val loss, best epoch, history)."""
+    x, m, y, loss_fn = _training_tensors(data, cols, dev)
+    with seeded_single_thread(seed, dev) as gen:
         model = build_model(name, len(cols), data.x.shape[2], width=cfg.width, heads=cfg.heads,
                             dropout=cfg.dropout).to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

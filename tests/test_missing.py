@@ -73,9 +73,7 @@ def test_rate_zero_reproduces_the_unmasked_summary_exactly():
                                     keep={("paper", "good+noise")}, progress=False)
     ref = metrics.summarise(preds, n_boot=20, min_group=5, min_events=2, progress=False).table
     te = data.rows("test")
-    st = data.stays.iloc[te]
-    attrs = {a: st[a].to_numpy() for a in metrics.ATTRIBUTES}
-    flags = {a: metrics.estimable(data.y[te], g, 5, 2) for a, g in attrs.items()}
+    attrs, flags, _ = metrics.evaluation_groups(data, "test", min_group=5, min_events=2)
     masks = missing.bernoulli_masks(data.mask[te], 0.0, draws=3, seed=0)
     got, _ = missing.evaluate_condition(data, [fits[("paper", "good+noise", s)] for s in (0, 1)], masks, attrs, flags)
     merged = ref.merge(got, on=["metric", "attribute", "group"], suffixes=("", "_sweep"))
@@ -91,3 +89,9 @@ def test_training_missingness_touches_only_train_and_val():
     tr = data.rows("train")
     assert 0.4 < 1 - d2.mask[tr].sum() / data.mask[tr].sum() < 0.6
     assert (d2.x[~d2.mask] == 0).all()
+
+
+def test_curve_area_is_the_mean_over_the_grid():
+    assert missing.curve_area([0.0, 0.5, 1.0], [1.0, 0.5, 0.0]) == pytest.approx(0.5)
+    assert missing.curve_area([0.5, 0.0], [0.2, 0.8]) == pytest.approx(0.5)  # unsorted input
+    assert np.isnan(missing.curve_area([0.3], [0.7]))
