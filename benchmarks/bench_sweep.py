@@ -45,14 +45,14 @@ def main() -> None:
     models, seeds = ["paper", "resilient", "late"], sorted({k[2] for k in fits})
     rates, draws = [round(0.1 * i, 1) for i in range(10)], 20
     te = data.rows("test")
-    attrs, flags, boot = metrics.evaluation_groups(data, "test", n_boot=100)
+    groups = metrics.evaluation_groups(data, "test", n_boot=100)
     present = data.mask[te][:, data.columns(order)]
 
     t0 = time.perf_counter()
     for i, p in enumerate(rates):
         masks = missing.bernoulli_masks(present, p, draws, seed=i)
         for m in models:
-            missing.evaluate_condition(data, [fits[(m, full, s)] for s in seeds], masks, attrs, flags, boot)
+            missing.evaluate_condition(data, [fits[(m, full, s)] for s in seeds], masks, groups)
     dt = time.perf_counter() - t0
     n_pred = len(rates) * draws * len(models) * len(seeds) * len(te)
     print(f"cohort {n}: {len(rates)} rates x {draws} draws x {len(models)} models x {len(seeds)} seeds "

@@ -59,10 +59,10 @@ def main() -> None:
     d = data["mimic_eye"]
     runs = [("paper", d.modalities), ("resilient", d.modalities)]
     t0 = time.perf_counter()
-    p1, _, _ = train.run_grid(d, runs, [0, 1, 2, 3, 4], cfg, n_jobs=1, progress=False)
+    p1 = train.run_grid(d, runs, [0, 1, 2, 3, 4], cfg, n_jobs=1, progress=False).predictions
     serial = time.perf_counter() - t0
     t0 = time.perf_counter()
-    p2, _, _ = train.run_grid(d, runs, [0, 1, 2, 3, 4], cfg, n_jobs=-1, progress=False)
+    p2 = train.run_grid(d, runs, [0, 1, 2, 3, 4], cfg, n_jobs=-1, progress=False).predictions
     parallel = time.perf_counter() - t0
     print(f"  n_jobs=1 {serial:.1f} s, n_jobs=-1 {parallel:.1f} s: speed-up {serial / parallel:.2f}x; "
           f"identical predictions: {p1.equals(p2)}")

@@ -2,11 +2,14 @@
 
 Modules
 -------
+- ``mmlib.schema``      the layouts' facts: cohorts, modalities, prediction times, columns, ECG leads, display names
 - ``mmlib.data``        synthetic cohorts (in the real on-disk layouts) and the loader that reads them
-- ``mmlib.text``        structured data -> pseudo-notes; transcription dispatch; report parsing
+- ``mmlib.reports``     report vocabulary and parsing: findings stated in a free-text report, reader thresholds
 - ``mmlib.cxr_reader``  offline chest X-ray reader (measures the pixels, writes a report)
 - ``mmlib.ecg_reader``  offline ECG reader (measures the signal, writes an interpretation)
+- ``mmlib.hub``         finds a model in the local Hugging Face cache; never downloads
 - ``mmlib.vlm``         GPU backends: Qwen2.5-VL (X-rays) and PULSE-7B (ECGs), local checkpoints only
+- ``mmlib.text``        structured data -> pseudo-notes; transcription dispatch to the readers and backends
 - ``mmlib.embed``       texts -> embedding matrix, with an on-disk cache
 - ``mmlib.models``      fusion models: the paper's, the resilient masked-attention one, late fusion, a linear
                         decision layer; the logistic-regression baseline
@@ -18,6 +21,9 @@ Modules
 - ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
 - ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)
 - ``mmlib.tables`` / ``mmlib.plots``  the tables and figures the chapters show
+
+Imports follow the data flow (layout -> cohort -> texts -> embeddings -> models -> predictions -> metrics
+-> findings and figures), never back and never in a cycle; ``tests/test_imports.py`` holds the order.
 """
 
 __version__ = "0.1.0"

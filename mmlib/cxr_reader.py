@@ -88,11 +88,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .reports import findings_in_text, merge_thresholds
+from .schema import CXR_FINDINGS
+
 __all__ = ["FINDINGS", "ZONES", "SIDES", "DEFAULT_THRESHOLDS", "READER_SETTINGS", "measure_cxr", "cxr_findings",
            "cxr_report", "read_cxr", "findings_from_report"]
 
-#: The findings of the IMPRESSION (:func:`cxr_findings`, :func:`findings_from_report`).
-FINDINGS = ("cardiomegaly", "consolidation", "edema", "pleural_effusion")
+#: The findings of the IMPRESSION (:func:`cxr_findings`, :func:`findings_from_report`); see :mod:`mmlib.schema`.
+FINDINGS = CXR_FINDINGS
 #: Lung zones, top to bottom (equal thirds of the apex-to-dome height).
 ZONES = ("upper", "middle", "lower")
 #: The patient's sides (the patient's right lung is on the image's left).
@@ -724,8 +727,6 @@ def measure_cxr(images, view: list[str] | None = None, progress: bool = False) -
 
 
 def _thresholds(thresholds: dict | None) -> dict:
-    from .text import merge_thresholds
-
     return merge_thresholds(DEFAULT_THRESHOLDS, thresholds)
 
 
@@ -918,7 +919,5 @@ def findings_from_report(text: str | None) -> dict[str, bool]:
     False.  ``None`` or an empty text gives all False (count an unreadable image as missing, not as
     negative).
     """
-    from .text import findings_in_text
-
     found = findings_in_text(text, _PATTERNS, _NEG, clause_split=r"[.;\n]", section="impression:")
     return {k: found.get(k, False) for k in FINDINGS}

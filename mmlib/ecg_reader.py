@@ -55,9 +55,10 @@ The reader never looks at the simulation truth.  Its constants (:data:`READER_SE
 synthetic development records (seeds that the evaluation does not use): in particular the QRS onset lead
 and the velocity fractions place onset and offset where the simulator puts them.
 
-Public API: :data:`LEADS`, :data:`TERRITORIES`, :data:`DEFAULT_THRESHOLDS`, :data:`READER_SETTINGS`,
+Public API: :data:`TERRITORIES`, :data:`DEFAULT_THRESHOLDS`, :data:`READER_SETTINGS`,
 :func:`measure_ecg`, :func:`ecg_findings`, :func:`ecg_report`, :func:`read_ecg`,
-:func:`findings_from_report`, :data:`FINDINGS`.
+:func:`findings_from_report`, :data:`FINDINGS`. Records are (time, 12) in the lead order
+:data:`mmlib.schema.LEADS`, at :data:`mmlib.schema.FS` Hz unless ``fs`` says otherwise.
 """
 from __future__ import annotations
 
@@ -72,10 +73,12 @@ from scipy import ndimage as _nd
 from scipy import signal as _ss
 from tqdm import tqdm
 
-__all__ = ["LEADS", "TERRITORIES", "DEFAULT_THRESHOLDS", "READER_SETTINGS", "FINDINGS", "measure_ecg",
+from .reports import findings_in_text, merge_thresholds
+from .schema import FS, LEADS
+
+__all__ = ["TERRITORIES", "DEFAULT_THRESHOLDS", "READER_SETTINGS", "FINDINGS", "measure_ecg",
            "ecg_findings", "ecg_report", "read_ecg", "findings_from_report"]
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _L = {name: i for i, name in enumerate(LEADS)}
 _IND = np.array([_L[k] for k in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")])  # independent leads
 
@@ -438,13 +441,13 @@ def _grow(mask: np.ndarray, start: int, gap: int, lo: int, hi: int) -> tuple[int
 
 
 # ---------------------------------------------------------------------------------------------- API
-def measure_ecg(signals: np.ndarray, fs: int = 100, progress: bool = False) -> pd.DataFrame:
+def measure_ecg(signals: np.ndarray, fs: int = FS, progress: bool = False) -> pd.DataFrame:
     """Measure 12-lead ECGs: one row per record (see the module docstring for the method).
 
     Parameters
     ----------
     signals
-        Array ``(n, time, 12)`` (or one record ``(time, 12)``) in mV, leads in the order of :data:`LEADS`.
+        Array ``(n, time, 12)`` (or one record ``(time, 12)``) in mV, leads in the order of :data:`mmlib.schema.LEADS`.
     fs
         Sampling rate in Hz.
     progress
@@ -518,8 +521,6 @@ def measure_ecg(signals: np.ndarray, fs: int = 100, progress: bool = False) -> p
 
 
 def _thresholds(thresholds: dict | None) -> dict:
-    from .text import merge_thresholds
-
     return merge_thresholds(DEFAULT_THRESHOLDS, thresholds)
 
 
@@ -608,7 +609,7 @@ def ecg_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     return out
 
 
-def read_ecg(signals: np.ndarray, fs: int = 100, progress: bool = False) -> tuple[list[str | None], pd.DataFrame]:
+def read_ecg(signals: np.ndarray, fs: int = FS, progress: bool = False) -> tuple[list[str | None], pd.DataFrame]:
     """Measure and interpret: ``(reports, measurements)`` (reports ``None`` where unreadable)."""
     m = measure_ecg(signals, fs=fs, progress=progress)
     return ecg_report(m), m
@@ -636,7 +637,5 @@ def findings_from_report(text: str | None) -> dict[str, bool]:
     ST deviation." give False.  ``None`` or an empty text gives all False (the caller should count an
     unreadable record as missing, not as negative).
     """
-    from .text import findings_in_text
-
     found = findings_in_text(text, _PATTERNS, _NEG, clause_split=r"[.;:,\n]")
     return {k: found.get(k, False) for k in FINDINGS}

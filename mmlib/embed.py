@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .hub import find_in_hub_cache, looks_like_model_id
+
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto inside transformers, no ipywidgets
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -77,9 +79,6 @@ ENCODERS: dict[str, str] = {
 
 
 # ----------------------------------------------------------------------------------------------- locating
-
-from .vlm import find_in_hub_cache, looks_like_model_id  # noqa: E402  (one hub-cache lookup for models and encoders)
-
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> Path:
     """The local folder of an encoder; nothing is ever downloaded.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -126,12 +127,12 @@ def perturb_batch(x: torch.Tensor, mask: torch.Tensor, pool_x: torch.Tensor, poo
 
 def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, blank: np.ndarray | None = None,
                          irrelevant: np.ndarray | None = None, seed: int | None = None):
-    """Continue training a fitted network (:class:`mmlib.train.Fit`) for ``epochs`` epochs with perturbation
+    """Continue training a fitted network (:class:`mmlib.train.FittedModel`) for ``epochs`` epochs with perturbation
     augmentation and a consistency loss: ``BCE(clean) + BCE(perturbed) + weight * KL(p_clean || p_perturbed)``
     (class-weighted BCE as in training; the clean prediction is the target of the KL, without gradient).
     The epoch (the starting point included) with the lowest value of that objective on the validation split,
     perturbed once with a fixed draw, is kept. Returns a new fit named ``<model>+consistency``."""
-    from .train import Fit, _predict_logits, _training_tensors, choose_threshold, predict, seeded_single_thread
+    from .train import FittedModel, choose_threshold, predict, predict_logits, seeded_single_thread, training_tensors
 
     if fit.name == "logreg":
         raise ValueError("finetune_consistency fine-tunes networks; the logistic regression has no such training")
@@ -139,7 +140,7 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
     cols = data.columns(fit.modalities)
     tr, va = data.rows("train"), data.rows("val")
     dev = next(fit.model.parameters()).device
-    x, mk, y, bce = _training_tensors(data, cols, dev)
+    x, mk, y, bce = training_tensors(data, cols, dev)
     b = torch.as_tensor(blank, device=dev, dtype=x.dtype)
     irr = torch.as_tensor(irrelevant, device=dev, dtype=x.dtype)
     t0 = time.perf_counter()
@@ -151,7 +152,7 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
         xv_pert = perturb_batch(x[va_t], mk[va_t], x[tr_t], mk[tr_t], b, irr, gen)  # one fixed draw
 
         def objective() -> float:
-            lc, lp = _predict_logits(model, x[va_t], mk[va_t]), _predict_logits(model, xv_pert, mk[va_t])
+            lc, lp = predict_logits(model, x[va_t], mk[va_t]), predict_logits(model, xv_pert, mk[va_t])
             kl = _bernoulli_kl(torch.sigmoid(lc), torch.sigmoid(lp)).mean()
             return float(bce(lc, y[va_t]) + bce(lp, y[va_t]) + weight * kl)
 
@@ -173,8 +174,8 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
                 best, best_loss = copy.deepcopy(model.state_dict()), val
         model.load_state_dict(best)
         model.eval()
-    out = Fit(model, f"{fit.name}+consistency", list(fit.modalities), fit.seed, 0.5, fit.best_epoch,
-              fit.epochs + epochs, best_loss, time.perf_counter() - t0)
+    out = FittedModel(model, f"{fit.name}+consistency", list(fit.modalities), fit.seed, 0.5, fit.best_epoch,
+                      fit.epochs + epochs, best_loss, time.perf_counter() - t0)
     out.threshold = choose_threshold(data.y[va], predict(out, data.x[va][:, cols], data.mask[va][:, cols]),
                                      cfg.threshold)
     return out
@@ -208,11 +209,32 @@ def shuffle_modality(data, modality: str, seed: int):
     return dataclasses.replace(data, x=x, mask=mask)
 
 
-def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.ndarray, seed: int = 0,
-             min_group: int = 30, min_events: int = 10, n_boot: int = 100):
+@dataclass
+class Diagnosis:
+    """:func:`diagnose`'s result for one model: ``effects`` (flip rate and mean |dp| per modality,
+    perturbation and group), ``changes`` (every metric clean, perturbed and the paired change with its CI)
+    and ``clean`` (the clean predictions' metrics with CIs). :meth:`labelled` adds ``cohort`` and ``model``
+    columns to all three."""
+
+    effects: pd.DataFrame
+    changes: pd.DataFrame
+    clean: pd.DataFrame
+
+    def labelled(self, **labels) -> "Diagnosis":
+        return Diagnosis(*(t.assign(**labels) for t in (self.effects, self.changes, self.clean)))
+
+    @staticmethod
+    def concat(items: list["Diagnosis"]) -> "Diagnosis":
+        """Several labelled diagnoses as one (rows in order)."""
+        return Diagnosis(*(pd.concat([getattr(d, k) for d in items], ignore_index=True)
+                           for k in ("effects", "changes", "clean")))
+
+
+def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.ndarray, *, seed: int = 0,
+             min_group: int = 30, min_events: int = 10, n_boot: int = 100) -> Diagnosis:
     """The interference diagnostic for one model (``fits``: its seeds, all on the same modalities) on the test
     stays of ``data``: every modality x perturbation of :func:`perturb` (seeded by ``seed``, the same for all
-    seeds). Returns ``(effects, changes, clean)``:
+    seeds), chapter 07. Returns a :class:`Diagnosis`:
 
     - ``effects``: rows of :func:`perturbation_effects` with ``modality`` and ``perturbation``;
     - ``changes``: every metric clean, perturbed, and the change with its paired 95% bootstrap CI (the same
@@ -227,7 +249,8 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     cols = data.columns(order)
     x, mk = data.x[te][:, cols], data.mask[te][:, cols]
     y = data.y[te]
-    attrs, flags, boot = evaluation_groups(data, "test", min_group, min_events, n_boot)
+    groups = evaluation_groups(data, "test", min_group=min_group, min_events=min_events, n_boot=n_boot)
+    attrs, flags, boot = groups.attrs, groups.flags, groups.boot
     thr = np.array([f.threshold for f in fits])
 
     def scored(xx):
@@ -247,4 +270,4 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
                 changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
                                 "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
                                 "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(effects), pd.DataFrame(changes), clean
+    return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean)

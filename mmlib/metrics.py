@@ -13,10 +13,10 @@ Uncertainty, for every number (:func:`summarise`):
   (so every group keeps its size), the metric is recomputed for every seed on each resample and averaged
   over seeds, and the 2.5/97.5 percentiles of those seed-means are the interval. One :class:`Bootstrap`
   per test set is shared by every model evaluated on it, so differences between models or modality sets
-  are *paired* (same resamples) and :func:`paired_difference` gives their CI.
+  are *paired* (same resamples) and :meth:`Summary.difference` gives their CI.
   A gap (max - min) is never negative, so for a true gap near zero its bootstrap distribution sits above
   zero and the percentile interval can lie wholly above the estimate: such a gap is not distinguishable
-  from zero. Changes of a gap (:func:`paired_difference`, :func:`steps`) are signed and do not have this bias.
+  from zero. Changes of a gap (:meth:`Summary.difference`, :meth:`Summary.steps`) are signed and do not have this bias.
 
 The bootstrap recomputes the same definitions as scikit-learn and fairlearn from resampling counts in
 vectorised NumPy (``tests/test_metrics.py`` checks every one against the libraries on resampled data),
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,55 @@ METRIC_LABELS = {"f1": "F1", "auroc": "AUROC", "auprc": "AUPRC", "balanced_accur
                  "dp_diff": "demographic-parity difference", "dp_ratio": "demographic-parity ratio",
                  "tpr_diff": "TPR difference (equal opportunity)", "eo_diff": "equalized-odds difference"}
 ATTRIBUTE_LABELS = {"overall": "overall", "race": "race", "gender": "gender", "race_gender": "race x gender"}
+SHORT_LABELS = {"dp_diff": "DP difference", "dp_ratio": "DP ratio", "tpr_diff": "TPR difference",
+                "eo_diff": "EO difference"}
+
+
+def metric_label(metric: str, attribute: str = "overall") -> str:
+    """Short name of a (metric, attribute) pair for table rows and columns: ``AUROC``, ``TPR difference (race)``
+    (chapters 05-07)."""
+    if attribute == "overall":
+        return METRIC_LABELS[metric]
+    return f"{SHORT_LABELS.get(metric, METRIC_LABELS[metric])} ({ATTRIBUTE_LABELS[attribute]})"
+
+
+def long_label(metric: str, attribute: str = "overall") -> str:
+    """Full name of a (metric, attribute) pair: ``AUROC``, ``TPR difference (equal opportunity) (race)``
+    (chapter 04's step and order tables)."""
+    return METRIC_LABELS[metric] + ("" if attribute == "overall" else f" ({attribute})")
+
+
+class Estimate(NamedTuple):
+    """One number with its spread: across-seed ``mean`` and ``sd`` and the 95% bootstrap CI."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    sd: float = np.nan
+
+
+class Change(NamedTuple):
+    """A paired change (b minus a) with its 95% bootstrap CI. ``verdict``: ``rises`` / ``falls`` when the CI
+    excludes 0, else ``no clear change``."""
+
+    change: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def verdict(self) -> str:
+        return "rises" if self.ci_low > 0 else "falls" if self.ci_high < 0 else "no clear change"
+
+    @property
+    def clear(self) -> bool:
+        return self.verdict != "no clear change"
+
+
+def group_order(values) -> list:
+    """Display order of group labels (tables and figures): All, White, the other groups alphabetically,
+    Unknown last."""
+    return sorted(pd.unique(pd.Series(list(values)).dropna()),
+                  key=lambda g: (g != "All", g == "Unknown", g != "White", str(g)))
 
 
 def not_compared(group: str) -> bool:
@@ -70,16 +120,25 @@ def estimable(y: np.ndarray, groups: np.ndarray, min_group: int = 30, min_events
     return out
 
 
-def evaluation_groups(data, split: str = "test", min_group: int = 30, min_events: int = 10, n_boot: int = 200,
-                      seed: int = 0):
-    """What every evaluation of one split of a :class:`mmlib.train.FusionData` needs: ``(attrs, flags, boot)``,
-    the sensitive attributes (``{attribute: array}``), each group's :func:`estimable` flag, and the
-    stratified :class:`Bootstrap` of that split's stays."""
+@dataclass
+class EvaluationGroups:
+    """What every evaluation of one split needs (:func:`evaluation_groups`): ``attrs`` (the sensitive
+    attributes, ``{attribute: array}``), ``flags`` (each group's :func:`estimable` flag) and ``boot`` (the
+    stratified :class:`Bootstrap` of that split's stays)."""
+
+    attrs: dict
+    flags: dict
+    boot: "Bootstrap"
+
+
+def evaluation_groups(data, split: str = "test", *, min_group: int = 30, min_events: int = 10, n_boot: int = 200,
+                      seed: int = 0) -> EvaluationGroups:
+    """The :class:`EvaluationGroups` of one split of a :class:`mmlib.train.FusionData` (chapters 05-07)."""
     rows = data.rows(split)
     st = data.stays.iloc[rows]
     attrs = {a: st[a].to_numpy() for a in ATTRIBUTES}
     flags = {a: estimable(data.y[rows], g, min_group, min_events) for a, g in attrs.items()}
-    return attrs, flags, Bootstrap.draw(attrs["race_gender"], n_boot=n_boot, seed=seed)
+    return EvaluationGroups(attrs, flags, Bootstrap.draw(attrs["race_gender"], n_boot=n_boot, seed=seed))
 
 
 # ----------------------------------------------------------------------------- point estimates (libraries)
@@ -257,8 +316,8 @@ def _count_metrics(w: np.ndarray, d: np.ndarray, y: np.ndarray, attrs: dict[str,
     return out
 
 
-def many(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
-         flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+def vector_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
+                   flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
     """Every metric of :func:`point_metrics` for many prediction vectors on the same stays at once (e.g. the
     mask draws of a missingness sweep): ``probs``/``preds`` ``(K, n)`` -> ``{key: (K,) array}``. AUROC by
     the rank-sum (Mann-Whitney) identity with tied scores sharing their mean rank, AUPRC as average
@@ -287,11 +346,60 @@ def many(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, n
 # ------------------------------------------------------------------------------------------ summaries
 @dataclass
 class Summary:
-    """:func:`summarise`'s result: the long ``table`` and the bootstrap ``replicates`` of every row
-    (``{(cohort, model, modalities): {(metric, attribute, group): (B,) seed-mean array}}``)."""
+    """:func:`summarise`'s result, modelled on fairlearn's ``MetricFrame``: the long ``table`` (one row per
+    cohort, model, modality set, metric, attribute and group) and the bootstrap ``replicates`` of every row
+    (``{(cohort, model, modalities): {(metric, attribute, group): (B,) seed-mean array}}``), from which
+    paired differences follow. Chapters 03, 04 and 06 read their numbers through its methods.
+
+    Example::
+
+        s = summarise(predictions)
+        s.estimate("auroc", cohort="mds_ed", model="paper", modalities="arrival")    # Estimate(mean, ci_low, ...)
+        s.difference("mds_ed", ("paper", "arrival"), ("paper", "arrival+vitals"), ("tpr_diff", "race", "gap"))
+    """
 
     table: pd.DataFrame
     replicates: dict
+
+    def select(self, metric: str, attribute: str = "overall", *, group: str | None = None, **where) -> pd.DataFrame:
+        """The rows of one metric and attribute (:func:`select`), further filtered by ``column=value``."""
+        return select(self.table, metric, attribute, group=group, **where)
+
+    def estimate(self, metric: str, attribute: str = "overall", *, group: str | None = None, **where) -> Estimate:
+        """The one row matching the filters, as an :class:`Estimate` (raises unless exactly one matches)."""
+        rows = self.select(metric, attribute, group=group, **where)
+        if len(rows) != 1:
+            raise ValueError(f"{len(rows)} summary rows match metric={metric!r}, attribute={attribute!r}, "
+                             f"group={group!r}, {where}; expected exactly one")
+        r = rows.iloc[0]
+        return Estimate(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), float(r["sd"]))
+
+    def best(self, metric: str, labels, attribute: str = "overall", **where) -> str:
+        """Of the modality sets ``labels``, the one with the highest mean ``metric`` (first on ties)."""
+        means = {lab: self.estimate(metric, attribute, modalities=lab, **where).mean for lab in labels}
+        return max(means, key=means.get)
+
+    def difference(self, cohort: str, a: tuple[str, str], b: tuple[str, str], key: tuple[str, str, str]) -> Change:
+        """Paired change of metric ``key`` = (metric, attribute, group) from run ``a`` to run ``b`` (each
+        (model, modalities) of one cohort): mean of b minus mean of a, 95% CI from the shared resamples."""
+        ra, rb = self.replicates[(cohort, *a)][key], self.replicates[(cohort, *b)][key]
+        rows = self.select(*key[:2], group=key[2], cohort=cohort)
+        ma = rows.loc[(rows["model"] == a[0]) & (rows["modalities"] == a[1]), "mean"].iloc[0]
+        mb = rows.loc[(rows["model"] == b[0]) & (rows["modalities"] == b[1]), "mean"].iloc[0]
+        return Change(float(mb - ma), *ci95(rb - ra))
+
+    def steps(self, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
+        """Step-by-step change of metric ``key`` along a sequence of modality sets (e.g. the prefixes of an
+        order): for each step the mean before and after, the paired :class:`Change` with its 95% CI, and its
+        verdict (``rises`` / ``falls`` when the CI excludes 0, else ``no clear change``)."""
+        rows = []
+        means = self.select(*key[:2], group=key[2], cohort=cohort, model=model).set_index("modalities")["mean"]
+        for a, b in zip(sequence[:-1], sequence[1:]):
+            c = self.difference(cohort, (model, a), (model, b), key)
+            before = means[a]
+            rows.append({"from": a, "to": b, "before": before, "after": before + c.change, "change": c.change,
+                         "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict})
+        return pd.DataFrame(rows)
 
 
 def summarise(predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, min_group: int = 30,
@@ -373,10 +481,11 @@ def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Boots
     return key, rows, keyreps
 
 
-def select(table: pd.DataFrame, metric: str, attribute: str = "overall", group: str | None = None,
+def select(table: pd.DataFrame, metric: str, attribute: str = "overall", *, group: str | None = None,
            **where) -> pd.DataFrame:
-    """The rows of a summary table for one metric and attribute; ``group`` defaults to ``all`` for overall
-    metrics and ``gap`` otherwise; ``where``: further ``column=value`` filters (e.g. ``cohort``, ``model``)."""
+    """The rows of a long results table (a :class:`Summary` table, a missingness sweep, an interference
+    table) for one metric and attribute; ``group`` defaults to ``all`` for overall metrics and ``gap``
+    otherwise; ``where``: further ``column=value`` filters (e.g. ``cohort``, ``model``)."""
     group = group or ("all" if attribute == "overall" else "gap")
     keep = (table["metric"] == metric) & (table["attribute"] == attribute) & (table["group"] == group)
     for col, value in where.items():
@@ -384,49 +493,11 @@ def select(table: pd.DataFrame, metric: str, attribute: str = "overall", group: 
     return table[keep]
 
 
-def paired_difference(summary: Summary, cohort: str, a: tuple[str, str], b: tuple[str, str],
-                      key: tuple[str, str, str]) -> tuple[float, float, float]:
-    """Mean and 95% CI of (run ``b`` minus run ``a``) for metric ``key`` = (metric, attribute, group), where
-    ``a``/``b`` are (model, modalities) of one cohort, from the shared (paired) bootstrap resamples."""
-    ra, rb = summary.replicates[(cohort, *a)][key], summary.replicates[(cohort, *b)][key]
-    rows = select(summary.table, *key, cohort=cohort)
-    ma = rows.loc[(rows["model"] == a[0]) & (rows["modalities"] == a[1]), "mean"].iloc[0]
-    mb = rows.loc[(rows["model"] == b[0]) & (rows["modalities"] == b[1]), "mean"].iloc[0]
-    return (float(mb - ma), *ci95(rb - ra))
-
-
-def steps(summary: Summary, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
-    """Step-by-step change of metric ``key`` along a sequence of modality sets (e.g. the prefixes of an
-    order): for each step the mean before and after, the paired difference with its 95% CI, and a verdict:
-    ``rises`` / ``falls`` when the CI excludes 0, else ``no clear change``."""
-    rows = []
-    means = select(summary.table, *key, cohort=cohort, model=model).set_index("modalities")["mean"]
-    for a, b in zip(sequence[:-1], sequence[1:]):
-        d, lo, hi = paired_difference(summary, cohort, (model, a), (model, b), key)
-        before = means[a]
-        verdict = "rises" if lo > 0 else "falls" if hi < 0 else "no clear change"
-        rows.append({"from": a, "to": b, "before": before, "after": before + d, "change": d,
-                     "ci_low": lo, "ci_high": hi, "verdict": verdict})
-    return pd.DataFrame(rows)
-
-
-def prefixes(order: list[str]) -> list[str]:
-    """The modality-set labels of an order's prefixes: ``[a, a+b, a+b+c, ...]``."""
-    return ["+".join(order[:k]) for k in range(1, len(order) + 1)]
-
-
-def canonical(label: str, order: list[str]) -> str:
-    """A modality-set label rewritten in the order of ``order`` (so every permutation of the same set
-    names the same run)."""
-    parts = set(label.split("+"))
-    return "+".join(m for m in order if m in parts)
-
-
 def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
                       flags: dict[str, dict[str, str]], boot: Bootstrap | None = None,
                       rank_vectors: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
     """Summary of many prediction vectors of one condition on the same stays (e.g. seeds x mask draws):
-    the mean and sd over the vectors of every metric (:func:`many`), and with ``boot`` the 95% bootstrap
+    the mean and sd over the vectors of every metric (:func:`vector_metrics`), and with ``boot`` the 95% bootstrap
     CI of that mean (every resample scores every vector; for AUROC and AUPRC, whose resampled values are
     the costly part, only the vectors ``rank_vectors`` (indices) when given, the resampled means then being
     shifted by the difference between the mean of all vectors and that of the subset).
@@ -434,7 +505,7 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
     Returns ``(table, replicates)``: columns ``metric, attribute, group, mean, sd, ci_low, ci_high`` and
     ``{key: (B,) array}`` of resampled means, for paired differences between conditions."""
     probs, preds = np.atleast_2d(probs), np.atleast_2d(preds)
-    points = many(y, probs, preds, attrs, flags)
+    points = vector_metrics(y, probs, preds, attrs, flags)
     reps = {}
     if boot is not None:
         yf = y.astype(np.float64)

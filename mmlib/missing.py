@@ -72,7 +72,7 @@ def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -
 
 
 def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """Probabilities ``(draws, n)`` of a fitted model (:class:`mmlib.train.Fit`) for ``x`` ``(n, M, D)``
+    """Probabilities ``(draws, n)`` of a fitted model (:class:`mmlib.train.FittedModel`) for ``x`` ``(n, M, D)``
     under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows."""
     from .train import predict
 
@@ -100,13 +100,46 @@ def with_training_missingness(data, rate: float, seed: int):
     return dataclasses.replace(data, x=x, mask=mask)
 
 
-def evaluate_condition(data, fits: list, masks: np.ndarray, attrs: dict, flags: dict, boot=None,
+def test_availability(data, order) -> np.ndarray:
+    """The recorded availability ``(n_test, M)`` of the test stays of ``data`` for the modalities of ``order``
+    (in that order): what every mask sampler starts from (chapters 05-06)."""
+    return data.mask[data.rows("test")][:, data.columns(list(order))]
+
+
+def relative_missingness(data, order) -> dict:
+    """Each race group's mean share of the cohort's sometimes-missing modalities of ``order`` that are missing
+    (chapter 01's availability, which the unequal-access knob drives): chapter 05's default group factors
+    for group-dependent missingness (:func:`matched_group_rates`)."""
+    avail = data.mask[:, data.columns(list(order))]
+    can = ~avail.all(axis=0)  # modalities that are ever missing in this cohort
+    share = pd.Series((~avail[:, can]).mean(axis=1)).groupby(data.stays["race"].to_numpy()).mean()
+    return share.to_dict()
+
+
+def check_unmasked(sweep: pd.DataFrame, reference: pd.DataFrame, labels: dict, tolerance: float = 1e-9) -> tuple[int, float]:
+    """Check that the ``random`` protocol at rate 0 of a sweep table reproduces the unmasked estimates of
+    ``reference`` (chapter 04's summary table; ``labels``: ``{cohort: all-modality label}``) for every
+    cohort, model, metric and group. Returns ``(rows compared, largest difference)``; raises RuntimeError
+    when a row is missing or differs by more than ``tolerance``."""
+    zero = sweep[(sweep.protocol == "random") & (sweep.rate == 0.0)]
+    keys = ["cohort", "model", "metric", "attribute", "group"]
+    ref = reference[reference.modalities.isin(labels.values())][keys + ["mean"]]
+    check = zero.merge(ref, on=keys, suffixes=("", "_ref"))
+    worst = float(np.nanmax(np.abs(check["mean"] - check["mean_ref"]))) if len(check) else np.inf
+    if len(check) != len(zero) or worst > tolerance:
+        raise RuntimeError(f"p = 0 does not reproduce the unmasked estimates (max difference {worst:.2e} over "
+                           f"{len(check)} of {len(zero)} estimates)")
+    return len(check), worst
+
+
+def evaluate_condition(data, fits: list, masks: np.ndarray, groups, *, boot: bool = True,
                        rank_draws: int = 2) -> tuple[pd.DataFrame, dict]:
     """Metrics of the test stays of ``data`` for the fitted models ``fits`` (one per seed, all of one model on
     the same modalities) under the mask draws ``masks`` ``(draws, n_test, M)``: every (seed, draw) prediction
     vector is scored, then :func:`mmlib.metrics.summarise_vectors` gives the mean and sd over them and, with
-    ``boot``, the bootstrap CI of the mean (AUROC/AUPRC resampled on the first ``rank_draws`` draws of
-    every seed)."""
+    ``boot``, the bootstrap CI of the mean on the resamples of ``groups``
+    (:class:`mmlib.metrics.EvaluationGroups`; AUROC/AUPRC resampled on the first ``rank_draws`` draws of
+    every seed). Returns ``(table, replicates)``."""
     from .metrics import summarise_vectors
 
     te = data.rows("test")
@@ -115,7 +148,69 @@ def evaluate_condition(data, fits: list, masks: np.ndarray, attrs: dict, flags: 
     preds = np.concatenate([np.full(masks.shape[:2], f.threshold) for f in fits]) <= probs
     draws = masks.shape[0]
     ranked = [s * draws + d for s in range(len(fits)) for d in range(min(rank_draws, draws))]
-    return summarise_vectors(data.y[te], probs, preds.astype(int), attrs, flags, boot, rank_vectors=ranked)
+    return summarise_vectors(data.y[te], probs, preds.astype(int), groups.attrs, groups.flags,
+                             groups.boot if boot else None, rank_vectors=ranked)
+
+
+class Sweep:
+    """The conditions of a missingness experiment, collected in order (chapters 05 and 06).
+
+    :meth:`evaluate` scores one condition (:func:`evaluate_condition`) and labels its rows with the keyword
+    ``labels`` (e.g. ``cohort``, ``model``, ``protocol``, ``rate``, ``modality``); :attr:`table` is every row
+    so far; :meth:`difference` is the paired change of a metric between two conditions of one cohort (the
+    same bootstrap resamples), as a :class:`mmlib.metrics.Change`.
+
+    Example::
+
+        sweep = Sweep()
+        for p in (0.0, 0.3):
+            sweep.evaluate(data, fits, bernoulli_masks(present, p, 20, seed=0), groups, cohort="c", model="paper", rate=p)
+        sweep.difference(("auroc", "overall", "all"), dict(cohort="c", model="paper", rate=0.0), dict(cohort="c", model="paper", rate=0.3))
+    """
+
+    def __init__(self):
+        self._rows: list[pd.DataFrame] = []
+        self.replicates: dict[tuple, dict] = {}
+
+    @staticmethod
+    def _key(labels: dict) -> tuple:
+        return tuple(sorted((k, v) for k, v in labels.items()))
+
+    def evaluate(self, data, fits: list, masks: np.ndarray, groups, *, boot: bool = True, rank_draws: int = 2,
+                 **labels) -> pd.DataFrame:
+        """Score one condition and keep its rows (labelled) and replicates; returns its rows."""
+        t, r = evaluate_condition(data, fits, masks, groups, boot=boot, rank_draws=rank_draws)
+        t = t.assign(**labels)
+        self._rows.append(t)
+        self.replicates[self._key(labels)] = r
+        return t
+
+    def add(self, table: pd.DataFrame, replicates: dict | None = None, **labels) -> None:
+        """Keep rows scored elsewhere (e.g. chapter 07's clean predictions) under ``labels``."""
+        self._rows.append(table.assign(**labels))
+        self.replicates[self._key(labels)] = replicates or {}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Every condition's rows, in the order they were evaluated."""
+        return pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
+
+    def has(self, **labels) -> bool:
+        """Whether a condition with exactly these labels was evaluated."""
+        return self._key(labels) in self.replicates
+
+    def difference(self, key: tuple[str, str, str], a: dict, b: dict):
+        """Paired change of metric ``key`` (metric, attribute, group) from condition ``a`` to ``b`` (their
+        labels): difference of the means, 95% CI of the difference of their resampled means. NaN when either
+        condition was not bootstrapped."""
+        from .metrics import Change, ci95, select
+
+        ra, rb = self.replicates.get(self._key(a), {}), self.replicates.get(self._key(b), {})
+        if key not in ra or key not in rb:
+            return Change(np.nan, np.nan, np.nan)
+        t = self.table
+        mean = lambda lab: select(t, *key[:2], group=key[2], **lab)["mean"].iloc[0]  # noqa: E731
+        return Change(float(mean(b) - mean(a)), *ci95(rb[key] - ra[key]))
 
 
 def curve_area(rates, values) -> float:

@@ -6,15 +6,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .metrics import group_order
 from .tables import rates_by_group
 
 sns.set_theme(context="notebook", style="whitegrid")
-
-
-def group_order(values) -> list:
-    """Plot order of group labels: All, White, the other groups alphabetically, Unknown last."""
-    return sorted(pd.unique(pd.Series(list(values)).dropna()),
-                  key=lambda g: (g != "All", g == "Unknown", g != "White", str(g)))
 
 
 def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: str, group_label: str,
@@ -58,7 +53,7 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
     """Selected leads of the cohort's ECGs on a 25 mm/s, 10 mm/mV style grid (synthetic cohorts only)."""
     if not cohort.is_synthetic:
         raise ValueError("row-level content (ECGs) is shown for synthetic cohorts only")
-    from .data.ecg import FS, LEADS
+    from .schema import FS, LEADS
 
     from matplotlib.ticker import MultipleLocator, NullFormatter
 
@@ -130,13 +125,9 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
 
 
 # --------------------------------------------------------------------------- model results (chapters 03+)
-SHORT_LABELS = {"dp_diff": "DP difference", "dp_ratio": "DP ratio", "tpr_diff": "TPR difference",
-                "eo_diff": "EO difference"}
-
-
 def _metric_axis_label(metric: str, attribute: str) -> str:
     """Axis label with unit: e.g. ``AUROC (0-1)``, ``TPR difference by race (0-1, 0 = parity)``."""
-    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
+    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS, SHORT_LABELS
 
     if attribute == "overall":
         return f"{METRIC_LABELS[metric]} (0-1)"
@@ -229,15 +220,6 @@ def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[st
     return fig
 
 
-def label(metric: str, attribute: str) -> str:
-    """Short name of a (metric, attribute) pair for tables: ``AUROC``, ``TPR difference (race)``."""
-    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS
-
-    if attribute == "overall":
-        return METRIC_LABELS[metric]
-    return f"{SHORT_LABELS.get(metric, METRIC_LABELS[metric])} ({ATTRIBUTE_LABELS[attribute]})"
-
-
 def _rows(table: pd.DataFrame, metric: str, attribute: str) -> pd.DataFrame:
     from .metrics import select
 
@@ -309,6 +291,8 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
     """Train x test grids: one heatmap per (metric, model), metrics in rows and models in columns, of the mean
     metric by training missing rate (heatmap rows, ``train_rate``) and inference missing rate (heatmap
     columns, ``rate``), annotated with the values."""
+    from .metrics import metric_label
+
     keys = list(keys)
     fig, axes = plt.subplots(len(keys), len(models), figsize=(4.2 * len(models), 2.7 * len(keys)), squeeze=False)
     for i, (metric, attr) in enumerate(keys):
@@ -316,7 +300,7 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
             ax = axes[i, j]
             d = _rows(table[table["model"] == m], metric, attr)
             grid = d.pivot_table(index="train_rate", columns="rate", values="mean", dropna=False)
-            ax.set_title(f"{m}: {label(metric, attr)}", fontsize=10)
+            ax.set_title(f"{m}: {metric_label(metric, attr)}", fontsize=10)
             if grid.empty or grid.isna().all().all():
                 ax.text(0.5, 0.5, "not estimable\n(groups too small)", ha="center", va="center",
                         transform=ax.transAxes)

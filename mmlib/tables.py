@@ -187,16 +187,29 @@ PAPER_COLUMNS = (("f1", "overall"), ("auroc", "overall"), ("auprc", "overall"), 
                  ("eo_diff", "race"), ("eo_diff", "gender"))
 
 
-def fmt_estimate(mean: float, sd: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``mean ± sd [low, high]``: across-seed mean and sd, 95% bootstrap CI (``–`` when not estimable)."""
+def fmt_estimate(mean: float, ci_low: float = np.nan, ci_high: float = np.nan, sd: float = np.nan, *,
+                 digits: int = 3) -> str:
+    """An estimate with its interval: ``mean [low, high]``, or ``mean ± sd [low, high]`` when the across-seed
+    ``sd`` is given (``–`` when not estimable). Takes a :class:`mmlib.metrics.Estimate` unpacked:
+    ``fmt_estimate(*est)``. The one estimate formatter of the book."""
     if not np.isfinite(mean):
         return "–"
     s = f"{mean:.{digits}f}"
     if np.isfinite(sd):
         s += f" ± {sd:.{digits}f}"
-    if np.isfinite(lo):
-        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    if np.isfinite(ci_low):
+        s += f" [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
     return s
+
+
+def fmt_change(change: float, ci_low: float, ci_high: float, *, digits: int = 3) -> str:
+    """A signed paired change with its interval: ``+0.012 [-0.010, +0.031]`` (``–`` when not estimable). Takes a
+    :class:`mmlib.metrics.Change` unpacked: ``fmt_change(*chg)``. The one change formatter of the book."""
+    if not np.isfinite(change):
+        return "–"
+    if not np.isfinite(ci_low):
+        return f"{change:+.{digits}f}"
+    return f"{change:+.{digits}f} [{ci_low:+.{digits}f}, {ci_high:+.{digits}f}]"
 
 
 def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] | None = None,
@@ -220,7 +233,8 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
                 vals.append("–")
                 continue
             h = hit.iloc[0]
-            vals.append(fmt_estimate(h["mean"], h["sd"], h["ci_low"], h["ci_high"], digits) + (" *" if h["flag"] else ""))
+            vals.append(fmt_estimate(h["mean"], h["ci_low"], h["ci_high"], h["sd"], digits=digits)
+                        + (" *" if h["flag"] else ""))
         out[col] = vals
     return pd.DataFrame(out, index=pd.Index(rows, name="modalities"))
 
@@ -242,7 +256,67 @@ def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, a
         for m in ("selection_rate", "tpr", "fpr"):
             if m in r.index:
                 row[m.replace("_", " ") if m == "selection_rate" else m.upper()] = fmt_estimate(
-                    r.loc[m, "mean"], r.loc[m, "sd"], r.loc[m, "ci_low"], r.loc[m, "ci_high"], digits)
+                    r.loc[m, "mean"], r.loc[m, "ci_low"], r.loc[m, "ci_high"], r.loc[m, "sd"], digits=digits)
         row["flag"] = r["flag"].iloc[0]
         rows.append(row)
     return pd.DataFrame(rows).set_index("group")
+
+
+# ----------------------------------------------------------------------- modelling data (chapters 03-07)
+def _display(cohort: str) -> str:
+    from .schema import COHORT_NAMES
+
+    return COHORT_NAMES.get(cohort, cohort)
+
+
+def _suppress(v, real: bool):
+    return f"<{MIN_CELL}" if real and 0 < v < MIN_CELL else v
+
+
+def split_sizes(data: dict) -> pd.DataFrame:
+    """Stays and positive share (%) per cohort and split of ``{cohort: FusionData}`` (chapter 03)."""
+    rows = [{"cohort": _display(n), "split": s, "stays": len(d.rows(s)), "target": d.target,
+             "positive (%)": round(100 * d.y[d.rows(s)].mean(), 1)}
+            for n, d in data.items() for s in ("train", "val", "test")]
+    return pd.DataFrame(rows).set_index(["cohort", "split"])
+
+
+def availability(data: dict, split: str = "test") -> pd.DataFrame:
+    """Share (%) of the ``split`` stays that have each modality, one column per cohort (``–``: not a modality
+    of that cohort)."""
+    return pd.DataFrame({_display(n): pd.Series(100 * d.mask[d.rows(split)].mean(0), index=d.modalities).round(1)
+                         for n, d in data.items()}).fillna("–")
+
+
+def exclusions(data: dict) -> pd.DataFrame:
+    """The stays each cohort left out of modelling, and why (``FusionData.excluded``)."""
+    return pd.concat([d.excluded.assign(cohort=_display(n)) for n, d in data.items()]).set_index("cohort")
+
+
+def test_groups(data: dict, real: bool = False) -> pd.DataFrame:
+    """Test stays by race group and gender, one column per cohort; with ``real`` data, counts under
+    :data:`MIN_CELL` are shown as ``<11``."""
+    groups = pd.concat({_display(n): d.stays.iloc[d.rows("test")].groupby(["race", "gender"]).size()
+                        for n, d in data.items()}, axis=1).fillna(0).astype(int)
+    return groups.map(lambda v: _suppress(v, real)) if real else groups
+
+
+def config_table(cfg) -> pd.DataFrame:
+    """The training configuration (:class:`mmlib.train.TrainConfig`), one row per setting."""
+    from .train import config_dict
+
+    return pd.DataFrame({"value": {k: str(v) for k, v in config_dict(cfg).items()}})
+
+
+def model_table(models) -> pd.DataFrame:
+    """What each model of ``models`` is (:data:`mmlib.models.MODEL_DOCS`)."""
+    from .models import MODEL_DOCS
+
+    return pd.DataFrame({"model": list(models), "what it is": [MODEL_DOCS[m] for m in models]}).set_index("model")
+
+
+def fit_summary(log: pd.DataFrame) -> pd.DataFrame:
+    """Per cohort and model of a training log: fits, mean epochs, mean best epoch and CPU seconds."""
+    return log.groupby(["cohort", "model"]).agg(fits=("seed", "size"), mean_epochs=("epochs", "mean"),
+                                                mean_best_epoch=("best_epoch", "mean"),
+                                                cpu_seconds=("seconds", "sum")).round(1)

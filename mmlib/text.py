@@ -3,7 +3,8 @@
 The Multimodal Paradox turns every modality into text. This module writes the structured ones
 (arrival, vital signs, earlier diagnoses, labs) as deterministic, readable sentences with units; a missing
 value is said to be missing, never invented. Images and ECGs are transcribed by :mod:`mmlib.cxr_reader`,
-:mod:`mmlib.ecg_reader` (offline readers) or :mod:`mmlib.vlm` (VLM backends); :func:`cohort_texts`
+:mod:`mmlib.ecg_reader` (offline readers) or :mod:`mmlib.vlm` (VLM backends), which this module dispatches
+to (the readers parse reports back into findings with :mod:`mmlib.reports`). :func:`cohort_texts`
 puts all of a cohort's texts in one table. Race is not written into any text unless ``include_race``.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 
 import numpy as np
 import pandas as pd
+
+from .schema import CXR_FINDINGS, STATS
 
 #: Units and adult reference ranges of the labs the notes name (others are written without them).
 LAB_INFO = {
@@ -151,7 +154,7 @@ def mds_ed_vitals(row: pd.Series) -> str | None:
     return "Vital signs in the first 90 minutes: " + "; ".join(out) + "."
 
 
-_LAB = re.compile(r"^labvalues_(.+)_(mean|median|min|max|std|first|last|rate_change|coeff)$")
+_LAB = re.compile(r"^labvalues_(.+)_(" + "|".join(STATS) + r")$")
 
 
 def mds_ed_labs(row: pd.Series) -> str | None:
@@ -197,42 +200,6 @@ def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Se
         else:
             texts[sid] = writer(row)
     return pd.Series(texts, name=modality, dtype=object).reindex(cohort.stays.index)
-
-
-def merge_thresholds(defaults: dict, overrides: dict | None) -> dict:
-    """A reader's decision thresholds: ``defaults`` updated with ``overrides`` (unknown names raise)."""
-    th = dict(defaults)
-    if overrides:
-        unknown = set(overrides) - set(th)
-        if unknown:
-            raise ValueError(f"thresholds: unknown name(s) {sorted(unknown)}; expected some of {sorted(th)}")
-        th.update({k: float(v) for k, v in overrides.items()})
-    return th
-
-
-def findings_in_text(text, patterns: dict[str, list[str]], negation: re.Pattern, clause_split: str = r"[.;\n]",
-                     section: str | None = None) -> dict[str, bool]:
-    """Which findings a free-text report states, clause by clause, ignoring negated mentions.
-
-    ``patterns`` maps each finding to regular expressions (matched on lower-cased text); a match counts
-    unless ``negation`` matches earlier in the same clause ("no", "without", ...). With ``section`` (e.g.
-    ``"impression:"``) only the text after its last occurrence is read, when present. ``None`` or NaN gives
-    all False (a missing report is missing, not negative: the caller counts it).
-    """
-    out = {k: False for k in patterns}
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return out
-    if not isinstance(text, str):
-        raise ValueError(f"text: expected a string or None, got {type(text).__name__}")
-    low = text.lower()
-    if section is not None and (k := low.rfind(section)) >= 0:
-        low = low[k + len(section):]
-    for clause in re.split(clause_split, low):
-        for key, pats in patterns.items():
-            if not out[key] and any(not negation.search(clause[: mt.start()])
-                                    for pat in pats for mt in re.finditer(pat, clause)):
-                out[key] = True
-    return out
 
 
 # --------------------------------------------------------------------------------- images and signals
@@ -314,7 +281,7 @@ def transcription_truth(cohort, texts: pd.Series) -> dict[str, pd.DataFrame]:
     if cohort.name == "mimic_eye":
         from .cxr_reader import findings_from_report
 
-        names = ["cardiomegaly", "consolidation", "edema", "pleural_effusion"]
+        names = list(CXR_FINDINGS)
         truth = pd.DataFrame({n: tr[f"finding_{n}"] for n in names})
         labels = cohort.stays.loc[ids, [f"cxr_{n}" for n in names]].set_axis(names, axis=1)
     else:

@@ -160,7 +160,7 @@ class TrainConfig:
 
 
 @dataclass
-class Fit:
+class FittedModel:
     """A trained model: the network (or scikit-learn pipeline), its training log and its threshold."""
 
     model: object
@@ -189,13 +189,15 @@ def drop_modalities(mask: torch.Tensor, rate: float, generator: torch.Generator)
     return keep
 
 
-def _predict_logits(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """Logits of ``model`` (put in eval mode) for tensors ``x`` ``(n, M, D)`` and ``mask`` ``(n, M)``, in
+    batches of ``batch``, without gradients (training's validation loss, chapter 07's fine-tuning)."""
     model.eval()
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch], mask[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def predict(fit: Fit, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def predict(fit: FittedModel, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Probabilities of the positive class for ``x`` ``(n, M, D)`` with availability ``mask`` ``(n, M)``, the
     modalities in ``fit.modalities`` order."""
     if fit.name == "logreg":
@@ -203,7 +205,7 @@ def predict(fit: Fit, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     dev = next(fit.model.parameters()).device
     xt = torch.as_tensor(x, device=dev)
     mt = torch.as_tensor(mask, device=dev)
-    return torch.sigmoid(_predict_logits(fit.model, xt, mt)).cpu().numpy().astype(np.float64)
+    return torch.sigmoid(predict_logits(fit.model, xt, mt)).cpu().numpy().astype(np.float64)
 
 
 def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, policy: float | str) -> float:
@@ -226,7 +228,7 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, policy: float | str) 
 
 
 def fit_network(data: FusionData, name: str, modalities, seed: int, cfg: TrainConfig,
-                modality_dropout: float | None = None) -> Fit:
+                modality_dropout: float | None = None) -> FittedModel:
     """Train network ``name`` on ``modalities`` of ``data`` with ``seed`` (see module docstring).
 
     ``modality_dropout`` defaults to ``cfg.modality_dropout`` for the resilient model and 0 otherwise.
@@ -242,16 +244,16 @@ def fit_network(data: FusionData, name: str, modalities, seed: int, cfg: TrainCo
                          f"(train {len(tr)}, val {len(va)})")
     t0 = time.perf_counter()
     model, best_loss, best_epoch, history = _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout)
-    fit = Fit(model, name, list(modalities), seed, 0.5, best_epoch, len(history), best_loss,
+    fit = FittedModel(model, name, list(modalities), seed, 0.5, best_epoch, len(history), best_loss,
               time.perf_counter() - t0, history)
     fit.threshold = choose_threshold(data.y[va], predict(fit, data.x[va][:, cols], data.mask[va][:, cols]),
                                      cfg.threshold)
     return fit
 
 
-def _training_tensors(data: FusionData, cols: list[int], dev: torch.device):
+def training_tensors(data: FusionData, cols: list[int], dev: torch.device):
     """``(x, mask, y, loss)`` on ``dev``: the modalities ``cols`` of every stay, and the class-weighted
-    binary cross-entropy of training (positives weighted by negatives / positives in the train split)."""
+    binary cross-entropy of training (shared by :func:`fit_network` and chapter 07's fine-tuning) (positives weighted by negatives / positives in the train split)."""
     tr = data.rows("train")
     n_pos = float(data.y[tr].sum())
     pos_weight = torch.tensor((len(tr) - n_pos) / max(n_pos, 1.0), device=dev)
@@ -276,7 +278,7 @@ def seeded_single_thread(seed: int, dev: torch.device):
 
 def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
     """The training loop of :func:`fit_network`; returns (model, best val loss, best epoch, history)."""
-    x, m, y, loss_fn = _training_tensors(data, cols, dev)
+    x, m, y, loss_fn = training_tensors(data, cols, dev)
     with seeded_single_thread(seed, dev) as gen:
         model = build_model(name, len(cols), data.x.shape[2], width=cfg.width, heads=cfg.heads,
                             dropout=cfg.dropout).to(dev)
@@ -295,7 +297,7 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(b)
-            val_loss = float(loss_fn(_predict_logits(model, x[va], m[va]), y[va]))
+            val_loss = float(loss_fn(predict_logits(model, x[va], m[va]), y[va]))
             history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss})
             if val_loss < best_loss - 1e-6:
                 best, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
@@ -306,7 +308,7 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
     return model, best_loss, best_epoch, history
 
 
-def calibrate_modalities(fit: Fit, data: FusionData, threshold: float | str = 0.5) -> Fit:
+def calibrate_modalities(fit: FittedModel, data: FusionData, threshold: float | str = 0.5) -> FittedModel:
     """Per-modality logit calibration on the validation split for a ``linear`` fit: a logistic regression
     (class-balanced, as the training loss) of the outcome on the per-modality contributions ``c_m`` gives
     one scale per modality and a bias (:class:`mmlib.models.CalibratedDecision`). Returns a new fit named
@@ -322,7 +324,7 @@ def calibrate_modalities(fit: Fit, data: FusionData, threshold: float | str = 0.
     c, _ = contributions(fit.model, torch.as_tensor(data.x[va][:, cols]), torch.as_tensor(data.mask[va][:, cols]))
     lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(c.numpy(), data.y[va])
     model = CalibratedDecision(fit.model, torch.as_tensor(lr.coef_[0]), float(lr.intercept_[0])).eval()
-    out = Fit(model, "linear+calibrated", list(fit.modalities), fit.seed, 0.5, fit.best_epoch, fit.epochs,
+    out = FittedModel(model, "linear+calibrated", list(fit.modalities), fit.seed, 0.5, fit.best_epoch, fit.epochs,
               fit.val_loss, fit.seconds)
     out.threshold = choose_threshold(data.y[va], predict(out, data.x[va][:, cols], data.mask[va][:, cols]), threshold)
     return out
@@ -333,8 +335,8 @@ def _flat(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (x * mask[..., None]).reshape(len(x), -1)
 
 
-def fit_logreg(data: FusionData, modalities, cfg: TrainConfig, C: float = 0.1) -> Fit:
-    """Fit the scikit-learn baseline on the train split (deterministic; seed 0 stands for every seed)."""
+def fit_logreg(data: FusionData, modalities, cfg: TrainConfig, C: float = 0.1) -> FittedModel:
+    """FittedModel the scikit-learn baseline on the train split (deterministic; seed 0 stands for every seed)."""
     cols = data.columns(modalities)
     tr, va = data.rows("train"), data.rows("val")
     from threadpoolctl import threadpool_limits
@@ -342,13 +344,13 @@ def fit_logreg(data: FusionData, modalities, cfg: TrainConfig, C: float = 0.1) -
     t0 = time.perf_counter()
     with threadpool_limits(1):  # one BLAS thread: the same numbers serially and in parallel workers
         model = logistic_regression(C=C).fit(_flat(data.x[tr][:, cols], data.mask[tr][:, cols]), data.y[tr])
-    fit = Fit(model, "logreg", list(modalities), 0, 0.5, 0, 0, float("nan"), time.perf_counter() - t0)
+    fit = FittedModel(model, "logreg", list(modalities), 0, 0.5, 0, 0, float("nan"), time.perf_counter() - t0)
     fit.threshold = choose_threshold(data.y[va], predict(fit, data.x[va][:, cols], data.mask[va][:, cols]),
                                      cfg.threshold)
     return fit
 
 
-def fit_model(data: FusionData, name: str, modalities, seed: int, cfg: TrainConfig) -> Fit:
+def fit_model(data: FusionData, name: str, modalities, seed: int, cfg: TrainConfig) -> FittedModel:
     """:func:`fit_network` for the networks, :func:`fit_logreg` for ``logreg``."""
     if name == "logreg":
         return fit_logreg(data, modalities, cfg)
@@ -363,7 +365,47 @@ def modality_label(modalities) -> str:
     return "+".join(modalities)
 
 
-def prediction_frame(data: FusionData, fit: Fit, splits=("val", "test")) -> pd.DataFrame:
+class ModalityOrder(tuple):
+    """An order in which modalities are added (chapters 04-07): ``ModalityOrder(["arrival", "vitals", "ecg"])``.
+
+    - ``.full``: the label of all of them (``arrival+vitals+ecg``);
+    - ``.prefixes()``: the labels of its prefixes (``[arrival, arrival+vitals, arrival+vitals+ecg]``);
+    - ``.canonical(label)``: a modality-set label rewritten in this order, so every permutation of a set
+      names the same run;
+    - ``.subsets()``: the labels of every non-empty subset (size, then this order);
+    - ``.all_orders()``: every permutation, each as the canonical labels of its prefixes.
+    """
+
+    def __new__(cls, modalities):
+        mods = tuple(modalities)
+        if not mods or len(set(mods)) != len(mods):
+            raise ValueError(f"a modality order must name each modality once, got {list(mods)}")
+        return super().__new__(cls, mods)
+
+    @property
+    def full(self) -> str:
+        return modality_label(self)
+
+    def prefixes(self) -> list[str]:
+        return [modality_label(self[:k]) for k in range(1, len(self) + 1)]
+
+    def canonical(self, label: str) -> str:
+        parts = set(label.split("+"))
+        return modality_label(m for m in self if m in parts)
+
+    def subsets(self) -> list[str]:
+        import itertools
+
+        return [modality_label(c) for k in range(1, len(self) + 1) for c in itertools.combinations(self, k)]
+
+    def all_orders(self) -> list[list[str]]:
+        import itertools
+
+        return [[self.canonical(modality_label(p[:k])) for k in range(1, len(p) + 1)]
+                for p in itertools.permutations(self)]
+
+
+def prediction_frame(data: FusionData, fit: FittedModel, splits=("val", "test")) -> pd.DataFrame:
     """One row per stay of ``splits``: probability, decision, label, sensitive attributes, the modality mask
     the model saw (``mask_<modality>``, False for modalities outside its set), seed, model, modality set."""
     cols = data.columns(fit.modalities)
@@ -389,16 +431,36 @@ def _run_one(data: FusionData, name: str, mods: list[str], seed: int, cfg: Train
     return prediction_frame(data, fit), log, (fit if keep else None)
 
 
-def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, keep: set | None = None, n_jobs: int = 1,
-             progress: bool = True, desc: str | None = None):
+@dataclass
+class GridResult:
+    """What :func:`run_grid` returns: the predictions table of every run, one log row per fit, and the
+    fitted models that were asked to be kept (``{(model, modality label, seed): FittedModel}``)."""
+
+    predictions: pd.DataFrame
+    log: pd.DataFrame
+    fits: dict
+
+    def fits_of(self, model: str, label: str, seeds) -> list:
+        """The kept fits of one ``model`` and modality set ``label``, one per seed of ``seeds`` (in order)."""
+        return [self.fits[(model, label, s)] for s in seeds]
+
+
+def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, *, keep: set | None = None, n_jobs: int = 1,
+             progress: bool = True, desc: str | None = None) -> GridResult:
     """Train every ``(model, modalities)`` in ``runs`` for every seed (``logreg`` once: it is deterministic).
 
     ``n_jobs`` fits run in parallel worker processes (joblib; ``-1`` = one per CPU core; CPU only). Each
     fit runs on one thread, so the numbers do not depend on ``n_jobs``.
 
-    Returns ``(predictions, log, fits)``: the :func:`prediction_frame` rows of all runs, one log row per
-    fit (epochs, best epoch, validation loss, threshold, seconds), and the fitted models for the runs whose
-    ``(model, modality label)`` is in ``keep`` (as ``{(model, label, seed): Fit}``).
+    Returns a :class:`GridResult`: the :func:`prediction_frame` rows of all runs, one log row per fit
+    (epochs, best epoch, validation loss, threshold, seconds), and the fitted models for the runs whose
+    ``(model, modality label)`` is in ``keep`` (as ``{(model, label, seed): FittedModel}``). Used by
+    chapters 03-07.
+
+    Example::
+
+        res = run_grid(data, [("paper", ["arrival", "vitals"])], seeds=[0, 1], cfg=cfg, keep={("paper", "arrival+vitals")})
+        res.predictions.groupby("seed").prob.mean(); res.fits_of("paper", "arrival+vitals", [0, 1])
     """
     from joblib import Parallel, delayed
 
@@ -416,7 +478,7 @@ def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, keep: set | None =
     bar.close()
     preds = pd.concat([r[0] for r in results], ignore_index=True)
     fits = {(f.name, modality_label(f.modalities), f.seed): f for _, _, f in results if f is not None}
-    return preds, pd.DataFrame([r[1] for r in results]), fits
+    return GridResult(preds, pd.DataFrame([r[1] for r in results]), fits)
 
 
 def config_dict(cfg: TrainConfig) -> dict:
@@ -425,7 +487,7 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 
 def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
-    """Write fitted networks (``{(model, label, seed): Fit}`` from :func:`run_grid`) to one file, atomically:
+    """Write fitted networks (``{(model, label, seed): FittedModel}`` from :func:`run_grid`) to one file, atomically:
     their weights, modality sets, seeds, thresholds and the configuration to rebuild them."""
     from .artifacts import atomic_path
 
@@ -441,7 +503,7 @@ def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
 
 
 def load_fits(path: Path | str, in_dim: int = 384) -> dict:
-    """Read :func:`save_fits`'s file back into ``{(model, label, seed): Fit}`` (networks on the CPU, eval mode)."""
+    """Read :func:`save_fits`'s file back into ``{(model, label, seed): FittedModel}`` (networks on the CPU, eval mode)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig(**blob["config"])
     out = {}
@@ -450,6 +512,44 @@ def load_fits(path: Path | str, in_dim: int = 384) -> dict:
                             dropout=cfg.dropout)
         model.load_state_dict(it["state_dict"])
         model.eval()
-        out[(it["name"], modality_label(it["modalities"]), it["seed"])] = Fit(
+        out[(it["name"], modality_label(it["modalities"]), it["seed"])] = FittedModel(
             model, it["name"], it["modalities"], it["seed"], it["threshold"], it["best_epoch"], 0, float("nan"), 0.0)
     return out
+
+
+@dataclass
+class RunPlan:
+    """Chapter 04's runs for one cohort: ``train`` (``(model, label)`` pairs to train) and ``reused`` (those
+    an upstream chapter already trained the same way), in training order."""
+
+    cohort: str
+    train: list
+    reused: list
+
+    def runs(self) -> list:
+        """The runs to train, as :func:`run_grid` takes them: ``(model, [modality, ...])``."""
+        return [(m, lab.split("+")) for m, lab in self.train]
+
+    def reused_predictions(self, predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+        """The rows of ``predictions`` (the upstream chapter's) that belong to the reused runs (None if none)."""
+        if not self.reused or predictions is None:
+            return None
+        keys = pd.MultiIndex.from_frame(predictions[["cohort", "model", "modalities"]])
+        return predictions[keys.isin([(self.cohort, m, lab) for m, lab in self.reused])]
+
+
+def plan_runs(cohort: str, order: ModalityOrder, models, every_order: bool = True,
+              reusable: pd.DataFrame | None = None) -> RunPlan:
+    """The runs of chapter 04 for one cohort: every model of ``models`` on every prefix of ``order``, and with
+    ``every_order`` the first model on every subset; sorted by model, size, label. Runs present in
+    ``reusable`` (a predictions table trained with the same configuration and seeds) are marked reused."""
+    models = list(models)
+    wanted = {(m, lab) for m in models for lab in order.prefixes()}
+    if every_order and models:
+        wanted |= {(models[0], lab) for lab in order.subsets()}
+    todo, reused = [], []
+    for m, lab in sorted(wanted, key=lambda r: (models.index(r[0]), len(r[1].split("+")), r[1])):
+        have = reusable is not None and ((reusable.cohort == cohort) & (reusable.model == m)
+                                         & (reusable.modalities == lab)).any()
+        (reused if have else todo).append((m, lab))
+    return RunPlan(cohort, todo, reused)

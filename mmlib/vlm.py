@@ -125,12 +125,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .hub import find_in_hub_cache, looks_like_model_id
+from .schema import FS, LEADS
+
 __all__ = [
     "DEFAULT_CXR_PROMPT",
     "DEFAULT_ECG_PROMPT",
     "LLAVA_V1_SYSTEM",
     "ECG_IMAGE_SIZE",
-    "ECG_LEADS",
     "CheckpointFormatError",
     "resolve_model_path",
     "run_sharded",
@@ -197,64 +199,6 @@ _HOWTO_DEFAULT = (
     "(or put it in the Hugging Face cache, HF_HOME, and pass the model id)"
 )
 _EXAMPLE = {"qwen": QWEN_DEFAULT_ID, "pulse": PULSE_DEFAULT_ID}
-
-
-def _hub_cache_dirs() -> list[Path]:
-    """Hugging Face hub cache folders, read from the environment at call time."""
-    dirs = []
-    if os.environ.get("HF_HUB_CACHE"):
-        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
-    for var in ("HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
-        if os.environ.get(var):
-            dirs.append(Path(os.environ[var]))
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        dirs.append(Path(hf_home) / "hub")
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) / "huggingface" if xdg else Path.home() / ".cache" / "huggingface"
-        dirs.append(base / "hub")
-    out = []
-    for d in dirs:
-        d = d.expanduser()
-        if d not in out:
-            out.append(d)
-    return out
-
-
-def _cached_snapshot(repo_id: str, cache: Path) -> Path | None:
-    """The snapshot of ``repo_id`` in one hub cache folder: the one ``refs/main`` points to if
-    it has a config.json, else the most recently modified snapshot that has one."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snaps = repo / "snapshots"
-    if not snaps.is_dir():
-        return None
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        cand = snaps / ref.read_text().strip()
-        if (cand / "config.json").is_file():
-            return cand
-    found = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
-    if not found:
-        return None
-    return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
-
-
-def looks_like_model_id(text: str) -> bool:
-    """Whether ``text`` has the shape of a Hugging Face model id (``org/name``) rather than a path."""
-    return (text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith("/")
-            and "\\" not in text)
-
-
-def find_in_hub_cache(model_id: str) -> tuple[Path | None, list[str]]:
-    """The local snapshot of ``model_id`` in any Hugging Face hub cache (or ``None``), and where it looked."""
-    searched = []
-    for cache in _hub_cache_dirs():
-        searched.append(str(cache / ("models--" + model_id.replace("/", "--")) / "snapshots"))
-        snap = _cached_snapshot(model_id, cache)
-        if snap is not None:
-            return snap.resolve(), searched
-    return None, searched
 
 
 def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "model") -> Path:
@@ -783,8 +727,7 @@ class QwenVLReader(_GenerativeReader):
 # ECGs: rendering and PULSE-7B (HF LLaVA)
 # --------------------------------------------------------------------------------------------
 
-# Standard lead order of a (T, 12) record (PTB-XL / MIMIC-IV-ECG / MDS-ED; mmlib.data.ecg.LEADS).
-ECG_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+# A (T, 12) record's leads are in the order mmlib.schema.LEADS.
 _LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 _RHYTHM_LEAD = "II"
 
@@ -812,10 +755,10 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def render_ecg_image(signal: np.ndarray, fs: int = 100) -> Image.Image:
+def render_ecg_image(signal: np.ndarray, fs: int = FS) -> Image.Image:
     """Render a 12-lead ECG as a standard paper print (RGB, :data:`ECG_IMAGE_SIZE` = 1100x850 px).
 
-    ``signal`` is (T, 12) in mV, leads in the order :data:`ECG_LEADS`, sampled at ``fs`` Hz
+    ``signal`` is (T, 12) in mV, leads in the order :data:`mmlib.schema.LEADS`, sampled at ``fs`` Hz
     (the first 10 s are drawn). The print is 25 mm/s and 10 mm/mV at 4 px/mm on a 260 x 195 mm
     grid of 1 mm (light red) and 5 mm (red) squares; a 3 x 4 layout (rows I, aVR, V1, V4 /
     II, aVL, V2, V5 / III, aVF, V3, V6, each lead for its own 2.5 s window) with lead labels,
@@ -884,14 +827,14 @@ def render_ecg_image(signal: np.ndarray, fs: int = 100) -> Image.Image:
         for c, lead in enumerate(row):
             a, b = c * seg, min(n10, (c + 1) * seg)
             if a < b:
-                trace(sig[a:b, ECG_LEADS.index(lead)], a / fs, yb)
+                trace(sig[a:b, LEADS.index(lead)], a / fs, yb)
             xl = tx0 + int(c * 2.5 * px_s)
             if c:
                 d.line([(xl, yb - 5 * _PX_MM), (xl, yb + 5 * _PX_MM)], fill=ink, width=2)
             d.text((xl + 2 * _PX_MM, yb - 16 * _PX_MM), lead, fill=ink, font=label_font)
     yb = baseline(3)
     calibration(yb)
-    trace(sig[:n10, ECG_LEADS.index(_RHYTHM_LEAD)], 0.0, yb)
+    trace(sig[:n10, LEADS.index(_RHYTHM_LEAD)], 0.0, yb)
     d.text((tx0 + 2 * _PX_MM, yb - 16 * _PX_MM), _RHYTHM_LEAD, fill=ink, font=label_font)
     return img
 
@@ -1017,7 +960,7 @@ class PulseECGReader(_GenerativeReader):
     def interpret(
         self,
         signals: np.ndarray,
-        fs: int = 100,
+        fs: int = FS,
         shard_dir: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> list[str | None]:

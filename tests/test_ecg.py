@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from mmlib.data.ecg import ECG_PARAMS, FS, LEADS, simulate_ecg
+from mmlib.data.ecg import ECG_PARAMS, simulate_ecg
+from mmlib.schema import FS, LEADS
 from ecg_params import make_params  # noqa: E402  (tests/ is on sys.path under pytest)
 
 L = {name: i for i, name in enumerate(LEADS)}

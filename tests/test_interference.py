@@ -92,8 +92,9 @@ def test_diagnose_covers_every_modality_and_perturbation():
     blank, irr = _vectors()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=4, batch_size=32, lr=0.01)
     fits = [train.fit_network(data, "paper", ["good", "noise"], s, cfg) for s in (0, 1)]
-    eff, chg, clean = interference.diagnose(data, fits, interference.PERTURBATIONS, blank, irr, seed=0,
-                                            min_group=5, min_events=2, n_boot=10)
+    dg = interference.diagnose(data, fits, interference.PERTURBATIONS, blank, irr, seed=0,
+                               min_group=5, min_events=2, n_boot=10)
+    eff, chg, clean = dg.effects, dg.changes, dg.clean
     overall = eff[eff.attribute == "overall"]
     assert len(overall) == 2 * 3 and overall["flip_rate"].between(0, 1).all()
     # the label lives in modality "good": replacing it moves predictions more than replacing the noise

@@ -136,8 +136,9 @@ def test_paired_difference_of_identical_runs_is_exactly_zero():
     a = _predictions(rng, mods="a")
     b = a.assign(modalities="a+b")
     s = metrics.summarise(pd.concat([a, b]), n_boot=50, progress=False)
-    d, lo, hi = metrics.paired_difference(s, "c", ("paper", "a"), ("paper", "a+b"), ("auroc", "overall", "all"))
+    d, lo, hi = s.difference("c", ("paper", "a"), ("paper", "a+b"), ("auroc", "overall", "all"))
     assert d == lo == hi == 0.0
+    assert s.difference("c", ("paper", "a"), ("paper", "a+b"), ("auroc", "overall", "all")).verdict == "no clear change"
 
 
 def test_summarise_rejects_mismatched_stays():
@@ -175,7 +176,7 @@ def test_results_table_and_group_rates_format_every_estimate():
     assert list(t.index) == ["a+b"]
     cell = t.loc["a+b", "AUROC"]
     m = s.table[(s.table.metric == "auroc")].iloc[0]
-    assert cell == tables.fmt_estimate(m["mean"], m["sd"], m["ci_low"], m["ci_high"])
+    assert cell == tables.fmt_estimate(m["mean"], m["ci_low"], m["ci_high"], m["sd"])
     assert cell.count("±") == 1 and cell.count("[") == 1
     g = tables.group_rates(s.table, "c", "paper", "a+b", "race_gender")
     assert g["flag"].str.contains("too small").all()
@@ -193,7 +194,7 @@ def test_many_equals_point_metrics_row_by_row():
     probs[5] = 0.5  # a constant prediction (every modality missing)
     preds = (probs >= 0.5).astype(int)
     flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
-    out = metrics.many(y, probs, preds, attrs, flags)
+    out = metrics.vector_metrics(y, probs, preds, attrs, flags)
     for k in range(6):
         ref = metrics.point_metrics(y, probs[k], preds[k], attrs, flags)
         for key, v in ref.items():

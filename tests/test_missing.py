@@ -69,13 +69,12 @@ def test_rate_zero_reproduces_the_unmasked_summary_exactly():
 
     data = _toy_data(n=400)
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, batch_size=64)
-    preds, _, fits = train.run_grid(data, [("paper", ["good", "noise"])], [0, 1], cfg,
-                                    keep={("paper", "good+noise")}, progress=False)
-    ref = metrics.summarise(preds, n_boot=20, min_group=5, min_events=2, progress=False).table
+    res = train.run_grid(data, [("paper", ["good", "noise"])], [0, 1], cfg, keep={("paper", "good+noise")}, progress=False)
+    ref = metrics.summarise(res.predictions, n_boot=20, min_group=5, min_events=2, progress=False).table
     te = data.rows("test")
-    attrs, flags, _ = metrics.evaluation_groups(data, "test", min_group=5, min_events=2)
+    groups = metrics.evaluation_groups(data, "test", min_group=5, min_events=2)
     masks = missing.bernoulli_masks(data.mask[te], 0.0, draws=3, seed=0)
-    got, _ = missing.evaluate_condition(data, [fits[("paper", "good+noise", s)] for s in (0, 1)], masks, attrs, flags)
+    got, _ = missing.evaluate_condition(data, res.fits_of("paper", "good+noise", [0, 1]), masks, groups, boot=False)
     merged = ref.merge(got, on=["metric", "attribute", "group"], suffixes=("", "_sweep"))
     assert len(merged) == len(got) == len(ref)
     assert np.allclose(merged["mean"], merged["mean_sweep"], equal_nan=True, atol=1e-12)

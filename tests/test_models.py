@@ -174,8 +174,9 @@ def test_run_grid_predictions_table_and_parallel_equality():
     data = _toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, patience=2, batch_size=64)
     runs = [("paper", ["good"]), ("resilient", ["good", "noise"]), ("logreg", ["good", "noise"])]
-    p1, log1, fits = train.run_grid(data, runs, [0, 1], cfg, keep={("resilient", "good+noise")}, progress=False)
-    p2, _, _ = train.run_grid(data, runs, [0, 1], cfg, n_jobs=2, progress=False)
+    res = train.run_grid(data, runs, [0, 1], cfg, keep={("resilient", "good+noise")}, progress=False)
+    p1, log1, fits = res.predictions, res.log, res.fits
+    p2 = train.run_grid(data, runs, [0, 1], cfg, n_jobs=2, progress=False).predictions
     pd.testing.assert_frame_equal(p1, p2)
     assert len(log1) == 5, "logreg is fitted once"
     assert set(fits) == {("resilient", "good+noise", 0), ("resilient", "good+noise", 1)}
@@ -192,8 +193,8 @@ def test_run_grid_predictions_table_and_parallel_equality():
 def test_saved_fits_reload_to_the_same_predictions(tmp_path):
     data = _toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
-    _, _, fits = train.run_grid(data, [("resilient", ["good", "noise"])], [0], cfg,
-                                keep={("resilient", "good+noise")}, progress=False)
+    fits = train.run_grid(data, [("resilient", ["good", "noise"])], [0], cfg,
+                          keep={("resilient", "good+noise")}, progress=False).fits
     train.save_fits(fits, tmp_path / "m.pt", cfg)
     back = train.load_fits(tmp_path / "m.pt", in_dim=D)
     te = data.rows("test")

@@ -27,8 +27,9 @@ from mmlib.data import load_cohort
 from mmlib.data.cohort import _assign_splits
 from mmlib.data.latent import GROUP_EFFECTS, BiasKnobs
 from mmlib.data.races import MIMIC_RACES, RACE5, RACE5_COLUMNS, race5_of, race_binary_of
-from mmlib.data.synth import (CHEXPERT, DETERIORATION, LABS, STATS, VITALS, generate, generator_params,
-                              mds_ed_tables, mimic_eye_tables, stratified_assign, synthetic_root)
+from mmlib.data.splits import stratified_assign
+from mmlib.data.synth import generate, generator_params, mds_ed_tables, mimic_eye_tables, synthetic_root
+from mmlib.schema import CHEXPERT, DETERIORATION, LABS, STATS, VITALS
 
 N = 4000          # table-level tests
 SEED = 3

@@ -24,7 +24,7 @@ import tiny_models  # noqa: E402
 
 from mmlib.vlm import (  # noqa: E402
     ECG_IMAGE_SIZE,
-    ECG_LEADS,
+    LEADS,
     CheckpointFormatError,
     PulseECGReader,
     QwenVLReader,
@@ -291,7 +291,7 @@ def test_data_parallel_under_accelerate_launch(qwen_dir, tmp_path):
 
 def test_render_ecg_image_print_geometry():
     sig = np.zeros((1000, 12))
-    sig[:, ECG_LEADS.index("II")] = 1.0  # a 1 mV step in lead II, for the scale check
+    sig[:, LEADS.index("II")] = 1.0  # a 1 mV step in lead II, for the scale check
     img = render_ecg_image(sig, fs=100)
     assert img.size == ECG_IMAGE_SIZE == (1100, 850) and img.mode == "RGB"
     a = np.asarray(img).astype(int)
@@ -313,9 +313,9 @@ def test_render_ecg_image_print_geometry():
 
 
 def test_render_ecg_image_inputs():
-    from mmlib.data.ecg import LEADS
+    from mmlib.data.ecg import LEADS as SIMULATOR_LEADS
 
-    assert ECG_LEADS == tuple(LEADS)  # same lead order as the cohort's waveforms
+    assert LEADS == tuple(SIMULATOR_LEADS)  # same lead order as the cohort's waveforms
     sig = _ecgs(1)[0]
     sig[100:150, :] = np.nan  # gaps are allowed
     assert render_ecg_image(sig, fs=100).size == ECG_IMAGE_SIZE

@@ -5,6 +5,7 @@ same code whether the copy is a credentialed PhysioNet download or a synthetic c
 :mod:`mmlib.data.synth`. It returns a :class:`Cohort`: one row per ED stay with its split, sensitive
 attributes and targets; per-modality raw content restricted to what was recorded before the prediction
 time; a per-stay modality-availability mask; and the cohort flow (stays in, excluded and why).
+The layouts' names come from :mod:`mmlib.schema`; this loader never imports the generator or its simulators.
 """
 from __future__ import annotations
 
@@ -17,22 +18,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..artifacts import atomic_dir
+from ..schema import COHORTS, CXR_TARGETS, MODALITIES, PREDICTION_HOURS, PREDICTION_TIME, SPLITS, STATS, VITALS
 
 from .races import RACE5, RACE5_COLUMNS, age_band, check_races, race5_of, race_binary_of
-from .synth import (COHORTS, MODALITIES, PREDICTION_HOURS, STATS, VITALS,
-                    stratified_assign)
-
-SPLITS = ("train", "val", "test")
-PREDICTION_TIME = {
-    "mimic_eye": ("{h:g} hours after ED arrival (edstays.intime). Features: arrival and triage, the ED vital "
-                  "signs charted by then, ICD codes of earlier hospital admissions, and a chest X-ray taken by "
-                  "then. The disposition (admission) and all discharge diagnoses are recorded later."),
-    "mds_ed": ("{h:g} minutes after ED arrival (general_intime). Features: demographics, biometrics, triage "
-               "acuity, vital signs and labs of the first 90 minutes (as MDS-ED defines them), and an ECG "
-               "recorded by then. Deterioration events and diagnoses are recorded later."),
-}
-CXR_TARGETS = {"Cardiomegaly": "cxr_cardiomegaly", "Consolidation": "cxr_consolidation", "Edema": "cxr_edema",
-               "Pleural Effusion": "cxr_pleural_effusion"}
+from .splits import stratified_assign
 
 
 @dataclass
@@ -217,10 +206,8 @@ def _load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hou
     spec = {
         "ED/edstays.csv": (True, ["subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race",
                                   "arrival_transport", "disposition"]),
-        "ED/triage.csv": (True, ["subject_id", "stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp",
-                                 "dbp", "pain", "acuity", "chiefcomplaint"]),
-        "ED/vitalsign.csv": (False, ["subject_id", "stay_id", "charttime", "temperature", "heartrate", "resprate",
-                                     "o2sat", "sbp", "dbp"]),
+        "ED/triage.csv": (True, ["subject_id", "stay_id", *VITALS, "pain", "acuity", "chiefcomplaint"]),
+        "ED/vitalsign.csv": (False, ["subject_id", "stay_id", "charttime", *VITALS]),
         "Hosp/patients.csv": (True, ["subject_id", "anchor_age", "anchor_year"]),
         "Hosp/admissions.csv": (False, ["subject_id", "hadm_id", "admittime"]),
         "Hosp/diagnoses_icd.csv": (False, ["subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"]),
@@ -262,7 +249,7 @@ def _load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hou
                             "acuity": tri["acuity"], "pain": tri["pain"].astype("string"),
                             "age": stays["age"], "gender": stays["gender"]})
     # vitals: triage plus the ED series charted up to the prediction time
-    vit_cols = ["temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp"]
+    vit_cols = list(VITALS)
     vitals = tri[vit_cols].add_prefix("triage_")
     vs = t["ED/vitalsign.csv"]
     vs = vs[vs["stay_id"].isin(stays.index)].copy()

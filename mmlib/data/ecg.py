@@ -21,7 +21,8 @@ anti-aliasing width with their area kept) and placed at every beat onset by FFT 
 of array operations and there is no Python loop over beats.  On a 2-core CPU 15,000 ten-second
 100 Hz records take ~4-5 s (~4 s of CPU time).
 
-Public API: :data:`LEADS`, :data:`FS`, :data:`ECG_PARAMS`, :func:`simulate_ecg`.
+Public API: :data:`ECG_PARAMS`, :func:`simulate_ecg` (records in the lead order :data:`mmlib.schema.LEADS`,
+at :data:`mmlib.schema.FS` Hz by default).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ import numpy as np
 import scipy.fft as _fft
 from tqdm import tqdm
 
-__all__ = ["LEADS", "FS", "ECG_PARAMS", "simulate_ecg"]
+from ..schema import FS, LEADS
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-FS = 100
+__all__ = ["ECG_PARAMS", "simulate_ecg"]
+
 ECG_PARAMS = ("heart_rate", "af", "qrs_ms", "st_mv", "st_territory", "lvh", "axis_deg")
 
 # ----------------------------------------------------------------------------------------------
@@ -493,7 +494,7 @@ def _simulate_chunk(rng, p, fs, seconds, n_samp):
 def simulate_ecg(
     params: dict[str, np.ndarray],
     rng: np.random.Generator,
-    fs: int = 100,
+    fs: int = FS,
     seconds: float = 10.0,
     chunk: int = 512,
     progress: bool = False,

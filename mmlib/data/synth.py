@@ -23,26 +23,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..artifacts import atomic_dir
+from ..schema import CHEXPERT, COHORTS, DETERIORATION, DIAGNOSES, FS, LABS, MODALITIES, VITALS
 
 from .latent import CONDITIONS, BiasKnobs, modality_view, simulate_population, streams, vital_signs
 from .races import RACE5, RACE5_COLUMNS, race_binary_of
+from .splits import stratified_assign
 
-COHORTS = ("mimic_eye", "mds_ed")
-MODALITIES = {"mimic_eye": ("arrival", "vitals", "codes", "cxr"), "mds_ed": ("arrival", "vitals", "labs", "ecg")}
-#: Hours after ED arrival at which each cohort's prediction is made; nothing recorded later is a feature.
-PREDICTION_HOURS = {"mimic_eye": 3.0, "mds_ed": 1.5}
-CHEXPERT = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-            "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-            "Pneumothorax", "Support Devices")
-DETERIORATION = ("severe_hypoxemia", "ecmo", "vasopressors", "inotropes", "mechanical_ventilation",
-                 "cardiac_arrest", "icu_24h", "icu_stay", "mortality_1d", "mortality_7d", "mortality_28d",
-                 "mortality_90d", "mortality_180d", "mortality_365d", "any_deterioration")
-DIAGNOSES = {"i10": "hypertension", "i48": "af", "i50": "heart_failure", "j18": "pneumonia", "a41": "sepsis",
-             "i21": "acs", "n17": "aki", "j44": "copd"}
-VITALS = ("temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp")
-STATS = ("mean", "median", "min", "max", "std", "first", "last", "rate_change", "coeff")
-LABS = ("hemoglobin", "wbc", "platelets", "sodium", "potassium", "creatinine", "bun", "glucose", "lactate",
-        "troponin_t", "ntprobnp", "crp")
 #: ICD-10 / ICD-9 codes (MIMIC stores them without the dot) of the conditions seen in earlier admissions.
 HISTORY_CODES = {"heart_failure": ("I509", "4280"), "copd": ("J449", "496"), "hypertension": ("I10", "4019"),
                  "af": ("I4891", "42731"), "aki": ("N179", "5849"), "pneumonia": ("J189", "486"),
@@ -52,25 +38,6 @@ BACKGROUND_CODES = (("E119", "25000"), ("E785", "2724"), ("K219", "53081"), ("F3
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def stratified_assign(strata: np.ndarray, fractions: tuple[float, ...], seed: int) -> np.ndarray:
-    """Assign each row to bucket 0..k-1 with the given fractions, exactly within every stratum.
-
-    Rows are shuffled within each stratum by a generator seeded with ``seed``; the first ``fractions[0]``
-    of each stratum go to bucket 0, and so on. Deterministic given ``seed`` and the order of ``strata``.
-    """
-    fr = np.asarray(fractions, dtype=float)
-    if (fr < 0).any() or abs(fr.sum() - 1) > 1e-6:
-        raise ValueError(f"split fractions: expected non-negative numbers summing to 1, got {list(fractions)}")
-    rng = np.random.default_rng(seed)
-    out = np.empty(len(strata), dtype=np.int64)
-    for s in pd.unique(strata):
-        idx = np.flatnonzero(strata == s)
-        idx = idx[rng.permutation(idx.size)]
-        edges = np.round(np.cumsum(fr) * idx.size).astype(int)
-        out[idx] = np.searchsorted(edges, np.arange(idx.size), side="right")
-    return out
-
-
 def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
     return low + np.sort(rng.choice(high - low, size=n, replace=False))
 
@@ -655,7 +622,7 @@ def write_mds_ed(st: SyntheticTables, root: Path, seed: int, progress: bool = Tr
     ``memmap_meta.npz`` with keys ``start, length, shape, file_idx, dtype, filenames``; record ``i`` is rows
     ``start[i] : start[i] + length[i]`` and ``general_data`` holds ``i``.
     """
-    from .ecg import FS, simulate_ecg
+    from .ecg import simulate_ecg
 
     root = Path(root)
     with atomic_dir(root) as tmp:
@@ -709,11 +676,13 @@ def generator_params(cohort: str, params: dict | None = None) -> dict:
 
 def synthetic_root(cohort: str, params: dict | None = None, data_dir: Path | str = "data/synthetic") -> Path:
     """Where the synthetic cohort with these parameters lives: ``{data_dir}/{cohort}-n{n}-s{seed}-{key}``,
-    ``key`` hashing the parameters and the generator's source code."""
+    ``key`` hashing the parameters and the generator's source code (with :mod:`mmlib.schema`)."""
     p = generator_params(cohort, params)
     h = hashlib.sha256(json.dumps(p, sort_keys=True).encode())
-    for f in ("latent.py", "races.py", "synth.py", "cxr.py", "ecg.py"):  # the generator's code is part of the key
-        h.update((Path(__file__).parent / f).read_bytes())
+    here = Path(__file__).parent
+    # the generator's code, and the layouts' names it writes (mmlib/schema.py), are part of the key
+    for f in ("latent.py", "races.py", "splits.py", "synth.py", "cxr.py", "ecg.py", "../schema.py"):
+        h.update((here / f).read_bytes())
     key = h.hexdigest()[:10]
     return Path(data_dir) / f"{cohort}-n{p['n']}-s{p['seed']}-{key}"
 

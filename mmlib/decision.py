@@ -1,0 +1,119 @@
+"""Decision-layer analysis of the ``linear`` fusion model (chapter 06).
+
+The model's logit is a sum of per-modality contributions ``c_m = W_m · h_m`` plus a bias
+(:func:`mmlib.models.decision_weights`, :func:`mmlib.models.contributions`). This module turns the fitted
+models of every seed into the chapter's tables:
+
+- :func:`analyse`: per seed and modality, the weight-block norm with all modalities and alone, its share of
+  the total norm, the mean feature norm and mean absolute contribution; every weight (long format); and the
+  per-stay contributions of the test stays;
+- :func:`weight_table`: those numbers as ``mean ± sd`` over seeds, one row per modality;
+- :func:`contribution_frame`: one seed's contributions in long format with outcome and groups, for plots;
+- :func:`group_shares`: each modality's share of the absolute logit by race and gender group, with the
+  difference between groups and its stratified bootstrap CI.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .metrics import group_mean_difference, group_order, not_compared
+from .models import contributions, decision_weights
+
+
+@dataclass
+class DecisionLayer:
+    """:func:`analyse`'s result for one cohort: ``per_seed`` (one row per seed and modality: ``norm``,
+    ``share``, ``alone``, ``feature``, ``abs_c``), ``weights`` (every weight, long) and ``contributions``
+    (``{seed: (n_test, M) array}``)."""
+
+    per_seed: pd.DataFrame
+    weights: pd.DataFrame
+    contributions: dict
+
+    def means(self, order) -> pd.DataFrame:
+        """Mean over seeds of every per-seed number, one row per modality in ``order``."""
+        return self.per_seed.groupby("modality", sort=False).mean(numeric_only=True).reindex(list(order))
+
+
+def analyse(fits: dict, data, order, seeds) -> DecisionLayer:
+    """Weights, feature norms and contributions of the ``linear`` models in ``fits`` (``{("linear", label,
+    seed): FittedModel}``, trained on all of ``order`` and on each modality alone) on the test stays of
+    ``data`` (a :class:`mmlib.train.FusionData`)."""
+    order = list(order)
+    full = "+".join(order)
+    te = data.rows("test")
+    x = torch.as_tensor(data.x[te][:, data.columns(order)])
+    mk = torch.as_tensor(data.mask[te][:, data.columns(order)])
+    per_seed, weight_rows, contrib = [], [], {}
+    for s in seeds:
+        w = decision_weights(fits[("linear", full, s)].model, order)
+        c, hn = contributions(fits[("linear", full, s)].model, x, mk)
+        contrib[s] = c.numpy()
+        total = sum(float(v.norm()) for v in w.values())
+        for j, m in enumerate(order):
+            alone = decision_weights(fits[("linear", m, s)].model, [m])[m]
+            have = mk[:, j].numpy()
+            per_seed.append({"modality": m, "seed": s, "norm": float(w[m].norm()), "share": float(w[m].norm()) / total,
+                             "alone": float(alone.norm()), "feature": float(hn[have, j].mean()),
+                             "abs_c": float(c[have, j].abs().mean())})
+            weight_rows += [{"cohort": data.cohort, "modality": m, "training": "with all modalities", "seed": s,
+                             "weight": v} for v in w[m].tolist()]
+            weight_rows += [{"cohort": data.cohort, "modality": m, "training": "alone", "seed": s, "weight": v}
+                            for v in alone.tolist()]
+    return DecisionLayer(pd.DataFrame(per_seed), pd.DataFrame(weight_rows), contrib)
+
+
+def _mean_sd(v) -> str:
+    v = np.asarray(v, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def weight_table(result: DecisionLayer, order) -> pd.DataFrame:
+    """One row per modality (in ``order``): weight-block norm with all modalities, its share, norm alone,
+    mean feature norm and mean |contribution|, each ``mean ± sd`` over seeds."""
+    g = result.per_seed.groupby("modality", sort=False)
+    return pd.DataFrame({"||W_m|| with all": g["norm"].apply(_mean_sd), "share of weight norm": g["share"].apply(_mean_sd),
+                         "||W_m|| alone": g["alone"].apply(_mean_sd), "mean ||h_m||": g["feature"].apply(_mean_sd),
+                         "mean |c_m|": g["abs_c"].apply(_mean_sd)}).reindex(list(order))
+
+
+def contribution_frame(result: DecisionLayer, data, order, seed: int) -> pd.DataFrame:
+    """The contributions of one ``seed`` for the test stays that have each modality, long: ``cohort,
+    modality, contribution, outcome, race, gender``."""
+    te = data.rows("test")
+    st = data.stays.iloc[te]
+    have = data.mask[te][:, data.columns(list(order))]
+    c = result.contributions[seed]
+    out = []
+    for j, m in enumerate(order):
+        keep = have[:, j]
+        out.append(pd.DataFrame({"cohort": data.cohort, "modality": m, "contribution": c[keep, j],
+                                 "outcome": np.where(data.y[te][keep] == 1, "positive", "negative"),
+                                 "race": st["race"].to_numpy()[keep], "gender": st["gender"].to_numpy()[keep]}))
+    return pd.concat(out, ignore_index=True)
+
+
+def group_shares(result: DecisionLayer, data, order, seeds, boot, cohort_label: str) -> pd.DataFrame:
+    """Each modality's share of the stay's total absolute contribution, ``|c_m| / sum_k |c_k|``, averaged over
+    ``seeds``, in the first two compared race groups and in women and men, with the difference and its 95%
+    bootstrap CI (``boot``: a :class:`mmlib.metrics.Bootstrap` of the test stays). ``clear`` says whether
+    the CI excludes 0."""
+    te = data.rows("test")
+    st = data.stays.iloc[te]
+    shares = np.stack([np.abs(result.contributions[s])
+                       / np.clip(np.abs(result.contributions[s]).sum(1, keepdims=True), 1e-12, None) for s in seeds])
+    race_groups = [g for g in group_order(st["race"]) if not not_compared(g)]
+    pairs = [("race", race_groups[0], race_groups[1])] if len(race_groups) >= 2 else []
+    pairs.append(("gender", "F", "M"))
+    rows = []
+    for j, m in enumerate(order):
+        for attr, a, b in pairs:
+            ma, mb, diff, lo, hi = group_mean_difference(shares[:, :, j], st[attr].to_numpy(), a, b, boot)
+            rows.append({"cohort": cohort_label, "modality": m, "attribute": attr, "groups": f"{a} − {b}",
+                         "share in first": ma, "share in second": mb, "difference": diff,
+                         "ci_low": lo, "ci_high": hi, "clear": "yes" if lo > 0 or hi < 0 else "no"})
+    return pd.DataFrame(rows)
