@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--cohort", default="mimic_eye", choices=["mimic_eye", "mds_ed"])
     args = ap.parse_args()
     from mmlib import metrics, missing, pipeline, train
+    from mmlib.chapter import TrainingRecord, artifact_name
 
     params = pipeline.load_profile(args.profile)
     steps = dict((c.id, k) for c, k in pipeline.plan(params, upto="04"))
@@ -38,10 +39,12 @@ def main() -> None:
                 pipeline.run(cid, params, progress=False)
     d01, d02, d04 = (pipeline.artifact_dir(c, steps[c]) for c in ("01", "02", "04"))
     n = args.cohort
-    data = train.load_fusion_data(d01 / f"cohort_{n}", d02 / f"embeddings_{n}.npz")
-    fits = train.load_fits(d04 / f"models_{n}.pt")
-    order = json.loads((d04 / "config.json").read_text())["orders"][n]
-    full = "+".join(order)
+    data = train.load_fusion_data(d01 / artifact_name("01", "cohort", cohort=n),
+                                  d02 / artifact_name("02", "embeddings", cohort=n))
+    fits = train.load_fits(d04 / artifact_name("04", "models", cohort=n))
+    config = d04 / artifact_name("04", "config")
+    order = TrainingRecord.from_json(json.loads(config.read_text()), config).order(n)
+    full = order.full
     models, seeds = ["paper", "resilient", "late"], sorted({k[2] for k in fits})
     rates, draws = [round(0.1 * i, 1) for i in range(10)], 20
     te = data.rows("test")

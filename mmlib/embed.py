@@ -738,3 +738,31 @@ def embed_texts(texts: list[str], encoder: str = DEFAULT_ENCODER, max_length: in
              "seconds": time.perf_counter() - t0, "encoder": str(path), "dim": dim, "precision": effective,
              "backend": backend, "device": device, "max_length": max_length, "normalized": normalize}
     return matrix, stats
+
+
+def embed_modalities(texts, *, encoder: str = DEFAULT_ENCODER, max_length: int = 256, batch_size: int = 64,
+                     device: str | None = None, cache_dir: Path | str | None = None,
+                     onnx_dir: Path | str | None = None, progress: bool = False) -> tuple[dict, "pd.DataFrame"]:
+    """Embed every modality of a cohort's texts (a DataFrame, one row per stay, one column per modality, ``None``
+    where missing; :func:`mmlib.text.cohort_texts`) with :func:`embed_texts` (options as there).
+
+    Returns the arrays of chapter 02's ``embeddings`` artifact -- ``stay_id``, then per modality a (stays x dim)
+    float32 matrix (zero rows where the text is missing) and its ``mask_<modality>`` -- and one row per modality
+    of what was done: texts, embedded now, from cache or repeated, seconds, dim, precision, backend.
+    """
+    import pandas as pd
+
+    arrays = {"stay_id": texts.index.to_numpy()}
+    rows = []
+    for m in texts.columns:
+        have = texts[m].notna().to_numpy()
+        vecs, st = embed_texts(texts[m][have].tolist(), encoder=encoder, max_length=max_length,
+                               batch_size=batch_size, device=device, cache_dir=cache_dir, onnx_dir=onnx_dir,
+                               progress=progress)
+        mat = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)  # (0, dim) when no stay has a text
+        mat[have] = vecs
+        arrays[m], arrays[f"mask_{m}"] = mat, have
+        rows.append({"modality": m, "texts": int(have.sum()), "embedded now": st["embedded"],
+                     "from cache or repeated": st["from_cache"], "seconds": round(st["seconds"], 1),
+                     "dim": st.get("dim"), "precision": st.get("precision"), "backend": st.get("backend")})
+    return arrays, pd.DataFrame(rows)

@@ -125,7 +125,9 @@ def check_unmasked(sweep: pd.DataFrame, reference: pd.DataFrame, labels: dict, t
     keys = ["cohort", "model", "metric", "attribute", "group"]
     ref = reference[reference.modalities.isin(labels.values())][keys + ["mean"]]
     check = zero.merge(ref, on=keys, suffixes=("", "_ref"))
-    worst = float(np.nanmax(np.abs(check["mean"] - check["mean_ref"]))) if len(check) else np.inf
+    diff = np.abs(check["mean"] - check["mean_ref"]).to_numpy()
+    diff[check["mean"].isna().to_numpy() != check["mean_ref"].isna().to_numpy()] = np.inf  # NaN on one side only
+    worst = float(np.nanmax(diff)) if len(check) else np.inf
     if len(check) != len(zero) or worst > tolerance:
         raise RuntimeError(f"p = 0 does not reproduce the unmasked estimates (max difference {worst:.2e} over "
                            f"{len(check)} of {len(zero)} estimates)")

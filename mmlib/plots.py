@@ -124,6 +124,134 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
     return fig
 
 
+# ------------------------------------------------------------------------ cohorts and texts (chapters 01-02)
+def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
+    """Share of each ``group``'s stays that have each modality before the prediction time, with Wilson 95% CIs
+    (chapter 01)."""
+    from .schema import COHORT_NAMES, RACE_GROUPINGS
+
+    return rates_with_ci(cohort.availability.astype(float), cohort.stays[group],
+                         title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: modality available before the "
+                               "prediction time",
+                         ylabel="stays with the modality (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
+
+
+def outcome_columns(cohort) -> list[str]:
+    """The outcomes chapter 01 shows of a cohort: MIMIC-Eye's admission and chest X-ray findings; MDS-ED's
+    primary target, 28-day mortality, any deterioration, heart failure and pneumonia (those the cohort has)."""
+    if cohort.name == "mimic_eye":
+        cols = ["admitted", "cxr_cardiomegaly", "cxr_consolidation", "cxr_edema", "cxr_pleural_effusion"]
+    else:
+        cols = [cohort.primary_target, "deterioration_mortality_28d", "deterioration_any_deterioration",
+                "diagnoses_i50", "diagnoses_j18"]
+    return [c for c in dict.fromkeys(cols) if c in cohort.stays]
+
+
+def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
+    """Prevalence of each outcome of :func:`outcome_columns` by ``group``, with Wilson 95% CIs (chapter 01)."""
+    from .schema import COHORT_NAMES, RACE_GROUPINGS
+
+    return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
+                         title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: outcome prevalence",
+                         ylabel="stays with the outcome (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
+
+
+def _cxr_caption(truth: pd.DataFrame, label: str, stay_id) -> str:
+    return f"{label}\nCTR {truth.at[stay_id, 'cxr_ctr']:.2f}, {'AP' if truth.at[stay_id, 'cxr_ap'] else 'PA'}"
+
+
+def _ecg_caption(truth: pd.DataFrame, label: str, stay_id) -> str:
+    return (f"{label}: rate {truth.at[stay_id, 'ecg_heart_rate']:.0f}/min, QRS {truth.at[stay_id, 'ecg_qrs_ms']:.0f} ms, "
+            f"ST {truth.at[stay_id, 'ecg_st_mv']:+.2f} mV")
+
+
+def example_stays(cohort) -> tuple[list, list[str]]:
+    """One stay per typical finding of a synthetic cohort, with a caption from its latent truth (chapter 01):
+    MIMIC-Eye X-rays with no finding, cardiomegaly, consolidation, pleural effusion and edema (CTR and view);
+    MDS-ED ECGs in sinus rhythm, atrial fibrillation, with a wide QRS and with ST elevation (rate, QRS, ST).
+    The first stay (in stay order) that has the modality and the finding; a finding no stay has is skipped."""
+    tr = cohort.truth
+    if tr is None:
+        raise ValueError("example_stays needs a synthetic cohort (its latent truth); real data have none")
+    if cohort.name == "mimic_eye":
+        modality, caption = "cxr", _cxr_caption
+        conds = [("no finding", ~(tr.finding_cardiomegaly | tr.finding_consolidation | tr.finding_edema
+                                  | tr.finding_pleural_effusion)),
+                 ("cardiomegaly", tr.finding_cardiomegaly), ("consolidation", tr.finding_consolidation),
+                 ("pleural effusion", tr.finding_pleural_effusion & ~tr.finding_edema),
+                 ("edema", tr.finding_edema & ~tr.finding_pleural_effusion)]
+    else:
+        modality, caption = "ecg", _ecg_caption
+        conds = [("sinus rhythm", (tr.af == 0) & (tr.ecg_qrs_ms < 110) & (tr.ecg_st_mv == 0)),
+                 ("atrial fibrillation", (tr.af == 1) & (tr.ecg_st_mv == 0)),
+                 ("wide QRS", (tr.ecg_qrs_ms > 130) & (tr.af == 0)),
+                 ("ST elevation", (tr.ecg_st_mv > 0.15) & (tr.af == 0))]
+    have = cohort.availability[modality].to_numpy()
+    picks, captions = [], []
+    for label, cond in conds:
+        ids = cohort.stays.index[cond.fillna(False).to_numpy(bool) & have]
+        if len(ids):
+            picks.append(ids[0])
+            captions.append(caption(tr, label, ids[0]))
+    return picks, captions
+
+
+def finding_examples(cohort) -> plt.Figure:
+    """The stays of :func:`example_stays` drawn: MIMIC-Eye's chest X-rays, MDS-ED's ECG strips (chapter 01;
+    synthetic cohorts only)."""
+    picks, captions = example_stays(cohort)
+    draw = cxr_examples if cohort.name == "mimic_eye" else ecg_strips
+    return draw(cohort, picks, captions)
+
+
+def stay_signal(cohort, texts: pd.DataFrame, stay_id) -> plt.Figure | None:
+    """The chest X-ray (MIMIC-Eye) or ECG (MDS-ED) of one stay, when the stay has a text for it in ``texts``
+    (:func:`mmlib.text.cohort_texts`); ``None`` otherwise (chapter 02, synthetic cohorts only)."""
+    modality = "cxr" if cohort.name == "mimic_eye" else "ecg"
+    if modality not in texts or texts.at[stay_id, modality] is None:
+        return None
+    if modality == "cxr":
+        return cxr_examples(cohort, [stay_id], ["chest X-ray of this stay"])
+    return ecg_strips(cohort, [stay_id], ["ECG of this stay"])
+
+
+#: What :func:`fidelity_by_group` calls each cohort's transcribed modality in its titles.
+TRANSCRIBED = {"mimic_eye": "MIMIC-Eye chest X-ray", "mds_ed": "MDS-ED ECG"}
+
+
+def fidelity_by_group(fidelity: pd.DataFrame) -> list[plt.Figure]:
+    """One :func:`detection_by_group` figure per grouping and source of a cohort's
+    :func:`mmlib.tables.transcription_fidelity` table, in the table's order (chapter 02)."""
+    what = TRANSCRIBED.get(fidelity["cohort"].iloc[0], fidelity["cohort"].iloc[0])
+    return [detection_by_group(d, f"{what}, {source}: fidelity by {by.replace('_', ' ')}")
+            for (by, source), d in fidelity.groupby(["by", "source"], sort=False)]
+
+
+def text_lengths(words: pd.DataFrame) -> plt.Figure:
+    """Box plots of the words per text by modality and cohort, from :func:`mmlib.text.word_counts` (chapter 02)."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    sns.boxplot(data=words, x="modality", y="words", hue="cohort", ax=ax, fliersize=1)
+    ax.set_ylabel("words per text")
+    ax.set_xlabel("modality")
+    ax.set_title("Length of each modality's text")
+    return fig
+
+
+def embedding_pca(embeddings, modality: str, cohort, *, title: str, min_texts: int = 10) -> plt.Figure | None:
+    """The first two principal components of one modality's embeddings (``embeddings``: the arrays of chapter
+    02's ``embeddings`` artifact), coloured by the cohort's primary outcome and by race (:func:`embedding_map`);
+    ``None`` when fewer than ``min_texts`` stays have the modality (chapter 02)."""
+    from sklearn.decomposition import PCA
+
+    have = embeddings[f"mask_{modality}"]
+    if have.sum() < min_texts:
+        return None
+    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings[modality][have])
+    st = cohort.stays.loc[embeddings["stay_id"][have]]
+    outcome = st[cohort.primary_target].map({1.0: "yes", 0.0: "no"}).fillna("undefined")
+    return embedding_map(xy, {cohort.primary_target: outcome, "race": st["race_binary"]}, title)
+
+
 # --------------------------------------------------------------------------- model results (chapters 03+)
 def _metric_axis_label(metric: str, attribute: str) -> str:
     """Axis label with unit: e.g. ``AUROC (0-1)``, ``TPR difference by race (0-1, 0 = parity)``."""

@@ -181,6 +181,124 @@ def detection_by_group(predicted: pd.DataFrame, truth: pd.DataFrame, groups: pd.
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------ cohorts and texts (chapters 01-02)
+def flow_note(cohort) -> str:
+    """The cohort flow in words (chapter 01): stays read and kept, each exclusion step with its count, and the
+    stays whose modality was counted as missing rather than excluded (``Cohort.info``), as Markdown."""
+    flow = cohort.flow
+    lines = [f"- {r.step}: {r.excluded} excluded" for r in flow.iloc[1:].itertuples() if r.excluded]
+    extra = {k: v for k, v in cohort.info.items() if k != "prediction_hours"}
+    return (f"{flow.remaining.iloc[0]} stays read; {len(cohort.stays)} kept for the study "
+            f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
+            + "".join(f"\n- {k.replace('_', ' ')}: {v} (counted as missing modality, not excluded)"
+                      for k, v in extra.items()))
+
+
+def smallest_group_note(cohort, group: str = "race_binary", *, design_size: int = 150) -> str:
+    """The smallest (``group`` x gender) test subgroup (``Unknown`` race left out) and its size against
+    ``design_size``, the subgroup size the demo profile is designed for, as Markdown (chapter 01). With real
+    data a size under :data:`MIN_CELL` is not printed."""
+    counts = split_counts(cohort, group, suppress=False)
+    main = counts.drop(index=[i for i in counts.index if i[0] == "Unknown"], errors="ignore")
+    smallest = main["test"].min() if "test" in main else 0
+    who = " · ".join(main["test"].idxmin()) if "test" in main else "–"
+    shown = smallest if (cohort.is_synthetic or smallest >= MIN_CELL) else f"fewer than {MIN_CELL}"
+    return (f"Smallest test subgroup: **{who}**, {shown} stays "
+            f"({'≥' if smallest >= design_size else '<'} {design_size}, the size the demo profile is designed for).")
+
+
+def availability_by_group(cohort, group: str = "race_binary") -> pd.DataFrame:
+    """Share (%, one decimal) of the stays of each ``group`` that have each modality: one row per modality,
+    one column per group (chapter 01)."""
+    from .schema import RACE_GROUPINGS
+
+    avail = cohort.availability.groupby(cohort.stays[group]).mean().mul(100).round(1)
+    return avail.rename_axis(RACE_GROUPINGS.get(group, group)).T.rename_axis("modality (% available)")
+
+
+def knob_table(knobs) -> pd.DataFrame:
+    """The bias knobs of the synthetic cohorts (chapter 01): for each, the scale used (``knobs``, a
+    :class:`mmlib.data.BiasKnobs`), the mechanism, its size at scale 1 by group and the literature behind it."""
+    from .data.latent import GROUP_EFFECTS, KNOB_DOCS, KNOB_REFERENCES
+
+    return pd.DataFrame([{"knob": k, "scale used": getattr(knobs, k), "mechanism": doc,
+                          **{f"size at 1: {g}": v for g, v in GROUP_EFFECTS[k].items()},
+                          "literature": KNOB_REFERENCES[k]} for k, doc in KNOB_DOCS.items()]).set_index("knob")
+
+
+def bias_audit_note(audit: pd.DataFrame, knobs) -> str:
+    """Pulse-oximetry over-reading and under-triage of Black against White patients, from MIMIC-Eye's
+    :func:`bias_audit`, with the knob scales that produced them, as one sentence (chapter 01)."""
+    spo2 = audit.loc[("spo2_overread", "mean SpO2 − true SaO2 (percentage points)")]
+    tri = audit.loc[("under_triage", "mean recorded ESI − ESI without under-triage (levels)")]
+    return (f"In MIMIC-Eye, pulse oximetry over-reads by {spo2['Black']:+.2f} points for Black patients against "
+            f"{spo2['White']:+.2f} for White patients, and triage is {tri['Black']:+.2f} ESI levels less severe "
+            f"for Black patients against {tri['White']:+.2f} for White patients (knob scales "
+            f"{knobs.spo2_overread:g} and {knobs.under_triage:g}).")
+
+
+def cohort_overview(summary: dict) -> pd.DataFrame:
+    """Chapter 01's summary (:func:`mmlib.data.prepare.cohort_summary`) as a table: stays, origin and stays per
+    split, one column per cohort."""
+    return pd.DataFrame({n: {"stays": s["stays"], "origin": s["origin"],
+                             **{f"{k} stays": v for k, v in s["splits"].items()}} for n, s in summary.items()})
+
+
+def text_counts(cohorts: dict, texts: dict) -> pd.DataFrame:
+    """Per cohort and modality (chapter 02): stays with the modality, stays with a text, and the difference
+    (images that could not be read, flat-line ECGs: treated as missing). ``cohorts`` and ``texts`` (one
+    :func:`mmlib.text.cohort_texts` frame each) are keyed by cohort name."""
+    rows = []
+    for name, t in texts.items():
+        for m in t.columns:
+            before, after = int(cohorts[name].availability[m].sum()), int(t[m].notna().sum())
+            rows.append({"cohort": _display(name), "modality": m, "available": before, "texts": after,
+                         "unreadable → missing": before - after})
+    return pd.DataFrame(rows).set_index(["cohort", "modality"])
+
+
+def transcription_fidelity(cohort, texts: pd.DataFrame, *, cxr_backend: str = "offline",
+                           ecg_backend: str = "offline", by=("race_binary", "gender")) -> pd.DataFrame:
+    """Fidelity of a synthetic cohort's transcribed modality (MIMIC-Eye: the X-ray reports, MDS-ED: the ECG
+    interpretations, in ``texts``) against the simulator's truth, by each grouping of ``by`` (chapter 02).
+
+    Rows of :func:`detection_by_group` with ``source`` (``"<backend> reader"``; for MIMIC-Eye also
+    ``"recorded labels"``, the ``cxr_chexpert`` labels against the same truth), ``cohort`` and ``by``.
+    """
+    from .text import transcription_truth
+
+    modality, backend = ("cxr", cxr_backend) if cohort.name == "mimic_eye" else ("ecg", ecg_backend)
+    ft = transcription_truth(cohort, texts[modality])
+    parts = []
+    for b in by:
+        g = cohort.stays.loc[ft["truth"].index, b]
+        d = detection_by_group(ft["reader"], ft["truth"], g).assign(source=f"{backend} reader")
+        if "labels" in ft:
+            d = pd.concat([d, detection_by_group(ft["labels"], ft["truth"], g).assign(source="recorded labels")])
+        parts.append(d.assign(cohort=cohort.name, by=b))
+    return pd.concat(parts, ignore_index=True)
+
+
+def label_fidelity_note(fidelity: pd.DataFrame, *, backend: str = "offline") -> str:
+    """Sensitivity for consolidation of MIMIC-Eye's recorded labels and of its ``backend`` X-ray reader in White
+    and non-White patients (:func:`transcription_fidelity`), as one sentence (chapter 02)."""
+    f = fidelity[fidelity["by"] == "race_binary"].set_index(["source", "finding", "group"])["sensitivity"]
+    lab_w, lab_n = f[("recorded labels", "consolidation", "White")], f[("recorded labels", "consolidation", "non-White")]
+    rd_w, rd_n = f[(f"{backend} reader", "consolidation", "White")], f[(f"{backend} reader", "consolidation", "non-White")]
+    return (f"Consolidation: the recorded labels capture {lab_w:.0%} of true consolidations in White patients and "
+            f"{lab_n:.0%} in non-White patients; the {backend} reader, which sees only the pixels, finds "
+            f"{rd_w:.0%} and {rd_n:.0%}. A label-trained model inherits the first gap; a model trained on the "
+            f"reader's text sees the second.")
+
+
+def fidelity_overview(fidelity: pd.DataFrame) -> pd.DataFrame:
+    """Positives, sensitivity and specificity over all stays (group ``All``) per cohort, source and finding of a
+    :func:`transcription_fidelity` table (chapter 02)."""
+    cols = ["cohort", "source", "finding"]
+    return (fidelity[fidelity.group == "All"].drop_duplicates(cols)[cols + ["n_pos", "sensitivity", "specificity"]]
+            .round(3).set_index(cols))
+
+
 # --------------------------------------------------------------------------- model results (chapters 03+)
 PAPER_COLUMNS = (("f1", "overall"), ("auroc", "overall"), ("auprc", "overall"), ("balanced_accuracy", "overall"),
                  ("dp_diff", "race"), ("dp_diff", "gender"), ("tpr_diff", "race"), ("tpr_diff", "gender"),

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .schema import CXR_FINDINGS, STATS
+from .schema import COHORT_NAMES, CXR_FINDINGS, MODALITIES, STATS
 
 #: Units and adult reference ranges of the labs the notes name (others are written without them).
 LAB_INFO = {
@@ -295,3 +295,53 @@ def transcription_truth(cohort, texts: pd.Series) -> dict[str, pd.DataFrame]:
     if labels is not None:
         out["labels"] = labels.astype(float)
     return out
+
+
+# ------------------------------------------------------------------------------------- a cohort's texts
+def cohort_texts(cohort, *, cxr_backend: str = "offline", ecg_backend: str = "offline",
+                 cxr_model_path: str | None = None, ecg_model_path: str | None = None, cxr_prompt: str | None = None,
+                 ecg_prompt: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
+                 device: str | None = None, shard_dirs: dict | None = None, include_race: bool = False,
+                 progress: bool = False) -> pd.DataFrame:
+    """Every text of a cohort: one row per stay, one column per modality (``mmlib.schema.MODALITIES`` order),
+    ``None`` where the stay has no text for it (chapter 02's ``texts`` artifact).
+
+    Structured modalities are written by :func:`structured_notes` (``include_race``); chest X-rays by
+    :func:`transcribe_cxr` with ``cxr_backend`` / ``cxr_model_path`` / ``cxr_prompt``, ECGs by
+    :func:`interpret_ecg` with the ``ecg_*`` options; ``max_new_tokens``, ``batch_size`` and ``device`` are the
+    VLM backends'. ``shard_dirs``: modality -> folder where a VLM backend keeps its finished shards.
+    """
+    shard_dirs = shard_dirs or {}
+    cols = {}
+    for m in MODALITIES[cohort.name]:
+        if m == "cxr":
+            cols[m], _ = transcribe_cxr(cohort, cxr_backend, cxr_model_path, cxr_prompt, max_new_tokens, batch_size,
+                                        device, shard_dir=shard_dirs.get(m), progress=progress)
+        elif m == "ecg":
+            cols[m], _ = interpret_ecg(cohort, ecg_backend, ecg_model_path, ecg_prompt, max_new_tokens, batch_size,
+                                       device, shard_dir=shard_dirs.get(m), progress=progress)
+        else:
+            cols[m] = structured_notes(cohort, m, include_race=include_race)
+    return pd.DataFrame(cols)
+
+
+def example_stay(texts: pd.DataFrame):
+    """The stay chapter 02 shows as an example: the first (in ``texts`` order) with a text for every modality,
+    else the first stay."""
+    full = texts.notna().all(axis=1)
+    return texts.index[full][0] if full.any() else texts.index[0]
+
+
+def stay_markdown(texts: pd.DataFrame, stay_id) -> str:
+    """Every modality's text of one stay, one paragraph each (``*(missing)*`` where it has none), as Markdown
+    (chapter 02)."""
+    return "\n\n".join(f"**{m}.** {texts.at[stay_id, m] if texts.at[stay_id, m] is not None else '*(missing)*'}"
+                       for m in texts.columns)
+
+
+def word_counts(texts: dict) -> pd.DataFrame:
+    """Words per text, long: one row per text with ``modality``, ``words`` and the cohort's display name
+    (``cohort``), from ``{cohort name: cohort_texts frame}``; missing texts left out (chapter 02)."""
+    return pd.concat([t.apply(lambda s: s.dropna().str.split().str.len())
+                      .melt(var_name="modality", value_name="words").dropna().assign(cohort=COHORT_NAMES.get(n, n))
+                      for n, t in texts.items()])

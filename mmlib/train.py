@@ -495,21 +495,24 @@ def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
     for f in fits.values():
         if f.name == "logreg":
             raise ValueError("save_fits stores networks; the logistic regression is refitted in a second")
+        in_dim = next(m.in_features for m in f.model.modules() if isinstance(m, torch.nn.Linear))  # embedding width
         items.append({"name": f.name, "modalities": f.modalities, "seed": f.seed, "threshold": f.threshold,
-                      "best_epoch": f.best_epoch, "state_dict": {k: v.cpu() for k, v in f.model.state_dict().items()}})
+                      "best_epoch": f.best_epoch, "in_dim": in_dim,
+                      "state_dict": {k: v.cpu() for k, v in f.model.state_dict().items()}})
     with atomic_path(path) as tmp:
         torch.save({"config": asdict(cfg), "fits": items}, tmp)
     return Path(path)
 
 
 def load_fits(path: Path | str, in_dim: int = 384) -> dict:
-    """Read :func:`save_fits`'s file back into ``{(model, label, seed): FittedModel}`` (networks on the CPU, eval mode)."""
+    """Read :func:`save_fits`'s file back into ``{(model, label, seed): FittedModel}`` (networks on the CPU, eval mode);
+    the embedding width is the one the file records (``in_dim`` only for files written without it)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig(**blob["config"])
     out = {}
     for it in blob["fits"]:
-        model = build_model(it["name"], len(it["modalities"]), in_dim, width=cfg.width, heads=cfg.heads,
-                            dropout=cfg.dropout)
+        model = build_model(it["name"], len(it["modalities"]), it.get("in_dim", in_dim), width=cfg.width,
+                            heads=cfg.heads, dropout=cfg.dropout)
         model.load_state_dict(it["state_dict"])
         model.eval()
         out[(it["name"], modality_label(it["modalities"]), it["seed"])] = FittedModel(

@@ -15,7 +15,7 @@ from scipy import signal
 
 from mmlib.data.ecg import ECG_PARAMS, simulate_ecg
 from mmlib.schema import FS, LEADS
-from ecg_params import make_params  # noqa: E402  (tests/ is on sys.path under pytest)
+from mmlib.data.ecg import sinus_params as make_params
 
 L = {name: i for i, name in enumerate(LEADS)}
 

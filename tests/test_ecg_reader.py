@@ -15,7 +15,7 @@ import pytest
 from mmlib import ecg_reader as er
 from mmlib.data import generate, load_cohort
 from mmlib.data.ecg import simulate_ecg
-from ecg_params import make_params  # noqa: E402  (tests/ is on sys.path under pytest)
+from mmlib.data.ecg import sinus_params as make_params
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -35,7 +35,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmlib"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("", "schema", "artifacts", "hub"),  # layouts' facts; atomic files; local model lookup
     1: ("data.races", "data.splits", "data.latent", "data.cxr", "data.ecg", "data.synth"),  # the generator
-    2: ("data.cohort", "data"),  # the loader, and the package that re-exports loader and generator
+    2: ("data.cohort", "data.prepare", "data"),  # the loader; chapter 01's cohorts; the re-exporting package
     3: ("reports", "cxr_reader", "ecg_reader", "vlm"),  # X-rays and ECGs -> reports
     4: ("text",),  # every modality -> text
     5: ("embed",),  # texts -> embeddings

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from mmlib import interference, train
-from test_models import _toy_data
 
 D = 16
 
@@ -16,8 +15,8 @@ def _vectors():
 
 
 @pytest.mark.parametrize("kind", interference.PERTURBATIONS)
-def test_perturb_changes_only_the_target_modality_of_stays_that_have_it(kind):
-    data = _toy_data()
+def test_perturb_changes_only_the_target_modality_of_stays_that_have_it(toy_data, kind):
+    data = toy_data()
     blank, irr = _vectors()
     x, mask = data.x, data.mask
     out = interference.perturb(x, mask, 1, kind, seed=3, blank=blank, irrelevant=irr)
@@ -36,8 +35,8 @@ def test_perturb_changes_only_the_target_modality_of_stays_that_have_it(kind):
         interference.perturb(x, mask, 1, "shuffle", 0, blank, irr)
 
 
-def test_perturb_batch_touches_one_present_modality_per_sample():
-    data = _toy_data()
+def test_perturb_batch_touches_one_present_modality_per_sample(toy_data):
+    data = toy_data()
     blank, irr = _vectors()
     x, m = torch.as_tensor(data.x), torch.as_tensor(data.mask)
     out = interference.perturb_batch(x, m, x, m, torch.as_tensor(blank), torch.as_tensor(irr),
@@ -59,8 +58,8 @@ def test_flip_rate_and_delta_p():
     assert b["n"] == 1 and b["flip_rate"] == 1.0
 
 
-def test_consistency_finetuning_is_deterministic_and_reduces_interference():
-    data = _toy_data(n=400)
+def test_consistency_finetuning_is_deterministic_and_reduces_interference(toy_data):
+    data = toy_data(n=400)
     blank, irr = _vectors()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=10, batch_size=32, lr=0.01)
     fit = train.fit_network(data, "paper", ["good", "noise"], 0, cfg)
@@ -75,8 +74,8 @@ def test_consistency_finetuning_is_deterministic_and_reduces_interference():
     assert moved(tuned) < moved(fit)
 
 
-def test_shuffled_modality_keeps_its_distribution_within_each_split():
-    data = _toy_data()
+def test_shuffled_modality_keeps_its_distribution_within_each_split(toy_data):
+    data = toy_data()
     sh = interference.shuffle_modality(data, "noise", seed=1)
     assert np.array_equal(sh.x[:, 0], data.x[:, 0]) and np.array_equal(sh.mask[:, 0], data.mask[:, 0])
     for split in ("train", "val", "test"):
@@ -87,8 +86,8 @@ def test_shuffled_modality_keeps_its_distribution_within_each_split():
     assert not np.array_equal(sh.x[:, 1], data.x[:, 1])
 
 
-def test_diagnose_covers_every_modality_and_perturbation():
-    data = _toy_data(n=400)
+def test_diagnose_covers_every_modality_and_perturbation(toy_data):
+    data = toy_data(n=400)
     blank, irr = _vectors()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=4, batch_size=32, lr=0.01)
     fits = [train.fit_network(data, "paper", ["good", "noise"], s, cfg) for s in (0, 1)]

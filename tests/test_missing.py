@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from mmlib import missing, train
-from test_models import _toy_data
 
 
 def test_bernoulli_masks_rates_determinism_and_extremes():
@@ -47,8 +46,8 @@ def test_matched_group_rates_keep_the_mean_and_the_ratio():
         missing.matched_group_rates(groups, {"a": 0.1, "b": 0.9}, mean_rate=0.8)
 
 
-def test_predict_masked_equals_predict_per_draw_and_all_missing_is_constant():
-    data = _toy_data()
+def test_predict_masked_equals_predict_per_draw_and_all_missing_is_constant(toy_data):
+    data = toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, batch_size=64)
     te = data.rows("test")
     for name in ("paper", "resilient", "late"):
@@ -64,10 +63,10 @@ def test_predict_masked_equals_predict_per_draw_and_all_missing_is_constant():
         assert np.array_equal(zero[0], train.predict(fit, data.x[te], data.mask[te]))
 
 
-def test_rate_zero_reproduces_the_unmasked_summary_exactly():
+def test_rate_zero_reproduces_the_unmasked_summary_exactly(toy_data):
     from mmlib import metrics
 
-    data = _toy_data(n=400)
+    data = toy_data(n=400)
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, batch_size=64)
     res = train.run_grid(data, [("paper", ["good", "noise"])], [0, 1], cfg, keep={("paper", "good+noise")}, progress=False)
     ref = metrics.summarise(res.predictions, n_boot=20, min_group=5, min_events=2, progress=False).table
@@ -80,8 +79,8 @@ def test_rate_zero_reproduces_the_unmasked_summary_exactly():
     assert np.allclose(merged["mean"], merged["mean_sweep"], equal_nan=True, atol=1e-12)
 
 
-def test_training_missingness_touches_only_train_and_val():
-    data = _toy_data()
+def test_training_missingness_touches_only_train_and_val(toy_data):
+    data = toy_data()
     d2 = missing.with_training_missingness(data, 0.5, seed=0)
     te = data.rows("test")
     assert np.array_equal(d2.mask[te], data.mask[te]) and np.array_equal(d2.x[te], data.x[te])
@@ -94,3 +93,168 @@ def test_curve_area_is_the_mean_over_the_grid():
     assert missing.curve_area([0.0, 0.5, 1.0], [1.0, 0.5, 0.0]) == pytest.approx(0.5)
     assert missing.curve_area([0.5, 0.0], [0.2, 0.8]) == pytest.approx(0.5)  # unsorted input
     assert np.isnan(missing.curve_area([0.3], [0.7]))
+
+
+# ------------------------------------------------------------------------------------ sweeps and availability
+@pytest.fixture(scope="module")
+def sweep_setup(toy_data):
+    from mmlib import metrics
+
+    data = toy_data(n=400)
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
+    res = train.run_grid(data, [("paper", ["good", "noise"])], [0, 1], cfg, keep={("paper", "good+noise")},
+                         progress=False)
+    groups = metrics.evaluation_groups(data, "test", min_group=5, min_events=2, n_boot=20)
+    return data, res, groups
+
+
+def _masks(data, rate, draws=3):
+    return missing.bernoulli_masks(data.mask[data.rows("test")], rate, draws=draws, seed=0)
+
+
+def test_sweep_labels_concatenates_and_knows_its_conditions(sweep_setup):
+    data, res, groups = sweep_setup
+    fits = res.fits_of("paper", "good+noise", [0, 1])
+    sweep = missing.Sweep()
+    assert sweep.table.empty and not sweep.has(cohort="toy")
+    t0 = sweep.evaluate(data, fits, _masks(data, 0.0), groups, cohort="toy", model="paper", rate=0.0)
+    assert list(t0.columns) == ["metric", "attribute", "group", "mean", "sd", "ci_low", "ci_high", "cohort", "model",
+                                "rate"], "labels are added in keyword order after the metric columns"
+    assert (t0["cohort"] == "toy").all() and (t0["rate"] == 0.0).all()
+    t1 = sweep.evaluate(data, fits, _masks(data, 0.5), groups, model="paper", rate=0.5, cohort="toy")
+    assert list(t1.columns[-3:]) == ["model", "rate", "cohort"]
+    table = sweep.table
+    assert len(table) == len(t0) + len(t1)
+    assert list(table.index) == list(range(len(table)))
+    assert (table["rate"].iloc[:len(t0)] == 0.0).all() and (table["rate"].iloc[len(t0):] == 0.5).all()
+    assert np.array_equal(table["mean"].iloc[len(t0):].to_numpy(), t1["mean"].to_numpy(), equal_nan=True)
+    assert sweep.has(cohort="toy", model="paper", rate=0.0)
+    assert sweep.has(rate=0.5, model="paper", cohort="toy"), "keyword order does not matter"
+    assert not sweep.has(cohort="toy", model="paper"), "labels must match exactly, not a subset"
+    assert not sweep.has(cohort="toy", model="paper", rate=0.3)
+
+
+def test_sweep_difference(sweep_setup):
+    from mmlib import metrics
+
+    data, res, groups = sweep_setup
+    fits = res.fits_of("paper", "good+noise", [0, 1])
+    sweep = missing.Sweep()
+    a, b = dict(cohort="toy", model="paper", rate=0.0), dict(cohort="toy", model="paper", rate=0.5)
+    sweep.evaluate(data, fits, _masks(data, 0.0), groups, **a)
+    sweep.evaluate(data, fits, _masks(data, 0.5), groups, **b)
+    key = ("auroc", "overall", "all")
+    same = sweep.difference(key, a, a)
+    assert (same.change, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+    assert same.verdict == "no clear change"
+    gap = ("tpr_diff", "race", "gap")
+    assert tuple(sweep.difference(gap, b, b)) == (0.0, 0.0, 0.0)
+    ch = sweep.difference(key, a, b)
+    ma = metrics.select(sweep.table, "auroc", cohort="toy", rate=0.0)["mean"].iloc[0]
+    mb = metrics.select(sweep.table, "auroc", cohort="toy", rate=0.5)["mean"].iloc[0]
+    assert ch.change == pytest.approx(mb - ma)
+    assert ch.ci_low <= ch.ci_high
+    assert ch.change < 0, "losing half the modalities costs AUROC on data where one modality carries the label"
+    back = sweep.difference(key, b, a)
+    assert back.change == pytest.approx(-ch.change)
+    # a condition scored without the bootstrap, or never scored: NaN
+    c = dict(cohort="toy", model="paper", rate=0.3)
+    sweep.evaluate(data, fits, _masks(data, 0.3), groups, boot=False, **c)
+    assert sweep.has(**c)
+    for other in (sweep.difference(key, a, c), sweep.difference(key, c, a),
+                  sweep.difference(key, a, dict(cohort="toy", model="paper", rate=0.9))):
+        assert isinstance(other, metrics.Change) and np.isnan(other).all()
+
+
+def test_sweep_add_keeps_rows_scored_elsewhere(sweep_setup):
+    data, res, groups = sweep_setup
+    fits = res.fits_of("paper", "good+noise", [0, 1])
+    t, reps = missing.evaluate_condition(data, fits, _masks(data, 0.0), groups)
+    sweep = missing.Sweep()
+    sweep.add(t, cohort="toy", model="paper", kind="clean")
+    assert sweep.has(cohort="toy", model="paper", kind="clean")
+    assert list(sweep.table.columns[-3:]) == ["cohort", "model", "kind"] and len(sweep.table) == len(t)
+    a, b = dict(cohort="toy", model="paper", kind="clean"), dict(cohort="toy", model="paper", kind="copy")
+    sweep.add(t, reps, **b)
+    key = ("f1", "overall", "all")
+    assert np.isnan(sweep.difference(key, a, b)).all(), "rows added without replicates have no CI"
+    assert tuple(sweep.difference(key, b, b)) == (0.0, 0.0, 0.0)
+    assert len(sweep.table) == 2 * len(t) and list(sweep.table["kind"].iloc[[0, -1]]) == ["clean", "copy"]
+
+
+def test_check_unmasked(sweep_setup):
+    from mmlib import metrics
+
+    data, res, groups = sweep_setup
+    fits = res.fits_of("paper", "good+noise", [0, 1])
+    ref = metrics.summarise(res.predictions, n_boot=20, min_group=5, min_events=2, progress=False).table
+    sweep = missing.Sweep()
+    sweep.evaluate(data, fits, _masks(data, 0.0), groups, boot=False, cohort="toy", model="paper", protocol="random",
+                   rate=0.0)
+    sweep.evaluate(data, fits, _masks(data, 0.5), groups, boot=False, cohort="toy", model="paper", protocol="random",
+                   rate=0.5)
+    # rate 0 of another protocol is not compared (its rows would not match: they are perturbed below)
+    grp = sweep.evaluate(data, fits, _masks(data, 0.0), groups, boot=False, cohort="toy", model="paper",
+                         protocol="group", rate=0.0)
+    table = sweep.table
+    table.loc[table.protocol == "group", "mean"] += 1.0
+    n_zero = ((table.protocol == "random") & (table.rate == 0.0)).sum()
+    assert n_zero == len(grp)
+    n, worst = missing.check_unmasked(table, ref, {"toy": "good+noise"})
+    assert n == n_zero and worst <= 1e-9
+    # a perturbed value
+    bad = table.copy()
+    row = bad.index[(bad.protocol == "random") & (bad.rate == 0.0) & (bad.metric == "f1")][0]
+    bad.loc[row, "mean"] += 1e-6
+    with pytest.raises(RuntimeError, match=r"p = 0 does not reproduce the unmasked estimates \(max difference 1\.00e-06"):
+        missing.check_unmasked(bad, ref, {"toy": "good+noise"})
+    # a value that is NaN on one side only
+    bad.loc[row, "mean"] = np.nan
+    with pytest.raises(RuntimeError, match="p = 0 does not reproduce"):
+        missing.check_unmasked(bad, ref, {"toy": "good+noise"})
+    # a row missing from the reference
+    short = ref.drop(ref.index[(ref.metric == "auroc")])
+    with pytest.raises(RuntimeError, match=f"over {n_zero - 1} of {n_zero} estimates"):
+        missing.check_unmasked(table, short, {"toy": "good+noise"})
+    # the reference of another modality set does not count
+    with pytest.raises(RuntimeError, match=f"over 0 of {n_zero} estimates"):
+        missing.check_unmasked(table, ref, {"toy": "good"})
+
+
+def _hand_made(split=None):
+    """8 stays, modalities a (always present), b, c; White stays 0-3, Black stays 4-7."""
+    import pandas as pd
+
+    mask = np.ones((8, 3), bool)
+    mask[0, 1] = mask[1, 1] = False           # White: two stays lack b
+    mask[4, 2] = False                        # Black: one stay lacks c,
+    mask[5, 1] = mask[5, 2] = False           # one lacks b and c
+    race = ["White"] * 4 + ["Black"] * 4
+    gender = ["F", "M"] * 4
+    split = split or ["test", "train"] * 4
+    stays = pd.DataFrame({"split": split, "race": race, "gender": gender,
+                          "race_gender": [f"{r} {g}" for r, g in zip(race, gender)]},
+                         index=pd.Index(range(8), name="stay_id"))
+    x = np.where(mask[..., None], 1.0, 0.0).astype(np.float32) * np.ones((8, 3, 2), np.float32)
+    return train.FusionData("hand", "y", ["a", "b", "c"], x, mask, np.zeros(8, np.float32), stays,
+                            pd.DataFrame([{"reason": "none", "stays": 0}]))
+
+
+def test_relative_missingness_by_hand():
+    data = _hand_made()
+    # b and c are sometimes missing, a never: White (.5 + .5 + 0 + 0) / 4, Black (.5 + 1 + 0 + 0) / 4
+    assert missing.relative_missingness(data, ["a", "b", "c"]) == pytest.approx({"White": 0.25, "Black": 0.375})
+    assert missing.relative_missingness(data, ["c", "b"]) == pytest.approx({"White": 0.25, "Black": 0.375})
+    # only b: White 2 of 4 stays, Black 1 of 4
+    assert missing.relative_missingness(data, ["b", "a"]) == pytest.approx({"White": 0.5, "Black": 0.25})
+    assert missing.relative_missingness(data, ["c"]) == pytest.approx({"White": 0.0, "Black": 0.5})
+    with pytest.raises(ValueError, match="not in cohort hand"):
+        missing.relative_missingness(data, ["a", "ecg"])
+
+
+def test_availability_of_the_test_stays_in_order():
+    data = _hand_made()  # test stays: 0, 2, 4, 6
+    got = missing.test_availability(data, ["c", "b"])
+    assert got.dtype == bool
+    assert got.tolist() == [[True, False], [True, True], [False, True], [True, True]]
+    assert missing.test_availability(data, ["a", "b", "c"]).tolist() == data.mask[[0, 2, 4, 6]].tolist()

@@ -180,6 +180,13 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
     for sx in summaries[2:]:
         nbx = nbformat.read(pipeline.artifact_dir(sx.chapter, sx.key) / "executed.ipynb", as_version=4)
         assert not [o for c in nbx.cells for o in c.get("outputs", []) if o.output_type == "error"], sx.chapter
+    # every file a chapter writes is declared in the chapter API's artifact schema, and nothing else
+    from mmlib.chapter import ARTIFACTS
+
+    for sx in summaries:
+        declared = [re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(p)) + "$") for p, _ in ARTIFACTS[sx.chapter].values()]
+        undeclared = [a for a in sx.artifacts if not any(d.match(a) for d in declared)]
+        assert not undeclared, f"chapter {sx.chapter} writes {undeclared}, not declared in mmlib.chapter.ARTIFACTS"
     s3, s4, s5, s6, s7 = summaries[2:7]
     p3 = pd.read_parquet(pipeline.artifact_dir("03", s3.key) / "predictions.parquet")
     assert set(p3["model"]) == {"paper", "logreg"}

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_models  # noqa: E402
+import tiny_models  # tests/ is on sys.path under pytest (rootdir conftest)
 
 from mmlib.vlm import (  # noqa: E402
     ECG_IMAGE_SIZE,

@@ -35,9 +35,30 @@ from tqdm import tqdm
 
 from ..schema import FS, LEADS
 
-__all__ = ["ECG_PARAMS", "simulate_ecg"]
+__all__ = ["ECG_PARAMS", "sinus_params", "simulate_ecg"]
 
 ECG_PARAMS = ("heart_rate", "af", "qrs_ms", "st_mv", "st_territory", "lvh", "axis_deg")
+
+
+def sinus_params(n: int, **overrides) -> dict[str, np.ndarray]:
+    """Parameters of ``n`` normal sinus records for :func:`simulate_ecg` (70 bpm, QRS 90 ms, axis 60 deg, no ST
+    change, no LVH), each of ``overrides`` (a name of :data:`ECG_PARAMS`) broadcast to ``n``: a starting
+    point for experiments with the simulator and for its tests."""
+    p = {
+        "heart_rate": np.full(n, 70.0),
+        "af": np.zeros(n, dtype=bool),
+        "qrs_ms": np.full(n, 90.0),
+        "st_mv": np.zeros(n),
+        "st_territory": np.ones(n, dtype=int),
+        "lvh": np.zeros(n),
+        "axis_deg": np.full(n, 60.0),
+    }
+    unknown = sorted(set(overrides) - set(p))
+    if unknown:
+        raise ValueError(f"sinus_params: unknown parameters {unknown}; expected some of {list(ECG_PARAMS)}")
+    for key, value in overrides.items():
+        p[key] = np.broadcast_to(np.asarray(value, dtype=p[key].dtype), (n,)).copy()
+    return p
 
 # ----------------------------------------------------------------------------------------------
 # Geometry

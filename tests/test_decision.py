@@ -1,0 +1,138 @@
+"""Decision-layer analysis of the linear fusion model (mmlib.decision) on the toy data: per-seed weight norms and
+shares, contributions, the mean ± sd table, the long contribution frame and the group shares."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from mmlib import decision, metrics, train
+
+ORDER = ["good", "noise"]
+SEEDS = [0, 1]
+WIDTH = 8
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data):
+    data = toy_data()
+    cfg = train.TrainConfig(width=WIDTH, heads=2, max_epochs=2, batch_size=64)
+    runs = [("linear", ORDER), ("linear", ["good"]), ("linear", ["noise"])]
+    fits = train.run_grid(data, runs, SEEDS, cfg, keep={("linear", "good+noise"), ("linear", "good"),
+                                                        ("linear", "noise")}, progress=False).fits
+    return data, fits, decision.analyse(fits, data, ORDER, SEEDS)
+
+
+def test_analyse_per_seed_norms_shares_and_alone(trained):
+    data, fits, res = trained
+    ps = res.per_seed
+    assert len(ps) == len(SEEDS) * len(ORDER)
+    assert sorted(zip(ps["seed"], ps["modality"])) == [(s, m) for s in SEEDS for m in ORDER]
+    assert np.allclose(ps.groupby("seed")["share"].sum(), 1.0)
+    for s in SEEDS:
+        w = fits[("linear", "good+noise", s)].model.decision.weight.detach()[0].numpy()
+        assert w.shape == (2 * WIDTH,)
+        for j, m in enumerate(ORDER):
+            row = ps[(ps.seed == s) & (ps.modality == m)].iloc[0]
+            assert row["norm"] == pytest.approx(np.linalg.norm(w[j * WIDTH:(j + 1) * WIDTH]), rel=1e-6)
+            total = np.linalg.norm(w[:WIDTH]) + np.linalg.norm(w[WIDTH:])
+            assert row["share"] == pytest.approx(row["norm"] / total, rel=1e-6)
+            # the unimodal model has a single block: its whole decision weight
+            alone = fits[("linear", m, s)].model.decision.weight.detach()[0].numpy()
+            assert alone.shape == (WIDTH,)
+            assert row["alone"] == pytest.approx(np.linalg.norm(alone), rel=1e-6)
+    assert (ps["feature"] > 0).all() and (ps["abs_c"] >= 0).all()
+
+
+def test_analyse_contributions_sum_to_the_logit_and_vanish_when_missing(trained):
+    data, fits, res = trained
+    te = data.rows("test")
+    have = data.mask[te]
+    assert (~have[:, 1]).sum() > 0, "the toy data has test stays without noise"
+    assert set(res.contributions) == set(SEEDS)
+    for s in SEEDS:
+        c = res.contributions[s]
+        assert c.shape == (len(te), 2)
+        assert (c[~have[:, 1], 1] == 0).all()
+        model = fits[("linear", "good+noise", s)].model.eval()
+        with torch.no_grad():
+            logit = model(torch.as_tensor(data.x[te]), torch.as_tensor(have)).numpy()
+        assert np.allclose(c.sum(1) + model.decision.bias.item(), logit, atol=1e-5)
+        for j, m in enumerate(ORDER):
+            row = res.per_seed[(res.per_seed.seed == s) & (res.per_seed.modality == m)].iloc[0]
+            assert row["abs_c"] == pytest.approx(np.abs(c[have[:, j], j]).mean(), rel=1e-6)
+
+
+def test_analyse_weights_long_frame(trained):
+    data, fits, res = trained
+    w = res.weights
+    assert len(w) == len(SEEDS) * len(ORDER) * 2 * WIDTH
+    assert set(w["training"]) == {"with all modalities", "alone"} and set(w["cohort"]) == {"toy"}
+    one = w[(w.seed == 1) & (w.modality == "noise") & (w.training == "with all modalities")]["weight"].to_numpy()
+    full = fits[("linear", "good+noise", 1)].model.decision.weight.detach()[0].numpy()
+    assert np.allclose(one, full[WIDTH:])
+
+
+def test_means_follow_the_given_order(trained):
+    _, _, res = trained
+    m = res.means(["noise", "good"])
+    assert list(m.index) == ["noise", "good"]
+    ps = res.per_seed
+    assert m.loc["good", "norm"] == pytest.approx(ps[ps.modality == "good"]["norm"].mean())
+    assert m.loc["noise", "share"] == pytest.approx(ps[ps.modality == "noise"]["share"].mean())
+    assert m.loc["good", "share"] + m.loc["noise", "share"] == pytest.approx(1.0)
+
+
+def test_weight_table_mean_and_sd_cells(trained):
+    _, _, res = trained
+    t = decision.weight_table(res, ["noise", "good"])
+    assert list(t.index) == ["noise", "good"]
+    assert list(t.columns) == ["||W_m|| with all", "share of weight norm", "||W_m|| alone", "mean ||h_m||",
+                               "mean |c_m|"]
+    assert all(re.fullmatch(r"\d+\.\d{3} ± \d+\.\d{3}", v) for v in t.to_numpy().ravel())
+    a, b = res.per_seed[res.per_seed.modality == "good"].sort_values("seed")["norm"]
+    # two values: mean (a + b) / 2, sample sd |a - b| / sqrt(2)
+    assert t.loc["good", "||W_m|| with all"] == f"{(a + b) / 2:.3f} ± {abs(a - b) / np.sqrt(2):.3f}"
+    one = decision.DecisionLayer(res.per_seed[res.per_seed.seed == 0], res.weights, res.contributions)
+    single = decision.weight_table(one, ORDER)
+    assert single.loc["good", "||W_m|| alone"] == f"{one.per_seed.iloc[0]['alone']:.3f}", "one seed: no sd"
+
+
+def test_contribution_frame_rows_are_the_stays_with_each_modality(trained):
+    data, _, res = trained
+    te = data.rows("test")
+    f = decision.contribution_frame(res, data, ORDER, seed=1)
+    assert list(f.columns) == ["cohort", "modality", "contribution", "outcome", "race", "gender"]
+    assert (f.modality == "good").sum() == data.mask[te, 0].sum() == len(te)
+    assert (f.modality == "noise").sum() == data.mask[te, 1].sum() < len(te)
+    noise = f[f.modality == "noise"]
+    keep = data.mask[te, 1]
+    assert np.array_equal(noise["contribution"].to_numpy(), res.contributions[1][keep, 1])
+    assert np.array_equal(noise["outcome"].to_numpy() == "positive", data.y[te][keep] == 1)
+    assert np.array_equal(noise["race"].to_numpy(), data.stays["race"].to_numpy()[te][keep])
+
+
+def test_group_shares(trained):
+    data, _, res = trained
+    boot = metrics.evaluation_groups(data, "test", min_group=5, min_events=2, n_boot=50).boot
+    g = decision.group_shares(res, data, ORDER, SEEDS, boot, "Toy")
+    assert list(g.columns) == ["cohort", "modality", "attribute", "groups", "share in first", "share in second",
+                               "difference", "ci_low", "ci_high", "clear"]
+    assert len(g) == 4 and set(g["cohort"]) == {"Toy"}
+    assert list(zip(g.modality, g.attribute, g.groups)) == [
+        ("good", "race", "White − non-White"), ("good", "gender", "F − M"),
+        ("noise", "race", "White − non-White"), ("noise", "gender", "F − M")]
+    assert np.allclose(g["difference"], g["share in first"] - g["share in second"])
+    assert (g["ci_low"] <= g["ci_high"]).all()
+    assert (g["clear"] == np.where((g.ci_low > 0) | (g.ci_high < 0), "yes", "no")).all()
+    # every stay's shares sum to 1, so the two modalities' shares in one group do too
+    for attr in ("race", "gender"):
+        rows = g[g.attribute == attr]
+        assert rows["share in first"].sum() == pytest.approx(1.0)
+        assert rows["share in second"].sum() == pytest.approx(1.0)
+    # the share of good in White stays, by hand: |c_good| / (|c_good| + |c_noise|), averaged over seeds
+    te = data.rows("test")
+    white = data.stays["race"].to_numpy()[te] == "White"
+    share = np.mean([np.abs(res.contributions[s][:, 0]) / np.abs(res.contributions[s]).sum(1) for s in SEEDS], axis=0)
+    assert g.iloc[0]["share in first"] == pytest.approx(share[white].mean())
+    assert g.iloc[0]["share in second"] == pytest.approx(share[~white].mean())

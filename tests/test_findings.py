@@ -1,0 +1,186 @@
+"""The book's computed sentences and result tables (mmlib.findings), on small hand-made summaries whose
+answers are known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlib import findings, missing
+from mmlib.metrics import Change, Summary
+from mmlib.train import ModalityOrder
+
+B = 40  # bootstrap resamples of the hand-made summaries
+
+
+def _row(cohort, model, mods, metric, attribute, group, mean, lo, hi, sd=0.01):
+    return {"cohort": cohort, "model": model, "modalities": mods, "n_modalities": len(mods.split("+")),
+            "metric": metric, "attribute": attribute, "group": group, "mean": mean, "sd": sd,
+            "ci_low": lo, "ci_high": hi, "n": 100, "n_pos": 30, "n_seeds": 3, "flag": ""}
+
+
+def _summary(values: dict, spread: float = 0.01) -> Summary:
+    """A Summary of cohort ``c``: ``values[(model, modalities, metric, attribute)] = mean``; every row's
+    replicates are the mean plus the same small noise (so paired differences are exact and their CI tiny)."""
+    noise = np.linspace(-spread, spread, B)
+    rows, reps = [], {}
+    for (model, mods, metric, attr), mean in values.items():
+        group = "all" if attr == "overall" else "gap"
+        rows.append(_row("c", model, mods, metric, attr, group, mean, mean - spread, mean + spread))
+        reps.setdefault(("c", model, mods), {})[(metric, attr, group)] = mean + noise
+    return Summary(pd.DataFrame(rows), reps)
+
+
+ORDER = ModalityOrder(["a", "b", "c"])
+
+
+@pytest.fixture
+def rising():
+    """AUROC rises along a -> a+b -> a+b+c (0.60, 0.70, 0.75); the race TPR gap falls then rises."""
+    vals = {}
+    auroc = {"a": 0.60, "b": 0.55, "c": 0.50, "a+b": 0.70, "a+c": 0.58, "b+c": 0.52, "a+b+c": 0.75}
+    gap = {"a": 0.10, "b": 0.12, "c": 0.05, "a+b": 0.04, "a+c": 0.08, "b+c": 0.09, "a+b+c": 0.20}
+    for lab in ORDER.subsets():
+        vals[("paper", lab, "auroc", "overall")] = auroc[lab]
+        vals[("paper", lab, "f1", "overall")] = 0.5
+        for g in ("dp_diff", "tpr_diff"):
+            for attr in ("race", "gender"):
+                vals[("paper", lab, g, attr)] = gap[lab] if (g, attr) == ("tpr_diff", "race") else 0.03
+    for lab in ORDER.prefixes():
+        vals[("late", lab, "auroc", "overall")] = auroc[lab] - 0.01
+        vals[("late", lab, "tpr_diff", "race")] = 0.07
+    return _summary(vals)
+
+
+def test_direction_counts_reversals_and_skips_zero_steps():
+    assert findings.direction([0.1, 0.0, 0.2]) == "never falls"
+    assert findings.direction([-0.1, 0.0]) == "never rises"
+    assert findings.direction([0.1, -0.1]) == "changes direction 1 time"
+    assert findings.direction([0.1, -0.1, 0.0, 0.2]) == "changes direction 2 times"
+
+
+def test_summary_estimate_difference_and_best(rising):
+    e = rising.estimate("auroc", cohort="c", model="paper", modalities="a+b")
+    assert e.mean == pytest.approx(0.70) and e.ci_low < e.mean < e.ci_high
+    c = rising.difference("c", ("paper", "a"), ("paper", "a+b"), ("auroc", "overall", "all"))
+    assert c.change == pytest.approx(0.10) and c.ci_low == pytest.approx(0.10) and c.verdict == "rises"
+    assert rising.best("auroc", ["a", "b", "c"], cohort="c", model="paper") == "a"
+    with pytest.raises(ValueError, match="expected exactly one"):
+        rising.estimate("auroc", cohort="c", model="paper")
+
+
+def test_step_table_signs_and_verdicts(rising):
+    st = findings.step_table(rising, "c", "paper", ORDER)
+    au = st[st.metric == "AUROC"]
+    assert list(au["added"]) == ["b", "c"] and list(au["verdict"]) == ["rises", "rises"]
+    assert au["change"].tolist() == pytest.approx([0.10, 0.05])
+    gap = st[st.metric == "TPR difference (equal opportunity) (race)"]
+    assert gap["change"].tolist() == pytest.approx([-0.06, 0.16]) and list(gap["verdict"]) == ["falls", "rises"]
+    flat = st[st.metric == "F1"]
+    assert (flat["verdict"] == "no clear change").all(), "a change of exactly 0 has a CI of [0, 0]"
+
+
+def test_order_table_counts_every_order(rising):
+    o = findings.order_table(rising, "c", "paper", ORDER)
+    assert (o["orders"] == 6).all()
+    # AUROC falls at a step only where a pair is below its first member: a -> a+c and b -> b+c
+    au = o.loc["AUROC"]
+    assert au["mean rises at every step"] == 4 and au["some clear fall"] == 2 and au["mean falls at every step"] == 0
+    assert au["full set minus best single (mean)"] == pytest.approx(0.75 - 0.60)
+
+
+def test_rq1_answer_states_the_path_and_counts(rising):
+    orders = {"c": ORDER}
+    steps = {"c": findings.step_table(rising, "c", "paper", ORDER)}
+    text = findings.rq1_answer(rising, orders, steps, {"c": findings.order_table(rising, "c", "paper", ORDER)},
+                               ["paper", "late"])
+    assert "AUROC 0.600 → 0.700 → 0.750: the mean never falls; 2 steps are a clear rise and 0 a clear fall" in text
+    assert "TPR difference (equal opportunity) by race: 0.100 → 0.040 → 0.200; it changes direction 1 time" in text
+    assert "+b -0.060 [-0.060, -0.060]" in text
+    assert "beat the best single modality by 0.150 AUROC" in text
+    assert "`late` AUROC 0.740, race TPR gap 0.070" in text
+
+
+def test_single_modality_answer_names_best_worst_and_overlap():
+    vals = {}
+    for m, au, g in (("a", 0.80, 0.02), ("b", 0.60, 0.10)):
+        for model, shift in (("paper", 0.0), ("logreg", -0.3 if m == "a" else 0.0)):
+            vals[(model, m, "auroc", "overall")] = au + shift
+            vals[(model, m, "tpr_diff", "race")] = g
+            vals[(model, m, "tpr_diff", "gender")] = 0.05
+    s = _summary(vals)
+    text = findings.single_modality_answer(s, {"c": ["a", "b"]}, ["paper", "logreg"])
+    assert "is **a** (AUROC 0.800 [0.790, 0.810]), the least is **b** (0.600 [0.590, 0.610])." in text
+    assert "race: the TPR gap is largest with **b** (0.100 [0.090, 0.110]) and smallest with **a**" in text
+    assert "The logistic regression ranks **b** first (the `paper` model ranks a first)." in text
+    # a single model (no logistic regression) is a documented choice, not an error
+    assert "logistic regression ranks" not in findings.single_modality_answer(s, {"c": ["a", "b"]}, ["paper"])
+
+
+def _sweep_rows(model, rates, values, metric="auroc", attribute="overall", group="all"):
+    return pd.DataFrame({"metric": metric, "attribute": attribute, "group": group, "mean": values, "sd": 0.0,
+                         "ci_low": np.nan, "ci_high": np.nan, "cohort": "mimic_eye", "model": model,
+                         "protocol": "random", "rate": rates, "modality": "all"})
+
+
+def test_degradation_areas_and_rq2_answer():
+    rates = [0.0, 0.1, 0.2, 0.4]
+    sweep = missing.Sweep()
+    for model, vals in (("paper", [0.8, 0.78, 0.74, 0.70]), ("late", [0.8, 0.8, 0.79, 0.78])):
+        for p, v in zip(rates, vals):
+            t = pd.concat([_sweep_rows(model, [p], [v]).iloc[:, :7],
+                           _sweep_rows(model, [p], [0.05 + p / 2], "tpr_diff", "race", "gap").iloc[:, :7]])
+            reps = {("auroc", "overall", "all"): v + np.linspace(-0.001, 0.001, B),
+                    ("tpr_diff", "race", "gap"): 0.05 + p / 2 + np.linspace(-0.001, 0.001, B)}
+            sweep.add(t, reps, cohort="mimic_eye", model=model, protocol="random", rate=p, modality="all")
+    areas = findings.degradation_areas(sweep.table)
+    paper = areas[(areas.model == "paper") & (areas.metric == "AUROC")].iloc[0]
+    assert paper["cohort"] == "MIMIC-Eye" and paper["change"] == pytest.approx(-0.10)
+    assert paper["area"] == pytest.approx(np.trapezoid([0.8, 0.78, 0.74, 0.70], rates) / 0.4)
+    text = findings.rq2_answer(sweep, areas, pd.DataFrame(), ["mimic_eye"], ["paper", "late"], rates)
+    assert "`paper`: at p=0.1 AUROC -0.020 [-0.020, -0.020], race TPR gap +0.050 [+0.050, +0.050]" in text
+    assert "(clearly wider: race TPR gap)" in text
+    assert "race DP gap –" in text, "a gap the sweep did not bootstrap is shown as not estimable"
+    assert "Smoothest degradation: `late` loses 0.020 AUROC from p=0 to p=0.4; `paper` 0.100." in text
+
+
+def test_modality_harm_reports_compared_groups_only():
+    base = pd.DataFrame({"cohort": "c", "model": "paper", "metric": "tpr", "attribute": ["race", "race", "gender"],
+                         "group": ["White", "Unknown", "F"], "mean": [0.8, 0.7, 0.75]})
+    one = base.assign(modality="x", rate=1.0, mean=[0.6, 0.1, 0.74])
+    harm = findings.modality_harm(one, base, "paper", {"c": ["x"]})
+    assert list(harm["group"]) == ["White", "F"]
+    assert harm["change"].tolist() == pytest.approx([-0.2, -0.01])
+    assert findings.group_word("F") == "women" and findings.group_word("White") == "White stays"
+
+
+def test_change_mitigation_and_control_tables_and_answer():
+    changes = pd.DataFrame([{"cohort": "c", "model": "paper", "modality": "x", "perturbation": "blank", "metric": m,
+                             "attribute": a, "group": g, "change": ch, "ci_low": ch - 0.01, "ci_high": ch + 0.01}
+                            for (m, a, g), ch in zip(findings.CHANGE_KEYS, (-0.05, 0.02, 0.0, 0.01))])
+    ct = findings.change_table(changes, "c", "paper")
+    assert ct.loc[("x", "blank"), "AUROC"] == "-0.050 [-0.060, -0.040]"
+    effects = pd.DataFrame([{"cohort": "c", "model": mod, "modality": "x", "perturbation": k, "attribute": "overall",
+                             "group": "all", "flip_rate": fr, "mean_abs_dp": 0.1}
+                            for mod, k, fr in (("paper", "blank", 0.20), ("paper", "switch", 0.40),
+                                               ("paper+consistency", "blank", 0.05),
+                                               ("paper+consistency", "switch", 0.30))])
+    clean = pd.DataFrame([{"cohort": "c", "model": mod, "metric": m, "attribute": a, "group": g, "mean": v,
+                           "ci_low": v - 0.1, "ci_high": v + 0.1}
+                          for mod, v in (("paper", 0.7), ("paper+consistency", 0.6))
+                          for m, a, g in findings.MITIGATION_KEYS])
+    side = findings.mitigation_table(effects, clean, ["c"], ["paper"], ["blank", "switch"])
+    assert side.loc[("c", "paper", "original"), "flip rate, blank (%)"] == 20.0
+    assert side.loc[("c", "paper", "consistency"), "AUROC"] == "0.600 [0.500, 0.700]"
+    shuffled = effects[effects.model == "paper"].assign(flip_rate=[0.01, 0.02])
+    control = findings.control_table(effects[effects.model == "paper"], shuffled, "c", "x", ["blank", "switch"])
+    assert control["flip rate, shuffled (%)"].tolist() == pytest.approx([1.0, 2.0])
+    text = findings.interference_answer(effects[effects.model == "paper"], effects.iloc[:0], control, side, ["c"],
+                                        ["paper"], ["blank", "switch"])
+    assert "switching **x** flips the most decisions (40.0%); blank or irrelevant content flips 20.0-20.0%" in text
+    assert "flips 40.0% of decisions when it is real and 2.0% when it was shuffled (no signal); the diagnostic separates them." in text
+    assert "interference flip rate (blank and irrelevant) 20.0% → 5.0%; AUROC 0.700 [0.600, 0.800] → 0.600 [0.500, 0.700]" in text
+
+
+def test_change_formatting_is_signed():
+    c = Change(0.0123, -0.004, 0.031)
+    assert c.verdict == "no clear change" and not c.clear
+    assert Change(-0.02, -0.03, -0.01).verdict == "falls"
