@@ -3,7 +3,8 @@
 Modules
 -------
 - ``mmlib.schema``      the layouts' facts: cohorts, modalities, prediction times, columns, ECG leads, display names
-- ``mmlib.data``        synthetic cohorts (in the real on-disk layouts) and the loader that reads them
+- ``mmlib.data``        synthetic cohorts (in the real on-disk layouts) and the loader that reads them;
+                        ``mmlib.data.prepare``: chapter 01's cohorts from its parameters
 - ``mmlib.reports``     report vocabulary and parsing: findings stated in a free-text report, reader thresholds
 - ``mmlib.cxr_reader``  offline chest X-ray reader (measures the pixels, writes a report)
 - ``mmlib.ecg_reader``  offline ECG reader (measures the signal, writes an interpretation)

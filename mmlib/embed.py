@@ -45,10 +45,14 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .hub import find_in_hub_cache, looks_like_model_id
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto inside transformers, no ipywidgets
 
@@ -742,7 +746,7 @@ def embed_texts(texts: list[str], encoder: str = DEFAULT_ENCODER, max_length: in
 
 def embed_modalities(texts, *, encoder: str = DEFAULT_ENCODER, max_length: int = 256, batch_size: int = 64,
                      device: str | None = None, cache_dir: Path | str | None = None,
-                     onnx_dir: Path | str | None = None, progress: bool = False) -> tuple[dict, "pd.DataFrame"]:
+                     onnx_dir: Path | str | None = None, progress: bool = False) -> tuple[dict, pd.DataFrame]:
     """Embed every modality of a cohort's texts (a DataFrame, one row per stay, one column per modality, ``None``
     where missing; :func:`mmlib.text.cohort_texts`) with :func:`embed_texts` (options as there).
 

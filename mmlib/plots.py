@@ -128,7 +128,8 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
 def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
     """Share of each ``group``'s stays that have each modality before the prediction time, with Wilson 95% CIs
     (chapter 01)."""
-    from .schema import COHORT_NAMES, RACE_GROUPINGS
+    from .data.prepare import RACE_GROUPINGS
+    from .schema import COHORT_NAMES
 
     return rates_with_ci(cohort.availability.astype(float), cohort.stays[group],
                          title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: modality available before the "
@@ -149,7 +150,8 @@ def outcome_columns(cohort) -> list[str]:
 
 def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
     """Prevalence of each outcome of :func:`outcome_columns` by ``group``, with Wilson 95% CIs (chapter 01)."""
-    from .schema import COHORT_NAMES, RACE_GROUPINGS
+    from .data.prepare import RACE_GROUPINGS
+    from .schema import COHORT_NAMES
 
     return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
                          title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: outcome prevalence",

@@ -15,10 +15,6 @@ COHORTS = ("mimic_eye", "mds_ed")
 #: Display names of the cohorts, as the book prints them.
 COHORT_NAMES = {"mimic_eye": "MIMIC-Eye", "mds_ed": "MIMIC-IV-Ext-MDS-ED"}
 
-#: The race groupings a chapter may compare (columns of :class:`mmlib.data.Cohort` ``stays``: the paper's
-#: White / non-White, MDS-ED's five groups), with the label the book's tables and figures give them.
-RACE_GROUPINGS = {"race_binary": "Race (White / non-White)", "race5": "Race (five groups)"}
-
 #: Modalities of each cohort, in the paper's order (MIMIC-Eye: MIMIC-IV-ED arrival/triage and vital
 #: signs, ICD codes of earlier MIMIC-IV hospital admissions, MIMIC-CXR-JPG chest X-ray; MDS-ED:
 #: demographics/biometrics, vital signs and labs of the first 90 minutes, the 12-lead ECG).

@@ -210,7 +210,7 @@ def smallest_group_note(cohort, group: str = "race_binary", *, design_size: int 
 def availability_by_group(cohort, group: str = "race_binary") -> pd.DataFrame:
     """Share (%, one decimal) of the stays of each ``group`` that have each modality: one row per modality,
     one column per group (chapter 01)."""
-    from .schema import RACE_GROUPINGS
+    from .data.prepare import RACE_GROUPINGS
 
     avail = cohort.availability.groupby(cohort.stays[group]).mean().mul(100).round(1)
     return avail.rename_axis(RACE_GROUPINGS.get(group, group)).T.rename_axis("modality (% available)")

@@ -222,3 +222,22 @@ def test_an_int8_graph_that_fails_its_check_is_not_used(tmp_path, monkeypatch, t
     assert _cos(v, exact).min() > 0.9999
     _, s2 = embed_texts(TEXTS, encoder=str(tiny_bert), onnx_dir=tmp_path / "onnx", cache_dir=tmp_path, progress=False)
     assert s2["embedded"] == 0 and s2["precision"] == "fp32", "from the cache, the precision it really ran at"
+
+
+def test_embed_modalities_zero_rows_and_masks_where_texts_are_missing(tmp_path, tiny_bert):
+    import pandas as pd
+
+    texts = pd.DataFrame({"a": [TEXTS[0], None, TEXTS[1]], "b": [None, None, None]}, index=[5, 6, 7])
+    arrays, stats = embed.embed_modalities(texts, encoder=str(tiny_bert), cache_dir=tmp_path)
+    assert list(arrays) == ["stay_id", "a", "mask_a", "b", "mask_b"]
+    np.testing.assert_array_equal(arrays["stay_id"], [5, 6, 7])
+    np.testing.assert_array_equal(arrays["mask_a"], [True, False, True])
+    assert arrays["a"].dtype == np.float32 and arrays["a"].shape == (3, 32)
+    np.testing.assert_array_equal(arrays["a"][1], 0)
+    direct, _ = embed_texts([TEXTS[0], TEXTS[1]], encoder=str(tiny_bert), progress=False)
+    np.testing.assert_allclose(arrays["a"][[0, 2]], direct, atol=1e-6)
+    assert arrays["b"].shape == (3, 32) and not arrays["b"].any() and not arrays["mask_b"].any()
+    assert list(stats["modality"]) == ["a", "b"] and list(stats["texts"]) == [2, 0]
+    assert list(stats["embedded now"]) == [2, 0] and (stats["dim"] == 32).all()
+    _, again = embed.embed_modalities(texts, encoder=str(tiny_bert), cache_dir=tmp_path)
+    assert list(again["embedded now"]) == [0, 0] and list(again["from cache or repeated"]) == [2, 0]

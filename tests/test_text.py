@@ -71,3 +71,32 @@ def test_structured_notes_follow_availability_and_are_deterministic(cohorts, nam
     assert with_race.str.contains("Race recorded as").all()
     with pytest.raises(ValueError, match="not structured"):
         text.structured_notes(c, "cxr" if name == "mimic_eye" else "ecg")
+
+
+def test_cohort_texts_one_column_per_modality_in_schema_order(cohorts):
+    from mmlib.schema import MODALITIES
+
+    c = cohorts["mds_ed"]
+    t = text.cohort_texts(c)
+    assert list(t.columns) == list(MODALITIES["mds_ed"]) and t.index.equals(c.stays.index)
+    pd.testing.assert_series_equal(t["labs"], text.structured_notes(c, "labs"), check_names=False)
+    ecg, _ = text.interpret_ecg(c, progress=False)
+    pd.testing.assert_series_equal(t["ecg"], ecg, check_names=False)
+    assert (t.notna() <= c.availability[t.columns]).all().all()
+    assert text.cohort_texts(c, include_race=True)["arrival"].dropna().str.contains("Race recorded as").all()
+
+
+def test_example_stay_is_the_first_with_every_text():
+    t = pd.DataFrame({"a": ["x", "y", "z"], "b": [None, "w", "v"]}, index=[7, 8, 9])
+    assert text.example_stay(t) == 8
+    assert text.example_stay(pd.DataFrame({"a": ["x", None], "b": [None, "w"]}, index=[7, 8])) == 7
+    assert text.stay_markdown(t, 7) == "**a.** x\n\n**b.** *(missing)*"
+
+
+def test_word_counts_long_by_cohort_without_missing_texts():
+    t = pd.DataFrame({"arrival": ["one two three", None], "ecg": ["sinus rhythm", "atrial  fibrillation rate 120"]})
+    w = text.word_counts({"mds_ed": t, "other": t.iloc[:1]})
+    assert list(w.columns) == ["modality", "words", "cohort"]
+    assert w[w.cohort == "MIMIC-IV-Ext-MDS-ED"].groupby("modality")["words"].apply(list).to_dict() == {
+        "arrival": [3.0], "ecg": [2.0, 4.0]}
+    assert (w[w.cohort == "other"]["words"] == [3.0, 2.0]).all()

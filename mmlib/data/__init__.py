@@ -1,8 +1,9 @@
-"""Cohorts: synthetic generators in the real on-disk layouts (:mod:`.synth`) and the loader (:mod:`.cohort`).
+"""Cohorts: synthetic generators in the real on-disk layouts (:mod:`.synth`), the loader (:mod:`.cohort`) and
+chapter 01's cohorts from its parameters (:mod:`.prepare`: checked, generated or located, loaded).
 
 The layouts' names (``COHORTS``, ``MODALITIES``, ...) live in :mod:`mmlib.schema` and are re-exported
-here. The package also re-exports the generator (``generate``, ``synthetic_root``) for the command line
-and chapter 01; the loader module itself (:mod:`.cohort`) never imports the generator.
+here. The package also re-exports the generator (``generate``, ``synthetic_root``) for the command line;
+the loader module itself (:mod:`.cohort`) never imports the generator.
 """
 from ..schema import COHORTS, MODALITIES
 from .cohort import Cohort, load_cohort

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..schema import COHORT_NAMES, COHORTS, RACE_GROUPINGS
+from ..schema import COHORT_NAMES, COHORTS
 from .cohort import Cohort, load_cohort
 from .synth import from_chapter_params, generate
 
 #: The values of chapter 01's ``source`` parameter.
 SOURCES = ("synthetic", "real")
+
+#: The values of the ``race_grouping`` parameter: race columns of :class:`mmlib.data.Cohort` ``stays`` (the
+#: paper's White / non-White, MDS-ED's five groups), with the label the book's tables and figures give them.
+RACE_GROUPINGS = {"race_binary": "Race (White / non-White)", "race5": "Race (five groups)"}
 
 
 def check_params(params: dict) -> None:

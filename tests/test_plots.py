@@ -1,0 +1,130 @@
+"""Figures of chapters 01-02 (mmlib.plots), on small hand-made cohorts and tables."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from mmlib import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _mimic_eye():
+    ids = pd.Index([10, 11, 12, 13, 14, 15], name="stay_id")
+    truth = pd.DataFrame({
+        "finding_cardiomegaly": [False, True, True, False, False, False],
+        "finding_consolidation": [False, False, False, True, False, False],
+        "finding_edema": [False, False, False, False, True, True],
+        "finding_pleural_effusion": [False, False, False, False, False, True],
+        "cxr_ctr": [0.45, 0.61, 0.58, 0.47, 0.5, 0.52], "cxr_ap": [0, 1, 0, 0, 1, 0]}, index=ids)
+    stays = pd.DataFrame({"race_binary": ["White", "non-White"] * 3, "admitted": [1.0, 0.0, 1.0, np.nan, 0.0, 1.0],
+                          "cxr_edema": [0.0, 0.0, 1.0, 0.0, 1.0, 1.0]}, index=ids)
+    avail = pd.DataFrame({"cxr": [True, False, True, True, True, True], "arrival": [True] * 6}, index=ids)
+    return SimpleNamespace(name="mimic_eye", is_synthetic=True, truth=truth, stays=stays, availability=avail,
+                           cxr_image=lambda sid: np.full((8, 8), sid, dtype=np.uint8))
+
+
+def _mds_ed():
+    ids = pd.Index([1, 2, 3, 4], name="stay_id")
+    truth = pd.DataFrame({"af": [0, 1, 0, 0], "ecg_qrs_ms": [95.0, 100.0, 140.0, 100.0], "ecg_st_mv": [0.0, 0.0, 0.0, 0.2],
+                          "ecg_heart_rate": [72.0, 118.4, 65.0, 90.0]}, index=ids)
+    stays = pd.DataFrame({"deterioration_icu_24h": [0.0, 1.0, 0.0, 1.0], "diagnoses_i50": [0.0, 1.0, 1.0, 0.0]},
+                         index=ids)
+    return SimpleNamespace(name="mds_ed", is_synthetic=True, truth=truth, stays=stays,
+                           availability=pd.DataFrame({"ecg": [True, True, True, True]}, index=ids),
+                           primary_target="deterioration_icu_24h")
+
+
+def test_example_stays_pick_the_first_stay_with_the_modality_and_finding():
+    picks, caps = plots.example_stays(_mimic_eye())
+    # stay 11 has cardiomegaly but no X-ray; stay 15 has edema with effusion, so neither 'pleural effusion' alone
+    assert picks == [10, 12, 13, 14]
+    assert caps == ["no finding\nCTR 0.45, PA", "cardiomegaly\nCTR 0.58, PA", "consolidation\nCTR 0.47, PA",
+                    "edema\nCTR 0.50, AP"]
+    picks, caps = plots.example_stays(_mds_ed())
+    assert picks == [1, 2, 3, 4]
+    assert caps[1] == "atrial fibrillation: rate 118/min, QRS 100 ms, ST +0.00 mV"
+    assert caps[3] == "ST elevation: rate 90/min, QRS 100 ms, ST +0.20 mV"
+    with pytest.raises(ValueError, match="synthetic cohort"):
+        plots.example_stays(SimpleNamespace(truth=None))
+
+
+def test_finding_examples_draw_one_panel_per_example():
+    fig = plots.finding_examples(_mimic_eye())
+    assert [ax.get_title() for ax in fig.axes] == plots.example_stays(_mimic_eye())[1]
+
+
+def test_outcome_columns_keep_those_the_cohort_has_once():
+    assert plots.outcome_columns(_mimic_eye()) == ["admitted", "cxr_edema"]
+    assert plots.outcome_columns(_mds_ed()) == ["deterioration_icu_24h", "diagnoses_i50"]
+    c = _mds_ed()
+    c.primary_target = "diagnoses_i50"
+    assert plots.outcome_columns(c) == ["diagnoses_i50"]
+
+
+def test_group_rate_figures_are_titled_by_cohort_and_grouping():
+    fig = plots.availability_by_group(_mimic_eye(), "race_binary")
+    ax = fig.axes[0]
+    assert ax.get_title() == "MIMIC-Eye: modality available before the prediction time"
+    assert ax.get_legend().get_title().get_text() == "Race (White / non-White)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cxr", "arrival"]
+    fig = plots.outcome_prevalence(_mimic_eye(), "race_binary")
+    assert fig.axes[0].get_title() == "MIMIC-Eye: outcome prevalence"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["admitted", "cxr_edema"]
+
+
+def test_stay_signal_draws_only_a_stay_with_a_text():
+    c = _mimic_eye()
+    texts = pd.DataFrame({"arrival": ["a"] * 6, "cxr": ["r", None, "r", "r", "r", "r"]}, index=c.stays.index)
+    assert plots.stay_signal(c, texts, 11) is None
+    fig = plots.stay_signal(c, texts, 12)
+    assert fig.axes[0].get_title() == "chest X-ray of this stay"
+    assert plots.stay_signal(_mds_ed(), pd.DataFrame({"ecg": [None] * 4}, index=[1, 2, 3, 4]), 2) is None
+
+
+def test_fidelity_by_group_one_figure_per_grouping_and_source():
+    rows = [{"finding": f, "group": g, "sensitivity": 0.5, "sens_low": 0.4, "sens_high": 0.6, "specificity": 0.9,
+             "spec_low": 0.8, "spec_high": 0.95, "source": s, "cohort": "mimic_eye", "by": b}
+            for b in ("race_binary", "gender") for s in ("offline reader", "recorded labels")
+            for f in ("edema", "consolidation") for g in ("All", "A", "B")]
+    figs = plots.fidelity_by_group(pd.DataFrame(rows))
+    assert [f._suptitle.get_text() for f in figs] == [
+        "MIMIC-Eye chest X-ray, offline reader: fidelity by race binary",
+        "MIMIC-Eye chest X-ray, recorded labels: fidelity by race binary",
+        "MIMIC-Eye chest X-ray, offline reader: fidelity by gender",
+        "MIMIC-Eye chest X-ray, recorded labels: fidelity by gender"]
+
+
+def test_text_lengths_box_per_modality():
+    words = pd.DataFrame({"modality": ["a", "a", "b", "b"], "words": [3.0, 5.0, 10.0, 12.0],
+                          "cohort": ["X", "X", "X", "Y"]})
+    ax = plots.text_lengths(words).axes[0]
+    assert ax.get_title() == "Length of each modality's text" and ax.get_ylabel() == "words per text"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_embedding_pca_needs_enough_texts_and_colours_by_outcome_and_race():
+    rng = np.random.default_rng(0)
+    n = 12
+    ids = np.arange(100, 100 + n)
+    stays = pd.DataFrame({"y": [1.0, 0.0, np.nan] * 4, "race_binary": ["White", "non-White"] * 6}, index=ids)
+    c = SimpleNamespace(stays=stays, primary_target="y")
+    mask = np.ones(n, bool)
+    emb = {"stay_id": ids, "m": rng.normal(size=(n, 5)).astype(np.float32), "mask_m": mask}
+    fig = plots.embedding_pca(emb, "m", c, title="T")
+    assert fig._suptitle.get_text() == "T" and [ax.get_title() for ax in fig.axes] == ["by y", "by race"]
+    assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == ["no", "undefined", "yes"]
+    mask[3:] = False
+    assert plots.embedding_pca(emb, "m", c, title="T") is None

@@ -1,0 +1,65 @@
+"""Chapter 01's cohorts from its parameters (mmlib.data.prepare): parameter checks, locating or generating each
+cohort, loading it, and the summary the chapter writes."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from mmlib.data import prepare
+
+GOOD = {"source": "synthetic", "race_grouping": "race_binary", "cohorts": ["mimic_eye", "mds_ed"]}
+
+
+def test_good_parameters_pass():
+    prepare.check_params(GOOD)
+    prepare.check_params({**GOOD, "source": "real", "race_grouping": "race5", "cohorts": []})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"source": "local"}, r"^parameter source: expected 'synthetic' or 'real', got 'local'$"),
+    ({"race_grouping": "race"}, r"^parameter race_grouping: expected one of \['race_binary', 'race5'\], got 'race'$"),
+    ({"cohorts": ["mimic_eye", "eicu"]},
+     r"^parameter cohorts: unknown \['eicu'\]; expected a subset of \['mimic_eye', 'mds_ed'\]$"),
+    ({"cohorts": "mds_ed"}, r"^parameter cohorts: expected a list of cohorts .* got the string 'mds_ed'$"),
+])
+def test_bad_parameters_are_named_with_value_and_expectation(change, message):
+    with pytest.raises(ValueError, match=message):
+        prepare.check_params({**GOOD, **change})
+
+
+def test_a_real_source_needs_the_folder_of_each_cohort(tmp_path):
+    params = {**GOOD, "source": "real", "roots": {"mimic_eye": str(tmp_path)}}
+    assert prepare.cohort_root("mimic_eye", params, data_dir="unused") == (Path(tmp_path), True)
+    with pytest.raises(ValueError, match=r"roots\['mds_ed'\]: source is 'real'.*-p roots.mds_ed"):
+        prepare.cohort_root("mds_ed", params, data_dir="unused")
+
+
+def test_load_cohorts_generates_once_then_reuses(tmp_path):
+    params = {**GOOD, "cohorts": ["mds_ed"], "roots": {}, "n_patients": 60, "seed": 3, "bias_knobs": {},
+              "informativeness": {}, "image_size": 64, "split_fractions": [0.6, 0.2, 0.2],
+              "mds_ed_target": "deterioration_mortality_28d"}
+    loaded, timing = prepare.load_cohorts(params, data_dir=tmp_path)
+    c = loaded["mds_ed"]
+    assert list(loaded) == ["mds_ed"] and c.primary_target == "deterioration_mortality_28d" and c.is_synthetic
+    assert c.root.parent == tmp_path and c.root.name.startswith("mds_ed-n60-s3-")
+    assert list(timing.index) == ["MIMIC-IV-Ext-MDS-ED"]
+    assert list(timing.columns) == ["origin", "stays", "generated", "loaded in"]
+    assert timing.loc["MIMIC-IV-Ext-MDS-ED", "stays"] == len(c.stays) and timing["generated"].iloc[0].endswith(" s")
+    again, timing2 = prepare.load_cohorts(params, data_dir=tmp_path)
+    assert timing2["generated"].iloc[0] == "reused"
+    pd.testing.assert_frame_equal(again["mds_ed"].stays, c.stays)
+    with pytest.raises(ValueError, match="parameter source"):
+        prepare.load_cohorts({**params, "source": "Synthetic"}, data_dir=tmp_path)
+
+
+def test_cohort_summary_records_stays_splits_availability_and_target():
+    stays = pd.DataFrame({"split": ["train", "train", "test", "val", "train"]}, index=[11, 12, 13, 14, 15])
+    avail = pd.DataFrame({"arrival": [True] * 5, "ecg": [True, False, False, True, False]}, index=stays.index)
+    c = SimpleNamespace(stays=stays, origin="synthetic", root=Path("/data/x"), availability=avail,
+                        primary_target="deterioration_icu_24h")
+    assert prepare.cohort_summary({"mds_ed": c}) == {"mds_ed": {
+        "stays": 5, "origin": "synthetic", "root": "/data/x", "splits": {"train": 3, "test": 1, "val": 1},
+        "availability": {"arrival": 1.0, "ecg": 0.4}, "primary_target": "deterioration_icu_24h"}}

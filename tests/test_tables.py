@@ -1,0 +1,147 @@
+"""Tables and sentences of chapters 01-02 (mmlib.tables), on small hand-made cohorts and tables."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from mmlib import tables
+from mmlib.data import BiasKnobs, KNOB_DOCS
+
+
+def _flow(excluded):
+    """A cohort flow of 10 stays read, then one step per count of ``excluded``."""
+    n = 10
+    rows = [{"step": "stays read", "excluded": 0, "remaining": n}]
+    for i, e in enumerate(excluded):
+        n -= e
+        rows.append({"step": f"step {i}", "excluded": e, "remaining": n})
+    return pd.DataFrame(rows)
+
+
+def test_flow_note_lists_exclusions_and_missing_counts():
+    flow = _flow([2, 0, 1])
+    c = SimpleNamespace(flow=flow, stays=pd.DataFrame(index=range(7)), primary_target="admitted",
+                        info={"prediction_hours": 3.0, "unreadable_images": 2})
+    assert tables.flow_note(c) == ("10 stays read; 7 kept for the study (primary target `admitted`).\n"
+                                   "- step 0: 2 excluded\n- step 2: 1 excluded\n"
+                                   "- unreadable images: 2 (counted as missing modality, not excluded)")
+    c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})
+    assert tables.flow_note(c).endswith("\n- no stay was excluded")
+
+
+def _split_cohort(synthetic=True):
+    rows = ([("test", "White", "F")] * 4 + [("test", "non-White", "F")] * 3 + [("test", "White", "M")] * 5
+            + [("test", "non-White", "M")] * 6 + [("test", "Unknown", "F")] * 1 + [("train", "non-White", "F")] * 9)
+    stays = pd.DataFrame(rows, columns=["split", "race_binary", "gender"])
+    return SimpleNamespace(stays=stays, is_synthetic=synthetic)
+
+
+def test_smallest_group_note_leaves_unknown_out_and_suppresses_small_real_counts():
+    assert tables.smallest_group_note(_split_cohort(), "race_binary", design_size=3) == (
+        "Smallest test subgroup: **non-White · F**, 3 stays (≥ 3, the size the demo profile is designed for).")
+    note = tables.smallest_group_note(_split_cohort(synthetic=False), "race_binary")
+    assert "**non-White · F**, fewer than 11 stays (< 150," in note
+
+
+def test_availability_by_group_is_percent_by_group_with_labelled_axes():
+    stays = pd.DataFrame({"race_binary": ["White", "White", "non-White", "non-White"]})
+    c = SimpleNamespace(stays=stays, availability=pd.DataFrame({"cxr": [True, False, True, True],
+                                                                "codes": [False, False, False, True]}))
+    t = tables.availability_by_group(c, "race_binary")
+    assert t.index.name == "modality (% available)" and t.columns.name == "Race (White / non-White)"
+    assert t.loc["cxr", "White"] == 50.0 and t.loc["cxr", "non-White"] == 100.0 and t.loc["codes", "non-White"] == 50.0
+
+
+def test_knob_table_shows_the_scales_used():
+    t = tables.knob_table(BiasKnobs.from_dict({"label_bias": 0.0, "spo2_overread": 2.0}))
+    assert list(t.index) == list(KNOB_DOCS)
+    assert t.loc["label_bias", "scale used"] == 0.0 and t.loc["spo2_overread", "scale used"] == 2.0
+    assert t.loc["under_triage", "scale used"] == 1.0
+    assert {"mechanism", "literature"} <= set(t.columns) and any(c.startswith("size at 1: ") for c in t.columns)
+
+
+def test_bias_audit_note_reads_black_and_white_rows():
+    idx = pd.MultiIndex.from_tuples([("spo2_overread", "mean SpO2 − true SaO2 (percentage points)"),
+                                     ("under_triage", "mean recorded ESI − ESI without under-triage (levels)")],
+                                    names=["mechanism", "measure"])
+    audit = pd.DataFrame({"Black": [2.345, 0.21], "White": [0.5, -0.004]}, index=idx)
+    note = tables.bias_audit_note(audit, BiasKnobs.from_dict({"under_triage": 0.5}))
+    assert "over-reads by +2.35 points for Black patients against +0.50 for White" in note
+    assert "triage is +0.21 ESI levels less severe for Black patients against -0.00 for White" in note
+    assert note.endswith("(knob scales 1 and 0.5).")
+
+
+def test_cohort_overview_has_one_column_per_cohort():
+    t = tables.cohort_overview({"a": {"stays": 5, "origin": "synthetic", "splits": {"train": 3, "test": 2}},
+                                "b": {"stays": 2, "origin": "real", "splits": {"val": 2}}})
+    assert list(t.columns) == ["a", "b"]
+    assert t.loc["stays", "a"] == 5 and t.loc["origin", "b"] == "real" and t.loc["train stays", "a"] == 3
+    assert pd.isna(t.loc["val stays", "a"]) and t.loc["val stays", "b"] == 2
+
+
+def test_text_counts_counts_unreadable_as_missing():
+    avail = pd.DataFrame({"arrival": [True, True, False], "ecg": [True, True, True]})
+    texts = pd.DataFrame({"arrival": ["a", "b", None], "ecg": ["x", None, None]})
+    t = tables.text_counts({"mds_ed": SimpleNamespace(availability=avail)}, {"mds_ed": texts})
+    assert t.index.names == ["cohort", "modality"]
+    assert t.loc[("MIMIC-IV-Ext-MDS-ED", "ecg")].tolist() == [3, 1, 2]
+    assert t.loc[("MIMIC-IV-Ext-MDS-ED", "arrival")].tolist() == [2, 2, 0]
+
+
+def _truth(monkeypatch, with_labels):
+    ids = [1, 2, 3, 4]
+    truth = pd.DataFrame({"consolidation": [1.0, 1.0, 0.0, 1.0]}, index=ids)
+    out = {"reader": pd.DataFrame({"consolidation": [1.0, 0.0, 0.0, 1.0]}, index=ids), "truth": truth}
+    if with_labels:
+        out["labels"] = pd.DataFrame({"consolidation": [1.0, 1.0, 1.0, 0.0]}, index=ids)
+    monkeypatch.setattr("mmlib.text.transcription_truth", lambda cohort, texts: out)
+    stays = pd.DataFrame({"race_binary": ["White", "White", "non-White", "non-White"],
+                          "gender": ["F", "M", "F", "M"]}, index=ids)
+    return stays
+
+
+def test_transcription_fidelity_has_reader_and_label_rows_by_grouping(monkeypatch):
+    stays = _truth(monkeypatch, with_labels=True)
+    c = SimpleNamespace(name="mimic_eye", stays=stays)
+    f = tables.transcription_fidelity(c, pd.DataFrame({"cxr": ["r"] * 4}, index=stays.index), cxr_backend="qwen")
+    assert list(f.columns[-3:]) == ["source", "cohort", "by"] and f.index.equals(pd.RangeIndex(len(f)))
+    assert list(dict.fromkeys(zip(f["by"], f["source"]))) == [
+        ("race_binary", "qwen reader"), ("race_binary", "recorded labels"),
+        ("gender", "qwen reader"), ("gender", "recorded labels")]
+    s = f.set_index(["by", "source", "group"])["sensitivity"]
+    assert s[("race_binary", "qwen reader", "All")] == pytest.approx(2 / 3)
+    assert s[("race_binary", "qwen reader", "White")] == 0.5 and s[("race_binary", "recorded labels", "non-White")] == 0
+    assert (f["cohort"] == "mimic_eye").all()
+
+
+def test_transcription_fidelity_of_ecgs_has_no_label_rows(monkeypatch):
+    stays = _truth(monkeypatch, with_labels=False)
+    f = tables.transcription_fidelity(SimpleNamespace(name="mds_ed", stays=stays),
+                                      pd.DataFrame({"ecg": ["r"] * 4}, index=stays.index), by=("gender",))
+    assert set(f["source"]) == {"offline reader"} and set(f["by"]) == {"gender"} and set(f["group"]) == {"All", "F", "M"}
+
+
+def _fidelity():
+    rows = []
+    for src, w, n in (("offline reader", 0.8, 0.75), ("recorded labels", 0.9, 0.6)):
+        for g, s in (("All", 0.7), ("White", w), ("non-White", n)):
+            rows.append({"finding": "consolidation", "group": g, "n_pos": 10, "sensitivity": s,
+                         "specificity": 0.91234, "source": src, "cohort": "mimic_eye", "by": "race_binary"})
+        rows.append({"finding": "consolidation", "group": "All", "n_pos": 10, "sensitivity": 0.7,
+                     "specificity": 0.91234, "source": src, "cohort": "mimic_eye", "by": "gender"})
+    return pd.DataFrame(rows)
+
+
+def test_label_fidelity_note_compares_labels_and_reader():
+    note = tables.label_fidelity_note(_fidelity(), backend="offline")
+    assert note.startswith("Consolidation: the recorded labels capture 90% of true consolidations in White patients "
+                           "and 60% in non-White patients; the offline reader, which sees only the pixels, finds "
+                           "80% and 75%.")
+
+
+def test_fidelity_overview_keeps_one_all_row_per_source_and_finding():
+    t = tables.fidelity_overview(_fidelity())
+    assert t.index.names == ["cohort", "source", "finding"] and len(t) == 2
+    assert list(t.columns) == ["n_pos", "sensitivity", "specificity"] and (t["specificity"] == 0.912).all()
