@@ -14,14 +14,21 @@ Modules
 - ``mmlib.embed``       texts -> embedding matrix, with an on-disk cache
 - ``mmlib.models``      fusion models: the paper's, the resilient masked-attention one, late fusion, a linear
                         decision layer; the logistic-regression baseline
-- ``mmlib.train``       data for the models, seeded training, threshold policy, predictions tables
-- ``mmlib.metrics``     performance and fairness metrics (scikit-learn, fairlearn) with bootstrap CIs
-- ``mmlib.missing``     missing modalities at inference: mask samplers, prediction under masks (chapter 05)
+- ``mmlib.train``       data for the models, seeded training, threshold policy, predictions tables, modality
+                        orders and run plans
+- ``mmlib.metrics``     performance and fairness metrics (scikit-learn, fairlearn) with bootstrap CIs; the
+                        ``Summary`` of a set of runs (estimates, paired differences, steps)
+- ``mmlib.missing``     missing modalities at inference: mask samplers, prediction under masks, the ``Sweep``
+                        of conditions (chapters 05-06)
 - ``mmlib.interference`` perturbing one modality, and consistency fine-tuning (chapter 07)
+- ``mmlib.decision``    decision-layer weights, contributions and group shares (chapter 06)
+- ``mmlib.findings``    every computed sentence and result table the book prints (chapters 03-07)
+- ``mmlib.tables`` / ``mmlib.plots``  the tables and figures the chapters show
 - ``mmlib.artifacts``   atomic, parameter-keyed artifacts that chapters exchange
+- ``mmlib.parameters``  the declared type and range of every chapter parameter, checked before a run
 - ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
 - ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)
-- ``mmlib.tables`` / ``mmlib.plots``  the tables and figures the chapters show
+- ``mmlib.chapter``     the chapter API: a chapter's inputs by name, its declared artifacts
 
 Imports follow the data flow (layout -> cohort -> texts -> embeddings -> models -> predictions -> metrics
 -> findings and figures), never back and never in a cycle; ``tests/test_imports.py`` holds the order.

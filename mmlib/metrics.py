@@ -427,6 +427,11 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, min_g
             sub = pr.loc[index]
             ref = sub[sub["seed"] == sub["seed"].iloc[0]].set_index("stay_id").sort_index()
             refs[cohort] = ref[["label", *ATTRIBUTES]]
+            if ref["label"].nunique() < 2:
+                only = "positive" if ref["label"].iloc[0] == 1 else "negative"
+                raise ValueError(f"cohort {cohort}: all {len(ref)} {split} stays are {only}, so AUROC, AUPRC, "
+                                 "balanced accuracy and every TPR/FPR gap are undefined; choose another target "
+                                 "or a larger cohort (n_patients) so the split holds both classes")
             boots[cohort] = Bootstrap.draw(ref["race_gender"].to_numpy(), n_boot=n_boot, seed=seed)
     tasks = (delayed(_summarise_run)(key, pr.loc[index, ["seed", "stay_id", "prob", "pred", "n_modalities"]],
                                      refs[key[0]], boots[key[0]], min_group, min_events, split)

@@ -58,7 +58,12 @@ def load_profile(profile: str, overrides: list[tuple[str, object]] | None = None
     if not path.exists():
         known = sorted(p.stem for p in (project_root() / "params").glob("*.yml"))
         raise FileNotFoundError(f"{path}: no such profile; expected one of {known}")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ValueError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of parameter names to values")
     for name, value in overrides or []:
@@ -148,6 +153,13 @@ def plan(params: dict, upto: str | None = None) -> list[tuple[Chapter, str]]:
     """(chapter, key) for every chapter (or those ``upto`` needs, and it), keys resolved in book order."""
     chs = chapters()
     _check_overrides(chs, params)
+    from .parameters import validate
+
+    defaults: dict = {}
+    for c in chs.values():
+        for k, v in c.parameters.items():
+            defaults.setdefault(k, v)
+    validate(params, defaults, infra=INFRA)
     keys: dict[str, str] = {}
     order = []
     for cid, ch in chs.items():
@@ -212,6 +224,39 @@ def _tidy_executed(path: Path, tmp: Path, final: Path) -> None:
     nbformat.write(nb, path)
 
 
+class ChapterFailed(RuntimeError):
+    """A chapter raised: the message gives the exception, the chapter's cell and the line that raised it, and
+    where the partly executed notebook was kept (so the user need not open it to learn what went wrong)."""
+
+    def __init__(self, ch: "Chapter", error: BaseException, notebook: Path):
+        self.chapter, self.error, self.notebook = ch.id, error, notebook
+        super().__init__(failure_message(ch, error, notebook))
+
+
+def failure_message(ch: "Chapter", error: BaseException, notebook: Path) -> str:
+    """What went wrong in a chapter, for the command line: ``ename: evalue`` of the exception and the line of
+    the chapter's code that raised it (from papermill's execution error), or the error itself."""
+    import re
+
+    head = f"chapter {ch.id} ({ch.path.name}) failed"
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename is None:  # not an error inside the notebook (e.g. the kernel died, or an interrupt)
+        return f"{head}: {type(error).__name__}: {error}\nthe partly executed notebook is at {notebook}"
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    trace = ansi.sub("", "\n".join(getattr(error, "traceback", None) or []))
+    source = getattr(error, "source", "") or ""
+    where = ""
+    hit = re.search(r"Cell In\[\d+\], line (\d+)", trace)
+    lines = source.splitlines()
+    while lines and not lines[0].strip():  # IPython numbers the lines after dropping leading blank ones
+        lines.pop(0)
+    if hit and lines:
+        k = int(hit.group(1))
+        if 1 <= k <= len(lines):
+            where = f"\n  in the cell starting `{lines[0].strip()[:70]}`, line {k}:\n    {lines[k - 1].strip()}"
+    return f"{head}: {ename}: {evalue}{where}\nthe partly executed notebook is at {notebook}"
+
+
 def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], force: bool = False,
                 progress: bool = True) -> RunSummary:
     """Execute one chapter with papermill unless its artifact is complete; copy the executed notebook."""
@@ -240,8 +285,7 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
             if (tmp / "executed.ipynb").exists():
                 shutil.copy(tmp / "executed.ipynb", failed)
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"chapter {ch.id} ({ch.path.name}) failed; the partly executed notebook is at "
-                               f"{failed}") from e
+            raise ChapterFailed(ch, e, failed) from e
         _tidy_executed(tmp / "executed.ipynb", tmp, out)
         (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,
                                             "seconds": time.perf_counter() - t0}, indent=2, default=str))

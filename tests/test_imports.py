@@ -44,7 +44,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     8: ("metrics",),  # scoring prediction vectors: metrics, bootstrap, summaries
     9: ("missing", "interference"),  # protocols: predict under missing / perturbed modalities, then score
     10: ("tables", "findings", "plots", "decision"),  # findings and figures
-    11: ("pipeline", "book"),  # running the chapters, rendering the book
+    11: ("parameters", "pipeline", "book"),  # checking parameters, running the chapters, rendering the book
     12: ("chapter", "__main__"),  # what a running chapter asks for (resolves its inputs through the pipeline)
 }
 

@@ -220,3 +220,10 @@ def test_summarise_vectors_mean_sd_and_ci():
     shift = np.mean(auc) - auc[0]
     assert np.allclose(reps2[("auroc", "overall", "all")],
                        metrics.weighted_auroc(boot.counts, y.astype(float), probs[0]) + shift)
+
+
+def test_summarise_refuses_a_one_class_split():
+    pr = _predictions(np.random.default_rng(0))
+    pr["label"] = 0
+    with pytest.raises(ValueError, match="all 400 test stays are negative"):
+        metrics.summarise(pr, n_boot=10, progress=False)

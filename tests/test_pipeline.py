@@ -91,6 +91,42 @@ def test_profile_merges_overrides_with_dotted_names():
         pipeline.load_profile("nope")
 
 
+def test_broken_profile_yaml_names_file_and_line(toy_project):
+    (toy_project / "params" / "broken.yml").write_text("value: 3\nfail: [true\n")
+    with pytest.raises(ValueError, match=r"broken\.yml:3:1: not valid YAML"):
+        pipeline.load_profile("broken")
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("seed", "abc", "parameter seed: got 'abc'; expected a whole number >= 0"),
+    ("seeds", "[]", "parameter seeds: got []; expected a list of at least 1 items, got 0"),
+    ("seeds", "3", "parameter seeds: got 3; expected a list (at least 1 items)"),
+    ("lr", "-1", "parameter lr: got -1; expected a number > 0"),
+    ("dropout", "1.5", "parameter dropout: got 1.5; expected a number >= 0 and < 1"),
+    ("split_fractions", "[0.6, 0.2, 0.2", "parameter split_fractions: got '[0.6, 0.2, 0.2'; expected a list "
+                                          "(exactly 3 items) (it was read as text"),
+    ("split_fractions", "[0.6, 0.2, 0.1]", "a list summing to 1 (it sums to 0.9)"),
+    ("fusion_models", "[paper, nope]", "item 'nope' is not"),
+    ("threshold", "median", "expected a number >= 0 and <= 1 or one of 'val_f1', 'val_youden'"),
+    ("every_order", "1", "parameter every_order: got 1; expected true or false"),
+])
+def test_parameters_are_checked_before_any_chapter_runs(name, text, expected):
+    params = pipeline.load_profile("ci", [(name, pipeline.parse_value(text))])
+    with pytest.raises(ValueError) as err:
+        pipeline.plan(params)
+    assert expected in str(err.value)
+
+
+def test_every_profile_passes_the_parameter_checks():
+    for profile in ("ci", "demo", "full"):
+        pipeline.plan(pipeline.load_profile(profile))
+
+
+def test_undeclared_parameters_keep_the_type_of_their_default(toy_project):
+    with pytest.raises(ValueError, match=r"parameter value: got 'x'; expected a number \(like its default\)"):
+        pipeline.plan(pipeline.load_profile("demo", [("value", "x")]))
+
+
 def test_unknown_parameter_is_named():
     params = pipeline.load_profile("ci", [("sed", 1)])
     with pytest.raises(ValueError, match=r"\['sed'\] are not parameters of any chapter"):
@@ -123,8 +159,12 @@ def test_run_reuse_and_missing_upstream(toy_project):
 def test_failed_chapter_leaves_no_artifact(toy_project):
     params = pipeline.load_profile("demo", [("fail", True)])
     (ch, key), = [(c, k) for c, k in pipeline.plan(params) if c.id == "01"]
-    with pytest.raises(RuntimeError, match="chapter 01 .* failed"):
+    with pytest.raises(pipeline.ChapterFailed) as err:
         pipeline.run("01", params)
+    # the user learns what failed and where without opening the notebook
+    msg = str(err.value)
+    assert msg.startswith("chapter 01 (01_make.ipynb) failed: RuntimeError: asked to fail")
+    assert "line 5:\n    raise RuntimeError(\"asked to fail\")" in msg and "01_make.ipynb" in msg.splitlines()[-1]
     folder = pipeline.artifact_dir("01", key)
     assert not folder.exists()
     assert not [p for p in folder.parent.iterdir() if ".tmp" in p.name]
