@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,6 +225,22 @@ def _tidy_executed(path: Path, tmp: Path, final: Path) -> None:
     nbformat.write(nb, path)
 
 
+@contextmanager
+def _kernel_imports_this_checkout():
+    """Put the checkout that holds this ``mmlib`` first on the kernel's ``PYTHONPATH`` (the kernel inherits
+    the environment), so a chapter imports the same library as the command that runs it, whichever
+    ``mmlib`` the Python environment has installed."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old] if old else []))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
 class ChapterFailed(RuntimeError):
     """A chapter raised: the message gives the exception, the chapter's cell and the line that raised it, and
     where the partly executed notebook was kept (so the user need not open it to learn what went wrong)."""
@@ -271,14 +288,19 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
     else:
         import papermill as pm
 
-        tmp = out.parent / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        import uuid
+
+        from .artifacts import remove_stale
+
+        remove_stale(out)  # temporary folders of runs that died, folders replaced long ago
+        tmp = out.parent / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         injected = {**chapter_params(ch, params), "profile": params["profile"], "artifact_dir": str(tmp),
                     "inputs": {n: str(artifact_dir(n, k)) for n, k in upstream.items()}}
         try:
-            pm.execute_notebook(str(ch.path), str(tmp / "executed.ipynb"), parameters=injected,
-                                kernel_name="python3", progress_bar=progress, cwd=str(ch.path.parent))
+            with _kernel_imports_this_checkout():
+                pm.execute_notebook(str(ch.path), str(tmp / "executed.ipynb"), parameters=injected,
+                                    kernel_name="python3", progress_bar=progress, cwd=str(ch.path.parent))
         except BaseException as e:
             failed = build_dir() / "failed" / f"{ch.path.stem}.ipynb"
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -289,9 +311,11 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
         _tidy_executed(tmp / "executed.ipynb", tmp, out)
         (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,
                                             "seconds": time.perf_counter() - t0}, indent=2, default=str))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        from .artifacts import publish_dir
+
+        # a run of the same key that finished meanwhile is kept (same inputs, same numbers); a forced
+        # re-run replaces it; both by renames only, so readers never see a half-replaced folder
+        publish_dir(tmp, out, keep_existing=None if force else (lambda p: (p / DONE).exists()))
         status = "executed"
     dest = _executed_copy(params, ch)
     dest.parent.mkdir(parents=True, exist_ok=True)
