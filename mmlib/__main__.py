@@ -12,6 +12,12 @@ def _params(args) -> dict:
     return pipeline.load_profile(args.profile, [(k, pipeline.parse_value(v)) for k, v in args.param or []])
 
 
+def _terminate(signum, frame):
+    """SIGTERM is handled like Ctrl-C: the running chapter's kernel is shut down and its temporary artifact
+    folder removed on the way out (papermill and the pipeline clean up on KeyboardInterrupt)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmlib", description="Build and re-execute the Multimodal Paradox book.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -40,6 +46,9 @@ def main(argv=None) -> int:
     sub.add_parser("chapters", help="list the chapters and their parameters")
     args = ap.parse_args(argv)
 
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.cmd == "build":
             t0 = time.perf_counter()
@@ -75,6 +84,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running chapter's kernel was stopped and its unfinished artifact removed; "
+              "finished chapters keep their artifacts", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -307,6 +307,8 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
             if (tmp / "executed.ipynb").exists():
                 shutil.copy(tmp / "executed.ipynb", failed)
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
             raise ChapterFailed(ch, e, failed) from e
         _tidy_executed(tmp / "executed.ipynb", tmp, out)
         (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,

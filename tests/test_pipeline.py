@@ -50,13 +50,15 @@ def toy_project(tmp_path, monkeypatch):
           title: Toy
           chapters: [index.md, chapters/01_make.ipynb, chapters/02_use.ipynb]
     """))
-    (root / "params" / "demo.yml").write_text("value: 3\nfail: false\n")
+    # source "real": the pipeline does not generate the synthetic cohorts for this toy book
+    (root / "params" / "demo.yml").write_text("value: 3\nfail: false\nsource: real\n")
     _nb(root / "chapters" / "01_make.ipynb", """
         profile = "demo"
         artifact_dir = None
         inputs = None
         value = 1
         fail = False
+        source = "real"
     """, """
         from mmlib import pipeline
         from mmlib.artifacts import write_json
@@ -286,3 +288,36 @@ def test_the_chapters_execute_and_the_book_renders(isolated_build, tmp_path):
         page_x = (out / "chapters" / f"{page_name}.html").read_text()
         assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page_x)) >= 4 and needle in page_x
     assert "Preface" in res.index_html.read_text()
+
+
+def test_sigterm_stops_the_kernel_and_leaves_no_temporary_folder(toy_project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    nb = toy_project / "chapters" / "01_make.ipynb"
+    book = nbformat.read(nb, as_version=4)
+    book.cells[2].source = "import time\ntime.sleep(120)\n" + book.cells[2].source
+    nbformat.write(book, nb)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mmlib", "run", "01"], cwd=toy_project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    kernels = []
+    while time.time() < deadline and not kernels:  # wait until the chapter's kernel runs
+        kernels = [c for c in parent.children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+        time.sleep(0.5)
+    assert kernels, "the kernel never started"
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    psutil.wait_procs(kernels, timeout=30)
+    assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "orphan kernel"
+    arts = pipeline.build_dir() / "artifacts" / "01"
+    assert not arts.exists() or not [p for p in arts.iterdir() if ".tmp-" in p.name or not p.name.startswith(".")]
