@@ -29,6 +29,8 @@ STEP_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("dp_diff", 
 #: performance and fairness keys of the missingness sweeps (metric, attribute)
 PERFORMANCE_KEYS = (("auroc", "overall"), ("f1", "overall"), ("auprc", "overall"), ("balanced_accuracy", "overall"))
 GAP_KEYS = tuple((g, a) for a in ATTRIBUTES for g in ("dp_diff", "tpr_diff", "eo_diff"))
+#: chapter 04's every-order column: all modalities minus the single modality with the highest AUROC
+BEST_SINGLE_COLUMN = "full set minus best single modality by AUROC (mean)"
 
 
 def _name(cohort: str) -> str:
@@ -93,17 +95,19 @@ def step_table(summary, cohort: str, model: str, order, keys=STEP_KEYS) -> pd.Da
 def order_table(summary, cohort: str, model: str, order, keys=STEP_KEYS) -> pd.DataFrame:
     """Chapter 04's every-order table: for each metric, over every order of adding the modalities of
     ``order``, in how many the mean rose (fell) at every step, in how many some step was a clear rise
-    (fall), and the all-modality mean minus the best single modality's mean."""
+    (fall), and the all-modality mean minus the mean of the best single modality -- best by AUROC for every
+    metric, so that for a gap the column compares with the most predictive modality, not the fairest."""
     rows = []
+    best = summary.best("auroc", list(order), cohort=cohort, model=model)
     for key in keys:
         per = [summary.steps(cohort, model, seq, key) for seq in order.all_orders()]
-        singles = summary.select(*key[:2], group=key[2], cohort=cohort, model=model, n_modalities=1)["mean"]
+        single = summary.estimate(key[0], key[1], group=key[2], cohort=cohort, model=model, modalities=best).mean
         rows.append({"metric": long_label(key[0], key[1]), "orders": len(per),
                      "mean rises at every step": sum((p["change"] > 0).all() for p in per),
                      "mean falls at every step": sum((p["change"] < 0).all() for p in per),
                      "some clear rise": sum((p["verdict"] == "rises").any() for p in per),
                      "some clear fall": sum((p["verdict"] == "falls").any() for p in per),
-                     "full set minus best single (mean)": per[0]["after"].iloc[-1] - singles.max()})
+                     BEST_SINGLE_COLUMN: per[0]["after"].iloc[-1] - single})
     return pd.DataFrame(rows).set_index("metric")
 
 
@@ -154,7 +158,7 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
         if n in order_tables:
             o = order_tables[n]
             tpr = long_label("tpr_diff", "race")
-            gain = o.loc[long_label("auroc"), "full set minus best single (mean)"]
+            gain = o.loc[long_label("auroc"), BEST_SINGLE_COLUMN]
             lines.append(f"- Over all {int(o['orders'].iloc[0])} orders, the mean AUROC rose at every step in "
                          f"{int(o.loc[long_label('auroc'), 'mean rises at every step'])}, and a clear fall occurred in "
                          f"{int(o.loc[long_label('auroc'), 'some clear fall'])}; the race TPR gap rose at every step in "
@@ -264,6 +268,20 @@ def rq2_answer(sweep, areas: pd.DataFrame, harm: pd.DataFrame, cohorts, models, 
 
 
 # ------------------------------------------------------------------------------------------ chapter 06
+def largest_in_every_seed(per_seed: pd.DataFrame, modality: str, column: str = "share") -> bool:
+    """Whether ``modality`` has the largest ``column`` among the modalities in every seed of ``per_seed``
+    (:attr:`mmlib.decision.DecisionLayer.per_seed`): a ranking that is not an accident of one seed."""
+    wide = per_seed.pivot(index="seed", columns="modality", values=column)
+    return bool((wide.idxmax(axis=1) == modality).all())
+
+
+def gap_change_text(change: Change) -> str:
+    """A paired change of a gap in words: ``widens``/``narrows`` when its CI excludes 0, else ``no clear
+    change``, with the change and its interval."""
+    word = {"rises": "widens", "falls": "narrows"}.get(change.verdict, "no clear change")
+    return f"{word}, {fmt_change(*change)}"
+
+
 def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summary, robust: pd.DataFrame) -> str:
     """Chapter 06's answers, per cohort: which modality the decision layer weighs most (share of the weight
     norm) and every share; whether training alone ranks the modalities the same (Spearman correlation of
@@ -277,9 +295,15 @@ def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summ
         g = layers[n].means(order)
         top = g["share"].idxmax()
         rho = spearmanr(g["norm"], g["alone"]).statistic
-        lines.append(f"**{_name(n)}.** The decision layer gives **{top}** the largest weight norm "
-                     f"({100 * g.loc[top, 'share']:.0f}% of the total; an equal split would be {100 / len(g):.0f}%); "
-                     "shares: " + ", ".join(f"{m} {100 * v:.0f}%" for m, v in g["share"].items()) + ".")
+        share_text = "shares: " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in g["share"].items())
+        if largest_in_every_seed(layers[n].per_seed, top):
+            lines.append(f"**{_name(n)}.** The decision layer gives **{top}** the largest weight norm in every seed "
+                         f"({100 * g.loc[top, 'share']:.1f}% of the total on average; an equal split would be "
+                         f"{100 / len(g):.1f}%); {share_text}.")
+        else:
+            lines.append(f"**{_name(n)}.** No modality has the largest weight norm in every seed: the decision layer "
+                         f"weighs the modalities about equally (an equal split would be {100 / len(g):.1f}%); "
+                         f"{share_text}.")
         lines.append("- Trained alone, the weight norms rank the modalities "
                      + ("in the same order" if list(g["norm"].rank()) == list(g["alone"].rank()) else "differently")
                      + f" (Spearman correlation with the all-modality norms {rho:.2f}): "
@@ -295,15 +319,20 @@ def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summ
                 for r in clear.itertuples())) + ".")
         a, b = ("linear", order.full), ("linear+calibrated", order.full)
         au0, au1 = (summary.estimate("auroc", cohort=n, model=m[0]) for m in (a, b))
-        g0, g1 = (summary.estimate("tpr_diff", "race", cohort=n, model=m[0]) for m in (a, b))
         d_au = summary.difference(n, a, b, ("auroc", "overall", "all"))
-        d_gap = summary.difference(n, a, b, ("tpr_diff", "race", "gap"))
         r = robust[robust.cohort == n]
         area = {m: curve_area(q["rate"], q["mean"]) for m in ("linear", "linear+calibrated")
                 for q in [select(r, "auroc", model=m)]}
         lines.append(f"- Per-modality calibration: AUROC {au0.mean:.3f} → {au1.mean:.3f} (paired change "
-                     f"{fmt_change(*d_au)}), race TPR gap {g0.mean:.3f} → {g1.mean:.3f} ({fmt_change(*d_gap)}); "
-                     f"mean AUROC over the missingness grid {area['linear']:.3f} → {area['linear+calibrated']:.3f}.")
+                     f"{fmt_change(*d_au)}); mean AUROC over the missingness grid {area['linear']:.3f} → "
+                     f"{area['linear+calibrated']:.3f}.")
+        gaps = {f"{attr} {g.split('_')[0].upper()} gap": summary.difference(n, a, b, (g, attr, "gap"))
+                for attr in ("race", "gender") for g in ("tpr_diff", "dp_diff")}
+        worse = [k for k, c in gaps.items() if c.verdict == "rises"]
+        lines.append("- Its effect on the gaps (paired change): " + "; ".join(
+            f"{k} {gap_change_text(c)}" for k, c in gaps.items()) + ". "
+            + (f"**The remedy widens the {', '.join(worse)}**: it hurts the fairness it was meant to help."
+               if worse else "No gap widens clearly."))
         lines.append("")
     return "\n".join(lines)
 
@@ -361,6 +390,14 @@ def control_table(real: pd.DataFrame, shuffled: pd.DataFrame, cohort: str, modal
     return pd.DataFrame(rows)
 
 
+def _mean_of(cell: str) -> float:
+    """The estimate of a :func:`mmlib.tables.fmt_estimate` cell (NaN for ``–``)."""
+    try:
+        return float(str(cell).split()[0])
+    except ValueError:
+        return float("nan")
+
+
 def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: pd.DataFrame,
                         mitigation: pd.DataFrame, cohorts, models, perturbations) -> str:
     """Chapter 07's answers, per cohort: for each model, which modality's switch flips the most decisions and
@@ -405,15 +442,19 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
             a = mitigation.sort_index().loc[(_name(n), name)]
             k = [c for c in a.columns if c.startswith("flip rate") and "switch" not in c]
             if k:
+                wider = [c for c in a.columns if "difference" in c and _mean_of(a.loc["consistency", c])
+                         > _mean_of(a.loc["original", c])]
                 lines.append(f"- Mitigation, `{name}`: interference flip rate (blank and irrelevant) "
                              f"{a.loc['original', k].mean():.1f}% → {a.loc['consistency', k].mean():.1f}%; "
                              f"AUROC {a.loc['original', 'AUROC']} → {a.loc['consistency', 'AUROC']}; race TPR gap "
-                             f"{a.loc['original', 'TPR difference (race)']} → {a.loc['consistency', 'TPR difference (race)']}.")
+                             f"{a.loc['original', 'TPR difference (race)']} → {a.loc['consistency', 'TPR difference (race)']}"
+                             + (f". After fine-tuning these gaps are wider on average: {', '.join(wider)} (see the "
+                                "table; where the intervals overlap this is no clear difference)." if wider else "."))
         lines.append("")
     return "\n".join(lines)
 
 
 __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "Change", "group_word", "single_modality_answer",
-           "step_table", "order_table", "direction", "rq1_answer", "degradation_areas", "modality_harm",
+           "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm",
            "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table",
            "control_table", "interference_answer"]

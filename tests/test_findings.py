@@ -84,7 +84,10 @@ def test_order_table_counts_every_order(rising):
     # AUROC falls at a step only where a pair is below its first member: a -> a+c and b -> b+c
     au = o.loc["AUROC"]
     assert au["mean rises at every step"] == 4 and au["some clear fall"] == 2 and au["mean falls at every step"] == 0
-    assert au["full set minus best single (mean)"] == pytest.approx(0.75 - 0.60)
+    assert au[findings.BEST_SINGLE_COLUMN] == pytest.approx(0.75 - 0.60)
+    # for a gap the comparison is with the most predictive single modality (a), not the fairest (c)
+    gap = o.loc["TPR difference (equal opportunity) (race)"]
+    assert gap[findings.BEST_SINGLE_COLUMN] == pytest.approx(0.20 - 0.10)
 
 
 def test_rq1_answer_states_the_path_and_counts(rising):
@@ -178,9 +181,48 @@ def test_change_mitigation_and_control_tables_and_answer():
     assert "switching **x** flips the most decisions (40.0%); blank or irrelevant content flips 20.0-20.0%" in text
     assert "flips 40.0% of decisions when it is real and 2.0% when it was shuffled (no signal); the diagnostic separates them." in text
     assert "interference flip rate (blank and irrelevant) 20.0% → 5.0%; AUROC 0.700 [0.600, 0.800] → 0.600 [0.500, 0.700]" in text
+    assert "gaps are wider" not in text, "the gaps did not change"
 
 
 def test_change_formatting_is_signed():
     c = Change(0.0123, -0.004, 0.031)
     assert c.verdict == "no clear change" and not c.clear
     assert Change(-0.02, -0.03, -0.01).verdict == "falls"
+
+
+def test_largest_weight_only_when_largest_in_every_seed():
+    per = pd.DataFrame({"seed": [0, 0, 1, 1], "modality": ["a", "b"] * 2, "share": [0.6, 0.4, 0.49, 0.51]})
+    assert not findings.largest_in_every_seed(per, "a")
+    per.loc[2, "share"] = 0.55
+    assert findings.largest_in_every_seed(per, "a")
+
+
+def test_gap_change_words():
+    assert findings.gap_change_text(Change(0.026, 0.01, 0.04)) == "widens, +0.026 [+0.010, +0.040]"
+    assert findings.gap_change_text(Change(-0.02, -0.03, -0.01)).startswith("narrows")
+    assert findings.gap_change_text(Change(0.01, -0.01, 0.03)).startswith("no clear change")
+
+
+def test_decision_layer_answer_says_when_the_remedy_widens_a_gap():
+    from mmlib.decision import DecisionLayer
+
+    order = ModalityOrder(["a", "b"])
+    vals = {}
+    for model, au, race_dp in (("linear", 0.70, 0.03), ("linear+calibrated", 0.71, 0.06)):
+        vals[(model, order.full, "auroc", "overall")] = au
+        for g in ("tpr_diff", "dp_diff"):
+            for attr in ("race", "gender"):
+                vals[(model, order.full, g, attr)] = race_dp if (g, attr) == ("dp_diff", "race") else 0.02
+    s = _summary(vals)
+    per = pd.DataFrame({"seed": [0, 0, 1, 1], "modality": ["a", "b"] * 2, "share": [0.7, 0.3, 0.6, 0.4],
+                        "norm": [2.0, 1.0, 2.0, 1.0], "alone": [1.5, 1.0, 1.6, 1.1]})
+    layers = {"c": DecisionLayer(per, pd.DataFrame(), {})}
+    shares = pd.DataFrame(columns=["cohort", "modality", "attribute", "clear"])
+    robust = pd.DataFrame({"cohort": "c", "model": ["linear"] * 2 + ["linear+calibrated"] * 2, "metric": "auroc",
+                           "attribute": "overall", "group": "all", "rate": [0.0, 0.5] * 2,
+                           "mean": [0.7, 0.6, 0.71, 0.65]})
+    text = findings.decision_layer_answer(layers, {"c": order}, shares, s, robust)
+    assert "gives **a** the largest weight norm in every seed (65.0% of the total on average" in text
+    assert "race DP gap widens, +0.030 [+0.030, +0.030]" in text and "race TPR gap no clear change" in text
+    assert "**The remedy widens the race DP gap**" in text
+    assert "mean AUROC over the missingness grid 0.650 → 0.680" in text
