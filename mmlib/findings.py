@@ -8,7 +8,7 @@ paired change and its interval). A change whose interval contains 0 is called "n
 
 - chapter 03: :func:`single_modality_answer`
 - chapter 04: :func:`step_table`, :func:`order_table`, :func:`direction`, :func:`rq1_answer`
-- chapter 05: :func:`degradation_areas`, :func:`modality_harm`, :func:`rq2_answer`
+- chapter 05: :func:`degradation_areas`, :func:`modality_harm`, :func:`group_factor_note`, :func:`rq2_answer`
 - chapter 06: :func:`decision_layer_answer`
 - chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`control_table`,
   :func:`interference_answer`
@@ -209,6 +209,15 @@ def modality_harm(one: pd.DataFrame, base: pd.DataFrame, model: str, orders: dic
                     rows.append({"cohort": _name(n), "modality lost": mod, "attribute": r.attribute, "group": r.group,
                                  "TPR with it": r.mean_0, "TPR without it": r.mean, "change": r.mean - r.mean_0})
     return pd.DataFrame(rows)
+
+
+def group_factor_note(factors: dict, skipped: list) -> str:
+    """Chapter 05's sentence on the group-dependent protocol: each cohort's relative missingness by race group
+    (``{cohort: {group: factor}}``) and the rates skipped because a group's rate would exceed 1."""
+    return ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that are "
+            "missing): " + "; ".join(f"{_name(n)}: " + ", ".join(f"{g} {v:.3f}" for g, v in f.items())
+                                     for n, f in factors.items())
+            + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) if skipped else "."))
 
 
 RQ2_GAPS = (("race TPR gap", ("tpr_diff", "race", "gap")), ("race DP gap", ("dp_diff", "race", "gap")),
@@ -455,6 +464,6 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
 
 
 __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "Change", "group_word", "single_modality_answer",
-           "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm",
+           "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note",
            "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table",
            "control_table", "interference_answer"]

@@ -226,3 +226,11 @@ def test_decision_layer_answer_says_when_the_remedy_widens_a_gap():
     assert "race DP gap widens, +0.030 [+0.030, +0.030]" in text and "race TPR gap no clear change" in text
     assert "**The remedy widens the race DP gap**" in text
     assert "mean AUROC over the missingness grid 0.650 → 0.680" in text
+
+
+def test_group_factor_note():
+    note = findings.group_factor_note({"mds_ed": {"White": 0.1, "non-White": 0.25}}, [])
+    assert note == ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that "
+                    "are missing): MIMIC-IV-Ext-MDS-ED: White 0.100, non-White 0.250.")
+    assert findings.group_factor_note({}, ["MIMIC-Eye p=0.9: too high"]).endswith(
+        "Rates skipped because a group's rate would exceed 1: MIMIC-Eye p=0.9: too high")
