@@ -10,7 +10,7 @@ paired change and its interval). A change whose interval contains 0 is called "n
 - chapter 04: :func:`step_table`, :func:`order_table`, :func:`direction`, :func:`rq1_answer`
 - chapter 05: :func:`degradation_areas`, :func:`modality_harm`, :func:`group_factor_note`, :func:`rq2_answer`
 - chapter 06: :func:`decision_layer_answer`
-- chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`control_table`,
+- chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`mitigation_gap_changes`, :func:`control_table`,
   :func:`interference_answer`
 """
 from __future__ import annotations
@@ -399,20 +399,31 @@ def control_table(real: pd.DataFrame, shuffled: pd.DataFrame, cohort: str, modal
     return pd.DataFrame(rows)
 
 
-def _mean_of(cell: str) -> float:
-    """The estimate of a :func:`mmlib.tables.fmt_estimate` cell (NaN for ``–``)."""
-    try:
-        return float(str(cell).split()[0])
-    except ValueError:
-        return float("nan")
+GAP_NAMES = {("tpr_diff", "race"): "race TPR gap", ("dp_diff", "race"): "race DP gap",
+             ("tpr_diff", "gender"): "gender TPR gap", ("dp_diff", "gender"): "gender DP gap"}
+
+
+def mitigation_gap_changes(original: dict, tuned: dict) -> pd.DataFrame:
+    """Chapter 07: for each ``(cohort, model)``, the paired change of every race and gender TPR and DP gap from
+    the original model (``original[(cohort, model)]``, a :class:`mmlib.interference.Diagnosis`) to its
+    fine-tuned version (``tuned``), on the same test resamples, with its verdict (``rises`` = widens)."""
+    rows = []
+    for (n, m), d in original.items():
+        for (g, attr), label in GAP_NAMES.items():
+            c = d.clean_change(tuned[(n, m)], (g, attr, "gap"))
+            rows.append({"cohort": _name(n), "model": m, "gap": label, "change": c.change, "ci_low": c.ci_low,
+                         "ci_high": c.ci_high, "verdict": c.verdict})
+    return pd.DataFrame(rows)
 
 
 def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: pd.DataFrame,
-                        mitigation: pd.DataFrame, cohorts, models, perturbations) -> str:
+                        mitigation: pd.DataFrame, cohorts, models, perturbations,
+                        gap_changes: pd.DataFrame | None = None) -> str:
     """Chapter 07's answers, per cohort: for each model, which modality's switch flips the most decisions and
     the range of flip rates under blank or irrelevant content; which modality's interference moves the race
     groups most differently (first model); the positive control's separation; and each model's interference
-    flip rate, AUROC and race TPR gap before and after consistency fine-tuning."""
+    flip rate, AUROC and race TPR gap before and after consistency fine-tuning, and (``gap_changes``:
+    :func:`mitigation_gap_changes`) which gaps the fine-tuning widens clearly."""
     models = list(models)
     lead = models[0]
     overall = effects[effects.attribute == "overall"]
@@ -451,19 +462,25 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
             a = mitigation.sort_index().loc[(_name(n), name)]
             k = [c for c in a.columns if c.startswith("flip rate") and "switch" not in c]
             if k:
-                wider = [c for c in a.columns if "difference" in c and _mean_of(a.loc["consistency", c])
-                         > _mean_of(a.loc["original", c])]
+                g = gap_changes[(gap_changes.cohort == _name(n)) & (gap_changes.model == name)] \
+                    if gap_changes is not None else pd.DataFrame()
+                wider = g[g.verdict == "rises"] if len(g) else g
+                verdict = ("" if not len(g) else
+                           " Fine-tuning **widens** " + "; ".join(f"the {r.gap} ({fmt_change(r.change, r.ci_low, r.ci_high)})"
+                                                              for r in wider.itertuples())
+                           + " (paired): the mitigation hurts fairness there." if len(wider) else
+                           " No gap widens clearly (paired changes: " + "; ".join(
+                               f"{r.gap} {fmt_change(r.change, r.ci_low, r.ci_high)}" for r in g.itertuples()) + ").")
                 lines.append(f"- Mitigation, `{name}`: interference flip rate (blank and irrelevant) "
                              f"{a.loc['original', k].mean():.1f}% → {a.loc['consistency', k].mean():.1f}%; "
                              f"AUROC {a.loc['original', 'AUROC']} → {a.loc['consistency', 'AUROC']}; race TPR gap "
-                             f"{a.loc['original', 'TPR difference (race)']} → {a.loc['consistency', 'TPR difference (race)']}"
-                             + (f". After fine-tuning these gaps are wider on average: {', '.join(wider)} (see the "
-                                "table; where the intervals overlap this is no clear difference)." if wider else "."))
+                             f"{a.loc['original', 'TPR difference (race)']} → {a.loc['consistency', 'TPR difference (race)']}."
+                             + verdict)
         lines.append("")
     return "\n".join(lines)
 
 
 __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "Change", "group_word", "single_modality_answer",
            "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note",
-           "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table",
+           "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
            "control_table", "interference_answer"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -212,22 +212,39 @@ def shuffle_modality(data, modality: str, seed: int):
 @dataclass
 class Diagnosis:
     """:func:`diagnose`'s result for one model: ``effects`` (flip rate and mean |dp| per modality,
-    perturbation and group), ``changes`` (every metric clean, perturbed and the paired change with its CI)
-    and ``clean`` (the clean predictions' metrics with CIs). :meth:`labelled` adds ``cohort`` and ``model``
-    columns to all three."""
+    perturbation and group), ``changes`` (every metric clean, perturbed and the paired change with its CI),
+    ``clean`` (the clean predictions' metrics with CIs) and ``clean_replicates`` (their bootstrap resamples,
+    ``{(metric, attribute, group): (B,) array}``, for paired comparisons of two models diagnosed on the same
+    stays: :meth:`clean_change`). :meth:`labelled` adds ``cohort`` and ``model`` columns to the tables."""
 
     effects: pd.DataFrame
     changes: pd.DataFrame
     clean: pd.DataFrame
+    clean_replicates: dict = field(default_factory=dict)
 
     def labelled(self, **labels) -> "Diagnosis":
-        return Diagnosis(*(t.assign(**labels) for t in (self.effects, self.changes, self.clean)))
+        return Diagnosis(*(t.assign(**labels) for t in (self.effects, self.changes, self.clean)),
+                         self.clean_replicates)
 
     @staticmethod
     def concat(items: list["Diagnosis"]) -> "Diagnosis":
-        """Several labelled diagnoses as one (rows in order)."""
+        """Several labelled diagnoses as one (rows in order; the replicates are per diagnosis and dropped)."""
         return Diagnosis(*(pd.concat([getattr(d, k) for d in items], ignore_index=True)
                            for k in ("effects", "changes", "clean")))
+
+    def clean_change(self, other: "Diagnosis", key: tuple[str, str, str]):
+        """Paired change of clean metric ``key`` from this model to ``other`` (both diagnosed on the same test
+        stays with the same resamples, e.g. a model and its fine-tuned version): a
+        :class:`mmlib.metrics.Change`."""
+        from .metrics import Change, ci95
+
+        def mean(d):
+            c = d.clean
+            return float(c[(c.metric == key[0]) & (c.attribute == key[1]) & (c.group == key[2])]["mean"].iloc[0])
+
+        if key not in self.clean_replicates or key not in other.clean_replicates:
+            return Change(np.nan, np.nan, np.nan)
+        return Change(mean(other) - mean(self), *ci95(other.clean_replicates[key] - self.clean_replicates[key]))
 
 
 def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.ndarray, *, seed: int = 0,
@@ -270,4 +287,4 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
                 changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
                                 "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
                                 "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})
-    return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean)
+    return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean, clean_reps)

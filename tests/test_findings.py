@@ -234,3 +234,29 @@ def test_group_factor_note():
                     "are missing): MIMIC-IV-Ext-MDS-ED: White 0.100, non-White 0.250.")
     assert findings.group_factor_note({}, ["MIMIC-Eye p=0.9: too high"]).endswith(
         "Rates skipped because a group's rate would exceed 1: MIMIC-Eye p=0.9: too high")
+
+
+def test_mitigation_gap_changes_are_paired_and_say_when_a_gap_widens():
+    from mmlib.interference import Diagnosis
+
+    def diag(race_tpr):
+        clean = pd.DataFrame([{"metric": g, "attribute": a, "group": "gap",
+                               "mean": race_tpr if (g, a) == ("tpr_diff", "race") else 0.05}
+                              for (g, a) in findings.GAP_NAMES])
+        reps = {(g, a, "gap"): (race_tpr if (g, a) == ("tpr_diff", "race") else 0.05) + np.linspace(-0.01, 0.01, B)
+                for (g, a) in findings.GAP_NAMES}
+        return Diagnosis(pd.DataFrame(), pd.DataFrame(), clean, reps)
+
+    changes = findings.mitigation_gap_changes({("mimic_eye", "paper"): diag(0.014)}, {("mimic_eye", "paper"): diag(0.034)})
+    row = changes.set_index("gap").loc["race TPR gap"]
+    assert row["change"] == pytest.approx(0.020) and row["ci_low"] == pytest.approx(0.020) and row["verdict"] == "rises"
+    assert (changes.set_index("gap").drop(index="race TPR gap")["verdict"] == "no clear change").all()
+    effects = pd.DataFrame([{"cohort": "mimic_eye", "model": "paper", "modality": "x", "perturbation": "blank",
+                             "attribute": "overall", "group": "all", "flip_rate": 0.2, "mean_abs_dp": 0.1}])
+    side = pd.DataFrame([{"cohort": "MIMIC-Eye", "model": "paper", "variant": v, "flip rate, blank (%)": f,
+                          "AUROC": "0.800", "TPR difference (race)": t}
+                         for v, f, t in (("original", 20.0, "0.014"), ("consistency", 8.0, "0.034"))]
+                        ).set_index(["cohort", "model", "variant"])
+    text = findings.interference_answer(effects, effects.iloc[:0], pd.DataFrame(), side, ["mimic_eye"], ["paper"],
+                                        ["blank"], changes)
+    assert "Fine-tuning **widens** the race TPR gap (+0.020 [+0.020, +0.020]) (paired)" in text

@@ -94,6 +94,9 @@ def test_diagnose_covers_every_modality_and_perturbation(toy_data):
     dg = interference.diagnose(data, fits, interference.PERTURBATIONS, blank, irr, seed=0,
                                min_group=5, min_events=2, n_boot=10)
     eff, chg, clean = dg.effects, dg.changes, dg.clean
+    same = dg.clean_change(dg, ("tpr_diff", "race", "gap"))
+    assert same.change == same.ci_low == same.ci_high == 0.0, "a model against itself changes nothing"
+    assert dg.labelled(cohort="toy").clean_replicates is dg.clean_replicates
     overall = eff[eff.attribute == "overall"]
     assert len(overall) == 2 * 3 and overall["flip_rate"].between(0, 1).all()
     # the label lives in modality "good": replacing it moves predictions more than replacing the noise
