@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .schema import COHORT_NAMES
+from .schema import COHORT_NAMES, display_name
 
 # chapter -> artifact name -> (file name, with {cohort} where there is one per cohort; what it holds)
 ARTIFACTS: dict[str, dict[str, tuple[str, str]]] = {
@@ -167,9 +167,6 @@ class Chapter:
         self._cache: dict = {}
 
     # ---------------------------------------------------------------------------------- parameters
-    def __getitem__(self, name: str):
-        return self.params[name]
-
     @property
     def cohort_names(self) -> list[str]:
         """The cohorts of the ``cohorts`` parameter."""
@@ -178,7 +175,7 @@ class Chapter:
     @staticmethod
     def name(cohort: str) -> str:
         """The display name of a cohort (``MIMIC-Eye``, ``MIMIC-IV-Ext-MDS-ED``)."""
-        return COHORT_NAMES.get(cohort, cohort)
+        return display_name(cohort)
 
     def models(self, parameter: str) -> list[str]:
         """The model names of list parameter ``parameter`` (e.g. ``fusion_models``), each checked to be a model of

@@ -22,6 +22,7 @@ import torch
 
 from .metrics import group_mean_difference, group_order, not_compared
 from .models import contributions, decision_weights
+from .schema import display_name
 
 
 @dataclass
@@ -97,7 +98,7 @@ def contribution_frame(result: DecisionLayer, data, order, seed: int) -> pd.Data
     return pd.concat(out, ignore_index=True)
 
 
-def group_shares(result: DecisionLayer, data, order, seeds, boot, cohort_label: str) -> pd.DataFrame:
+def group_shares(result: DecisionLayer, data, order, seeds, boot) -> pd.DataFrame:
     """Each modality's share of the stay's total absolute contribution, ``|c_m| / sum_k |c_k|``, averaged over
     ``seeds``, in the first two compared race groups and in women and men, with the difference and its 95%
     bootstrap CI (``boot``: a :class:`mmlib.metrics.Bootstrap` of the test stays). ``clear`` says whether
@@ -113,7 +114,7 @@ def group_shares(result: DecisionLayer, data, order, seeds, boot, cohort_label: 
     for j, m in enumerate(order):
         for attr, a, b in pairs:
             ma, mb, diff, lo, hi = group_mean_difference(shares[:, :, j], st[attr].to_numpy(), a, b, boot)
-            rows.append({"cohort": cohort_label, "modality": m, "attribute": attr, "groups": f"{a} − {b}",
+            rows.append({"cohort": display_name(data.cohort), "modality": m, "attribute": attr, "groups": f"{a} − {b}",
                          "share in first": ma, "share in second": mb, "difference": diff,
                          "ci_low": lo, "ci_high": hi, "clear": "yes" if lo > 0 or hi < 0 else "no"})
     return pd.DataFrame(rows)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .metrics import ATTRIBUTES, Change, long_label, metric_label, not_compared, select
 from .missing import curve_area
-from .schema import COHORT_NAMES
+from .schema import display_name
 from .tables import fmt_change, fmt_estimate
 
 #: the metrics chapter 04 follows step by step: (metric, attribute, group)
@@ -31,10 +31,6 @@ PERFORMANCE_KEYS = (("auroc", "overall"), ("f1", "overall"), ("auprc", "overall"
 GAP_KEYS = tuple((g, a) for a in ATTRIBUTES for g in ("dp_diff", "tpr_diff", "eo_diff"))
 #: chapter 04's every-order column: all modalities minus the single modality with the highest AUROC
 BEST_SINGLE_COLUMN = "full set minus best single modality by AUROC (mean)"
-
-
-def _name(cohort: str) -> str:
-    return COHORT_NAMES.get(cohort, cohort)
 
 
 def _plural(k: int, one: str, many: str) -> str:
@@ -58,7 +54,7 @@ def single_modality_answer(summary, modalities: dict, models) -> str:
         au = {m: summary.estimate("auroc", cohort=n, model=lead, modalities=m) for m in mods}
         best, worst = max(au, key=lambda m: au[m].mean), min(au, key=lambda m: au[m].mean)
         overlap = au[best].ci_low <= au[worst].ci_high
-        lines.append(f"**{_name(n)}.** The most predictive modality alone (`{lead}` model) is **{best}** "
+        lines.append(f"**{display_name(n)}.** The most predictive modality alone (`{lead}` model) is **{best}** "
                      f"(AUROC {fmt_estimate(*au[best][:3])}), the least is **{worst}** "
                      f"({fmt_estimate(*au[worst][:3])})" + ("; their intervals overlap." if overlap else "."))
         for attr in ("race", "gender"):
@@ -143,7 +139,7 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
         au = st[st.metric == long_label("auroc")]
         falls = au[au["change"] < 0]
         up, down = int((au["verdict"] == "rises").sum()), int((au["verdict"] == "falls").sum())
-        lines.append(f"**{_name(n)}** ({' → '.join(order)}), model `{lead}`. AUROC "
+        lines.append(f"**{display_name(n)}** ({' → '.join(order)}), model `{lead}`. AUROC "
                      f"{_path(summary, n, lead, order, 'auroc', 'overall')}: "
                      + ("the mean never falls" if falls.empty else
                         f"the mean falls at {len(falls)} of {len(au)} steps (by up to {-falls['change'].min():.3f})")
@@ -187,7 +183,7 @@ def degradation_areas(sweep: pd.DataFrame, keys=PERFORMANCE_KEYS + GAP_KEYS) -> 
     for (n, m, metric, attr, grp), t in sweep.groupby(["cohort", "model", "metric", "attribute", "group"]):
         if (metric, attr) in keys and grp in ("all", "gap"):
             t = t.sort_values("rate")
-            rows.append({"cohort": _name(n), "model": m, "metric": metric_label(metric, attr),
+            rows.append({"cohort": display_name(n), "model": m, "metric": metric_label(metric, attr),
                          "area": curve_area(t["rate"], t["mean"]), "at p=0": t["mean"].iloc[0],
                          f"at p={t['rate'].iloc[-1]:g}": t["mean"].iloc[-1],
                          "change": t["mean"].iloc[-1] - t["mean"].iloc[0]})
@@ -206,7 +202,7 @@ def modality_harm(one: pd.DataFrame, base: pd.DataFrame, model: str, orders: dic
                     & (one.metric == "tpr")]
             for r in o.merge(b, on=["attribute", "group"], suffixes=("", "_0")).itertuples():
                 if r.attribute in ("race", "gender") and not not_compared(r.group):
-                    rows.append({"cohort": _name(n), "modality lost": mod, "attribute": r.attribute, "group": r.group,
+                    rows.append({"cohort": display_name(n), "modality lost": mod, "attribute": r.attribute, "group": r.group,
                                  "TPR with it": r.mean_0, "TPR without it": r.mean, "change": r.mean - r.mean_0})
     return pd.DataFrame(rows)
 
@@ -215,7 +211,7 @@ def group_factor_note(factors: dict, skipped: list) -> str:
     """Chapter 05's sentence on the group-dependent protocol: each cohort's relative missingness by race group
     (``{cohort: {group: factor}}``) and the rates skipped because a group's rate would exceed 1."""
     return ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that are "
-            "missing): " + "; ".join(f"{_name(n)}: " + ", ".join(f"{g} {v:.3f}" for g, v in f.items())
+            "missing): " + "; ".join(f"{display_name(n)}: " + ", ".join(f"{g} {v:.3f}" for g, v in f.items())
                                      for n, f in factors.items())
             + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) if skipped else "."))
 
@@ -239,7 +235,7 @@ def rq2_answer(sweep, areas: pd.DataFrame, harm: pd.DataFrame, cohorts, models, 
 
     lines = []
     for n in cohorts:
-        lines.append(f"**{_name(n)}.**")
+        lines.append(f"**{display_name(n)}.**")
         for m in models:
             parts = []
             for p in low:
@@ -250,13 +246,13 @@ def rq2_answer(sweep, areas: pd.DataFrame, harm: pd.DataFrame, cohorts, models, 
                                                                                  for lab, v in gaps.items())
                              + (f" (clearly wider: {', '.join(worse)})" if worse else " (no gap clearly wider)"))
             lines.append(f"- `{m}`: " + "; ".join(parts) + ".")
-        a = areas[(areas.cohort == _name(n)) & (areas.metric == metric_label("auroc"))].set_index("model")
+        a = areas[(areas.cohort == display_name(n)) & (areas.metric == metric_label("auroc"))].set_index("model")
         if len(a):
             smooth = a["change"].idxmax()
             lines.append(f"- Smoothest degradation: `{smooth}` loses {-a.loc[smooth, 'change']:.3f} AUROC from p=0 to "
                          f"p={max(rates):g}; " + ", ".join(f"`{m}` {-a.loc[m, 'change']:.3f}"
                                                            for m in a.index if m != smooth) + ".")
-        h = harm[harm.cohort == _name(n)] if len(harm) else harm
+        h = harm[harm.cohort == display_name(n)] if len(harm) else harm
         if len(h):
             w = h.loc[h["change"].idxmin()]
             lines.append(f"- The loss that hurts a group most ({lead} model, TPR): losing **{w['modality lost']}** "
@@ -306,11 +302,11 @@ def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summ
         rho = spearmanr(g["norm"], g["alone"]).statistic
         share_text = "shares: " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in g["share"].items())
         if largest_in_every_seed(layers[n].per_seed, top):
-            lines.append(f"**{_name(n)}.** The decision layer gives **{top}** the largest weight norm in every seed "
+            lines.append(f"**{display_name(n)}.** The decision layer gives **{top}** the largest weight norm in every seed "
                          f"({100 * g.loc[top, 'share']:.1f}% of the total on average; an equal split would be "
                          f"{100 / len(g):.1f}%); {share_text}.")
         else:
-            lines.append(f"**{_name(n)}.** No modality has the largest weight norm in every seed: the decision layer "
+            lines.append(f"**{display_name(n)}.** No modality has the largest weight norm in every seed: the decision layer "
                          f"weighs the modalities about equally (an equal split would be {100 / len(g):.1f}%); "
                          f"{share_text}.")
         lines.append("- Trained alone, the weight norms rank the modalities "
@@ -319,7 +315,7 @@ def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summ
                      + ", ".join(f"{m} {v:.2f}" for m, v in g["alone"].items()) + ". "
                      + ("The disparity persists without fusion, as the paper claims."
                         if rho > 0.5 else "The disparity does not simply persist without fusion here."))
-        st = shares[(shares.cohort == _name(n)) & (shares.attribute == "race")]
+        st = shares[(shares.cohort == display_name(n)) & (shares.attribute == "race")]
         clear = st[st.clear == "yes"]
         if len(st):
             lines.append("- Race: " + ("no modality's share of the logit differs clearly between the race groups"
@@ -375,7 +371,7 @@ def mitigation_table(effects: pd.DataFrame, clean: pd.DataFrame, cohorts, models
             for variant in (name, f"{name}+consistency"):
                 e = effects[(effects.cohort == n) & (effects.model == variant) & (effects.attribute == "overall")]
                 c = clean[(clean.cohort == n) & (clean.model == variant)].set_index(["metric", "attribute", "group"])
-                row = {"cohort": _name(n), "model": name, "variant": "consistency" if "+" in variant else "original"}
+                row = {"cohort": display_name(n), "model": name, "variant": "consistency" if "+" in variant else "original"}
                 for k in ("blank", "irrelevant", "switch"):
                     if k in perturbations:
                         row[f"flip rate, {k} (%)"] = round(100 * e.loc[e.perturbation == k, "flip_rate"].mean(), 1)
@@ -393,7 +389,7 @@ def control_table(real: pd.DataFrame, shuffled: pd.DataFrame, cohort: str, modal
     for kind in perturbations:
         r = real[(real.attribute == "overall") & (real.modality == modality) & (real.perturbation == kind)]
         s = shuffled[(shuffled.attribute == "overall") & (shuffled.modality == modality) & (shuffled.perturbation == kind)]
-        rows.append({"cohort": _name(cohort), "modality": modality, "perturbation": kind,
+        rows.append({"cohort": display_name(cohort), "modality": modality, "perturbation": kind,
                      "flip rate, real (%)": 100 * r["flip_rate"].iloc[0],
                      "flip rate, shuffled (%)": 100 * s["flip_rate"].iloc[0]})
     return pd.DataFrame(rows)
@@ -411,7 +407,7 @@ def mitigation_gap_changes(original: dict, tuned: dict) -> pd.DataFrame:
     for (n, m), d in original.items():
         for (g, attr), label in GAP_NAMES.items():
             c = d.clean_change(tuned[(n, m)], (g, attr, "gap"))
-            rows.append({"cohort": _name(n), "model": m, "gap": label, "change": c.change, "ci_low": c.ci_low,
+            rows.append({"cohort": display_name(n), "model": m, "gap": label, "change": c.change, "ci_low": c.ci_low,
                          "ci_high": c.ci_high, "verdict": c.verdict})
     return pd.DataFrame(rows)
 
@@ -430,7 +426,7 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
     lines = []
     for n in cohorts:
         o = overall[overall.cohort == n]
-        lines.append(f"**{_name(n)}.**")
+        lines.append(f"**{display_name(n)}.**")
         for name in models:
             s = o[o.model == name]
             sw = s[s.perturbation == "switch"].set_index("modality")["flip_rate"] if "switch" in perturbations else None
@@ -450,7 +446,7 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
                 lines.append(f"- By race (`{lead}`, blank and irrelevant): interference through **{m}** moves "
                              f"{piv.columns[1]} stays by {piv.loc[m].iloc[1]:.3f} on average against "
                              f"{piv.loc[m].iloc[0]:.3f} for {piv.columns[0]} stays.")
-        ct = control[control.cohort == _name(n)] if len(control) else control
+        ct = control[control.cohort == display_name(n)] if len(control) else control
         if len(ct) and "switch" in perturbations:
             sw = ct[ct.perturbation == "switch"].iloc[0]
             real, shuf = sw["flip rate, real (%)"], sw["flip rate, shuffled (%)"]
@@ -459,10 +455,10 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
                          + ("; the diagnostic separates them." if shuf < real / 2 else
                             "; the diagnostic does not separate them clearly."))
         for name in models:
-            a = mitigation.sort_index().loc[(_name(n), name)]
+            a = mitigation.sort_index().loc[(display_name(n), name)]
             k = [c for c in a.columns if c.startswith("flip rate") and "switch" not in c]
             if k:
-                g = gap_changes[(gap_changes.cohort == _name(n)) & (gap_changes.model == name)] \
+                g = gap_changes[(gap_changes.cohort == display_name(n)) & (gap_changes.model == name)] \
                     if gap_changes is not None else pd.DataFrame()
                 wider = g[g.verdict == "rises"] if len(g) else g
                 verdict = ("" if not len(g) else

@@ -236,7 +236,7 @@ class Diagnosis:
         """Paired change of clean metric ``key`` from this model to ``other`` (both diagnosed on the same test
         stays with the same resamples, e.g. a model and its fine-tuned version): a
         :class:`mmlib.metrics.Change`."""
-        from .metrics import Change, ci95
+        from .metrics import Change
 
         def mean(d):
             c = d.clean
@@ -244,7 +244,7 @@ class Diagnosis:
 
         if key not in self.clean_replicates or key not in other.clean_replicates:
             return Change(np.nan, np.nan, np.nan)
-        return Change(mean(other) - mean(self), *ci95(other.clean_replicates[key] - self.clean_replicates[key]))
+        return Change.paired(mean(self), mean(other), self.clean_replicates[key], other.clean_replicates[key])
 
 
 def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.ndarray, *, seed: int = 0,

@@ -90,6 +90,14 @@ class Change(NamedTuple):
     def clear(self) -> bool:
         return self.verdict != "no clear change"
 
+    @classmethod
+    def paired(cls, mean_a: float, mean_b: float, replicates_a, replicates_b) -> "Change":
+        """The change from a to b: ``mean_b - mean_a``, with the 95% CI of ``replicates_b - replicates_a`` (the
+        same bootstrap resamples for both, so the interval is paired). Every paired comparison of the book
+        (:meth:`Summary.difference`, :meth:`mmlib.missing.Sweep.difference`,
+        :meth:`mmlib.interference.Diagnosis.clean_change`) goes through it."""
+        return cls(float(mean_b - mean_a), *ci95(np.asarray(replicates_b) - np.asarray(replicates_a)))
+
 
 def group_order(values) -> list:
     """Display order of group labels (tables and figures): All, White, the other groups alphabetically,
@@ -386,7 +394,7 @@ class Summary:
         rows = self.select(*key[:2], group=key[2], cohort=cohort)
         ma = rows.loc[(rows["model"] == a[0]) & (rows["modalities"] == a[1]), "mean"].iloc[0]
         mb = rows.loc[(rows["model"] == b[0]) & (rows["modalities"] == b[1]), "mean"].iloc[0]
-        return Change(float(mb - ma), *ci95(rb - ra))
+        return Change.paired(ma, mb, ra, rb)
 
     def steps(self, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
         """Step-by-step change of metric ``key`` along a sequence of modality sets (e.g. the prefixes of an

@@ -172,6 +172,7 @@ class Sweep:
 
     def __init__(self):
         self._rows: list[pd.DataFrame] = []
+        self._table: pd.DataFrame | None = None  # the concatenation, kept until a condition is added
         self.replicates: dict[tuple, dict] = {}
 
     @staticmethod
@@ -184,18 +185,22 @@ class Sweep:
         t, r = evaluate_condition(data, fits, masks, groups, boot=boot, rank_draws=rank_draws)
         t = t.assign(**labels)
         self._rows.append(t)
+        self._table = None
         self.replicates[self._key(labels)] = r
         return t
 
     def add(self, table: pd.DataFrame, replicates: dict | None = None, **labels) -> None:
         """Keep rows scored elsewhere (e.g. chapter 07's clean predictions) under ``labels``."""
         self._rows.append(table.assign(**labels))
+        self._table = None
         self.replicates[self._key(labels)] = replicates or {}
 
     @property
     def table(self) -> pd.DataFrame:
         """Every condition's rows, in the order they were evaluated."""
-        return pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
+        if self._table is None:
+            self._table = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
+        return self._table
 
     def has(self, **labels) -> bool:
         """Whether a condition with exactly these labels was evaluated."""
@@ -205,14 +210,14 @@ class Sweep:
         """Paired change of metric ``key`` (metric, attribute, group) from condition ``a`` to ``b`` (their
         labels): difference of the means, 95% CI of the difference of their resampled means. NaN when either
         condition was not bootstrapped."""
-        from .metrics import Change, ci95, select
+        from .metrics import Change, select
 
         ra, rb = self.replicates.get(self._key(a), {}), self.replicates.get(self._key(b), {})
         if key not in ra or key not in rb:
             return Change(np.nan, np.nan, np.nan)
         t = self.table
         mean = lambda lab: select(t, *key[:2], group=key[2], **lab)["mean"].iloc[0]  # noqa: E731
-        return Change(float(mean(b) - mean(a)), *ci95(rb[key] - ra[key]))
+        return Change.paired(mean(a), mean(b), ra[key], rb[key])
 
 
 def curve_area(rates, values) -> float:

@@ -86,10 +86,8 @@ def list_of(item: Check, *, min_len: int = 1, length: int | None = None, unique:
     """A list whose every element fits ``item``; at least ``min_len`` long (exactly ``length`` when given),
     without repeats when ``unique``, summing to ``total`` (within 1e-6) when given."""
     size = f"exactly {length}" if length is not None else f"at least {min_len}"
-    what_items = None
 
     def check(v):
-        nonlocal what_items
         if not isinstance(v, list):
             return f"a list ({size} items)"
         if (length is not None and len(v) != length) or len(v) < min_len:
@@ -123,6 +121,7 @@ def mapping(values: Check | None = None) -> Check:
 def specs() -> dict[str, Check]:
     """Every declared parameter and its check (built on call: it reads the model, perturbation and cohort
     names from their modules)."""
+    from .data.prepare import RACE_GROUPINGS, SOURCES
     from .interference import PERTURBATIONS
     from .models import ALL_MODELS
     from .schema import COHORTS
@@ -134,7 +133,7 @@ def specs() -> dict[str, Check]:
     return {
         # chapter 01: data
         "cohorts": list_of(one_of(*COHORTS), unique=True),
-        "source": one_of("synthetic", "real"),
+        "source": one_of(*SOURCES),
         "roots": mapping(text()),
         "n_patients": integer(20),
         "seed": seed,
@@ -142,7 +141,7 @@ def specs() -> dict[str, Check]:
         "informativeness": mapping(number(0, 1)),
         "image_size": integer(64),
         "split_fractions": list_of(number(0, 1, lo_open=True), length=3, total=1.0),
-        "race_grouping": one_of("race_binary", "race5"),
+        "race_grouping": one_of(*RACE_GROUPINGS),
         "mds_ed_target": text(),
         # chapter 02: transcription and embeddings
         "cxr_backend": one_of("offline", "qwen2.5-vl"),

@@ -129,10 +129,10 @@ def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
     """Share of each ``group``'s stays that have each modality before the prediction time, with Wilson 95% CIs
     (chapter 01)."""
     from .data.prepare import RACE_GROUPINGS
-    from .schema import COHORT_NAMES
+    from .schema import display_name
 
     return rates_with_ci(cohort.availability.astype(float), cohort.stays[group],
-                         title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: modality available before the "
+                         title=f"{display_name(cohort.name)}: modality available before the "
                                "prediction time",
                          ylabel="stays with the modality (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
 
@@ -151,10 +151,10 @@ def outcome_columns(cohort) -> list[str]:
 def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
     """Prevalence of each outcome of :func:`outcome_columns` by ``group``, with Wilson 95% CIs (chapter 01)."""
     from .data.prepare import RACE_GROUPINGS
-    from .schema import COHORT_NAMES
+    from .schema import display_name
 
     return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
-                         title=f"{COHORT_NAMES.get(cohort.name, cohort.name)}: outcome prevalence",
+                         title=f"{display_name(cohort.name)}: outcome prevalence",
                          ylabel="stays with the outcome (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
 
 

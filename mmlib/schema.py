@@ -15,6 +15,11 @@ COHORTS = ("mimic_eye", "mds_ed")
 #: Display names of the cohorts, as the book prints them.
 COHORT_NAMES = {"mimic_eye": "MIMIC-Eye", "mds_ed": "MIMIC-IV-Ext-MDS-ED"}
 
+
+def display_name(cohort: str) -> str:
+    """The name the book gives a cohort (:data:`COHORT_NAMES`; an unknown name is shown as it is)."""
+    return COHORT_NAMES.get(cohort, cohort)
+
 #: Modalities of each cohort, in the paper's order (MIMIC-Eye: MIMIC-IV-ED arrival/triage and vital
 #: signs, ICD codes of earlier MIMIC-IV hospital admissions, MIMIC-CXR-JPG chest X-ray; MDS-ED:
 #: demographics/biometrics, vital signs and labs of the first 90 minutes, the 12-lead ECG).

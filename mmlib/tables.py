@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from .schema import display_name
+
 MIN_CELL = 11
+
+
+def _suppress(v, real: bool):
+    """A count as shown: ``<11`` for a real source when it is under :data:`MIN_CELL` (and not 0), else itself."""
+    return f"<{MIN_CELL}" if real and 0 < v < MIN_CELL else v
 
 
 def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
@@ -252,7 +259,7 @@ def text_counts(cohorts: dict, texts: dict) -> pd.DataFrame:
     for name, t in texts.items():
         for m in t.columns:
             before, after = int(cohorts[name].availability[m].sum()), int(t[m].notna().sum())
-            rows.append({"cohort": _display(name), "modality": m, "available": before, "texts": after,
+            rows.append({"cohort": display_name(name), "modality": m, "available": before, "texts": after,
                          "unreadable → missing": before - after})
     return pd.DataFrame(rows).set_index(["cohort", "modality"])
 
@@ -369,8 +376,7 @@ def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, a
     for g, sub in t.groupby("group", sort=True):
         r = sub.set_index("metric")
         n, k = int(r["n"].iloc[0]), int(r["n_pos"].iloc[0])
-        row = {"group": g, "n": f"<{MIN_CELL}" if real and 0 < n < MIN_CELL else n,
-               "positives": f"<{MIN_CELL}" if real and 0 < k < MIN_CELL else k}
+        row = {"group": g, "n": _suppress(n, real), "positives": _suppress(k, real)}
         for m in ("selection_rate", "tpr", "fpr"):
             if m in r.index:
                 row[m.replace("_", " ") if m == "selection_rate" else m.upper()] = fmt_estimate(
@@ -381,19 +387,9 @@ def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, a
 
 
 # ----------------------------------------------------------------------- modelling data (chapters 03-07)
-def _display(cohort: str) -> str:
-    from .schema import COHORT_NAMES
-
-    return COHORT_NAMES.get(cohort, cohort)
-
-
-def _suppress(v, real: bool):
-    return f"<{MIN_CELL}" if real and 0 < v < MIN_CELL else v
-
-
 def split_sizes(data: dict) -> pd.DataFrame:
     """Stays and positive share (%) per cohort and split of ``{cohort: FusionData}`` (chapter 03)."""
-    rows = [{"cohort": _display(n), "split": s, "stays": len(d.rows(s)), "target": d.target,
+    rows = [{"cohort": display_name(n), "split": s, "stays": len(d.rows(s)), "target": d.target,
              "positive (%)": round(100 * d.y[d.rows(s)].mean(), 1)}
             for n, d in data.items() for s in ("train", "val", "test")]
     return pd.DataFrame(rows).set_index(["cohort", "split"])
@@ -402,19 +398,19 @@ def split_sizes(data: dict) -> pd.DataFrame:
 def availability(data: dict, split: str = "test") -> pd.DataFrame:
     """Share (%) of the ``split`` stays that have each modality, one column per cohort (``–``: not a modality
     of that cohort)."""
-    return pd.DataFrame({_display(n): pd.Series(100 * d.mask[d.rows(split)].mean(0), index=d.modalities).round(1)
+    return pd.DataFrame({display_name(n): pd.Series(100 * d.mask[d.rows(split)].mean(0), index=d.modalities).round(1)
                          for n, d in data.items()}).fillna("–")
 
 
 def exclusions(data: dict) -> pd.DataFrame:
     """The stays each cohort left out of modelling, and why (``FusionData.excluded``)."""
-    return pd.concat([d.excluded.assign(cohort=_display(n)) for n, d in data.items()]).set_index("cohort")
+    return pd.concat([d.excluded.assign(cohort=display_name(n)) for n, d in data.items()]).set_index("cohort")
 
 
 def test_groups(data: dict, real: bool = False) -> pd.DataFrame:
     """Test stays by race group and gender, one column per cohort; with ``real`` data, counts under
     :data:`MIN_CELL` are shown as ``<11``."""
-    groups = pd.concat({_display(n): d.stays.iloc[d.rows("test")].groupby(["race", "gender"]).size()
+    groups = pd.concat({display_name(n): d.stays.iloc[d.rows("test")].groupby(["race", "gender"]).size()
                         for n, d in data.items()}, axis=1).fillna(0).astype(int)
     return groups.map(lambda v: _suppress(v, real)) if real else groups
 

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .schema import COHORT_NAMES, CXR_FINDINGS, MODALITIES, STATS
+from .schema import CXR_FINDINGS, MODALITIES, STATS, display_name
 
 #: Units and adult reference ranges of the labs the notes name (others are written without them).
 LAB_INFO = {
@@ -343,5 +343,5 @@ def word_counts(texts: dict) -> pd.DataFrame:
     """Words per text, long: one row per text with ``modality``, ``words`` and the cohort's display name
     (``cohort``), from ``{cohort name: cohort_texts frame}``; missing texts left out (chapter 02)."""
     return pd.concat([t.apply(lambda s: s.dropna().str.split().str.len())
-                      .melt(var_name="modality", value_name="words").dropna().assign(cohort=COHORT_NAMES.get(n, n))
+                      .melt(var_name="modality", value_name="words").dropna().assign(cohort=display_name(n))
                       for n, t in texts.items()])

@@ -108,7 +108,7 @@ def make_chapter(tmp_path):
 
 def test_chapter_paths_of_own_and_upstream_artifacts(make_chapter, tmp_path):
     ch = make_chapter({"cohorts": ["toy"]})
-    assert ch.id == "03" and ch["cohorts"] == ["toy"] and ch.cohort_names == ["toy"]
+    assert ch.id == "03" and ch.params["cohorts"] == ["toy"] and ch.cohort_names == ["toy"]
     assert ch.path("03", "summary") == tmp_path / "03" / "summary.parquet"
     assert ch.path("02", "embeddings", cohort="toy") == tmp_path / "02" / "embeddings_toy.npz"
     assert ch.path("01", "cohort", cohort="mds_ed") == tmp_path / "01" / "cohort_mds_ed"

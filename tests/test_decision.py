@@ -115,10 +115,10 @@ def test_contribution_frame_rows_are_the_stays_with_each_modality(trained):
 def test_group_shares(trained):
     data, _, res = trained
     boot = metrics.evaluation_groups(data, "test", min_group=5, min_events=2, n_boot=50).boot
-    g = decision.group_shares(res, data, ORDER, SEEDS, boot, "Toy")
+    g = decision.group_shares(res, data, ORDER, SEEDS, boot)
     assert list(g.columns) == ["cohort", "modality", "attribute", "groups", "share in first", "share in second",
                                "difference", "ci_low", "ci_high", "clear"]
-    assert len(g) == 4 and set(g["cohort"]) == {"Toy"}
+    assert len(g) == 4 and set(g["cohort"]) == {"toy"}, "labelled with the cohort's display name"
     assert list(zip(g.modality, g.attribute, g.groups)) == [
         ("good", "race", "White − non-White"), ("good", "gender", "F − M"),
         ("noise", "race", "White − non-White"), ("noise", "gender", "F − M")]

@@ -111,6 +111,11 @@ def test_broken_profile_yaml_names_file_and_line(toy_project):
     ("fusion_models", "[paper, nope]", "item 'nope' is not"),
     ("threshold", "median", "expected a number >= 0 and <= 1 or one of 'val_f1', 'val_youden'"),
     ("every_order", "1", "parameter every_order: got 1; expected true or false"),
+    ("source", "local", "parameter source: got 'local'; expected one of 'synthetic', 'real'"),
+    ("race_grouping", "race", "parameter race_grouping: got 'race'; expected one of 'race_binary', 'race5'"),
+    ("cohorts", "[mimic_eye, eicu]", "parameter cohorts: got ['mimic_eye', 'eicu']; expected a list whose every item"
+                                     " is one of 'mimic_eye', 'mds_ed' (item 'eicu' is not)"),
+    ("cohorts", "mds_ed", "parameter cohorts: got 'mds_ed'; expected a list (at least 1 items)"),
 ])
 def test_parameters_are_checked_before_any_chapter_runs(name, text, expected):
     params = pipeline.load_profile("ci", [(name, pipeline.parse_value(text))])

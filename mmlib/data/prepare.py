@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..schema import COHORT_NAMES, COHORTS
+from ..schema import display_name
 from .cohort import Cohort, load_cohort
 from .synth import from_chapter_params, generate
 
-#: The values of chapter 01's ``source`` parameter.
+#: The values of chapter 01's ``source`` parameter (checked with the others by :mod:`mmlib.parameters`).
 SOURCES = ("synthetic", "real")
 
 #: The values of the ``race_grouping`` parameter: race columns of :class:`mmlib.data.Cohort` ``stays`` (the
@@ -25,33 +25,13 @@ SOURCES = ("synthetic", "real")
 RACE_GROUPINGS = {"race_binary": "Race (White / non-White)", "race5": "Race (five groups)"}
 
 
-def check_params(params: dict) -> None:
-    """Check chapter 01's ``source``, ``race_grouping`` and ``cohorts`` parameters; raise a ``ValueError``
-    naming the parameter, the value given and what is expected (chapter 01 calls it first).
-
-    >>> check_params({"source": "synthetic", "race_grouping": "race5", "cohorts": ["mds_ed"]})
-    >>> check_params({"source": "local", "race_grouping": "race5", "cohorts": ["mds_ed"]})
-    Traceback (most recent call last):
-    ValueError: parameter source: expected 'synthetic' or 'real', got 'local'
-    """
-    if params["source"] not in SOURCES:
-        raise ValueError(f"parameter source: expected 'synthetic' or 'real', got {params['source']!r}")
-    if params["race_grouping"] not in RACE_GROUPINGS:
-        raise ValueError(f"parameter race_grouping: expected one of {list(RACE_GROUPINGS)}, "
-                         f"got {params['race_grouping']!r}")
-    if isinstance(params["cohorts"], str):
-        raise ValueError(f"parameter cohorts: expected a list of cohorts (a subset of {list(COHORTS)}), "
-                         f"got the string {params['cohorts']!r}")
-    unknown = [c for c in params["cohorts"] if c not in COHORTS]
-    if unknown:
-        raise ValueError(f"parameter cohorts: unknown {unknown}; expected a subset of {list(COHORTS)}")
-
-
 def cohort_root(cohort: str, params: dict, *, data_dir: Path | str) -> tuple[Path, bool]:
     """The folder chapter 01 loads ``cohort`` from, and whether it was there already: for a synthetic source,
     the generated copy (generated now unless a copy of the same generator parameters exists, under
     ``roots[cohort]`` when given, else ``data_dir``); for a real source, ``roots[cohort]``, which must be given."""
     roots = params.get("roots") or {}
+    if params["source"] not in SOURCES:  # checked before any chapter runs; this guards direct calls
+        raise ValueError(f"parameter source: expected one of {list(SOURCES)}, got {params['source']!r}")
     if params["source"] == "synthetic":
         return generate(cohort, from_chapter_params(cohort, params), data_dir=roots.get(cohort) or data_dir,
                         progress=False)
@@ -70,7 +50,6 @@ def load_cohorts(params: dict, *, data_dir: Path | str) -> tuple[dict[str, Cohor
     one row per cohort: display name, origin, stays, generation time (``reused`` when the copy existed) and
     load time.
     """
-    check_params(params)
     loaded, timing = {}, []
     for name in params["cohorts"]:
         t0 = time.perf_counter()
@@ -80,7 +59,7 @@ def load_cohorts(params: dict, *, data_dir: Path | str) -> tuple[dict[str, Cohor
                              split_fractions=tuple(params["split_fractions"]), split_seed=params["seed"],
                              bad_files="mark_missing", progress=False)
         loaded[name] = cohort
-        timing.append({"cohort": COHORT_NAMES.get(name, name), "origin": cohort.origin, "stays": len(cohort.stays),
+        timing.append({"cohort": display_name(name), "origin": cohort.origin, "stays": len(cohort.stays),
                        "generated": "reused" if reused else f"{t1 - t0:.1f} s",
                        "loaded in": f"{time.perf_counter() - t1:.1f} s"})
     return loaded, pd.DataFrame(timing).set_index("cohort")
