@@ -238,8 +238,9 @@ class Chapter:
         return self._cache["fusion_data"]
 
     def is_real(self) -> bool:
-        """Whether any cohort of this chapter is real (credentialed) data: the book then shows aggregates only."""
-        return any(d.origin != "synthetic" for d in self.fusion_data().values())
+        """Whether this chapter reads real (credentialed) data -- its ``source`` parameter, never what is on disk
+        (:func:`mmlib.data.load_cohort` checks that the two agree): the book then shows aggregates only."""
+        return self.params.get("source", "synthetic") == "real"
 
     def orders(self) -> dict:
         """The :class:`mmlib.train.ModalityOrder` of each cohort from the parameters ``order_<cohort>``, each
@@ -316,7 +317,16 @@ def start(chapter_id: str, namespace: dict) -> Chapter:
 
     Under the build pipeline the artifact folders are injected; run by hand (e.g. in Jupyter) they are
     resolved from the ``profile`` parameter the same way the pipeline would (:func:`mmlib.pipeline.context`).
+
+    The ``source`` parameter decides disclosure control (:mod:`mmlib.disclosure`): with ``source: real`` every
+    table, note and figure the chapter shows is aggregates only, and every displayed DataFrame passes through
+    :func:`mmlib.disclosure.frame`.
     """
+    from . import disclosure
     from .pipeline import context
 
-    return Chapter(context(chapter_id, namespace))
+    ch = Chapter(context(chapter_id, namespace))
+    disclosure.enforce(ch.params.get("source", "synthetic") == "real")
+    if disclosure.active():
+        disclosure.install_display_filter()
+    return ch

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from . import disclosure
+
 PERFORMANCE = ("f1", "auroc", "auprc", "balanced_accuracy")
 RATES = ("selection_rate", "tpr", "fpr")
 GAPS = ("dp_diff", "dp_ratio", "tpr_diff", "eo_diff")
@@ -112,17 +114,23 @@ def not_compared(group: str) -> bool:
 
 
 def estimable(y: np.ndarray, groups: np.ndarray, min_group: int = 30, min_events: int = 10) -> dict[str, str]:
-    """For every group: ``""`` if it enters the gaps, else the reason it does not (the row's flag)."""
+    """For every group: ``""`` if it enters the gaps, else the reason it does not (the row's flag).
+
+    For a credentialed source (:func:`mmlib.disclosure.active`) both thresholds are at least 11, the counts in
+    the flag are suppressed, and the groups flagged "too ..." have their per-group rates withheld
+    (in :func:`summarise` and :func:`summarise_vectors`)."""
+    min_group, min_events = disclosure.group_floor(min_group, min_events)
     out = {}
     for g in sorted(pd.unique(groups)):
         sel = groups == g
         n, pos = int(sel.sum()), int(y[sel].sum())
-        if not_compared(g):
+        c = disclosure.count
+        if not_compared(g) and not (disclosure.active() and n < min_group):
             out[g] = "race not recorded: reported, not compared"
         elif n < min_group:
-            out[g] = f"too small to estimate (n={n} < {min_group})"
+            out[g] = f"too small to estimate (n={c(n)} < {min_group})"
         elif min(pos, n - pos) < min_events:
-            out[g] = f"too few events to estimate ({pos} positive, {n - pos} negative; need {min_events})"
+            out[g] = f"too few events to estimate ({c(pos)} positive, {c(n - pos)} negative; need {min_events})"
         else:
             out[g] = ""
     return out
@@ -488,8 +496,11 @@ def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Boots
                     else f"excludes small groups: {', '.join(left)}" if left else "")
         else:
             sel, flag = attrs[attr] == group, flags[attr].get(group, "")
+        est = _estimate(vals, keyreps.get(k))
+        if disclosure.withheld(flag):  # a small group's rate gives its counts back: not published
+            est = {c: np.nan for c in est}
         rows.append({"cohort": cohort, "model": model, "modalities": mods, "n_modalities": n_mod,
-                     "metric": metric, "attribute": attr, "group": group, **_estimate(vals, keyreps.get(k)),
+                     "metric": metric, "attribute": attr, "group": group, **est,
                      "n": int(sel.sum()), "n_pos": int(y[sel].sum()), "n_seeds": len(seeds), "flag": flag})
     return key, rows, keyreps
 
@@ -534,6 +545,9 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
     rows = [{"metric": key[0], "attribute": key[1], "group": key[2], **_estimate(v, reps.get(key))}
             for key, v in points.items()]
+    for r in rows:  # a small group's rates give its counts back: withheld for a credentialed source
+        if r["attribute"] in flags and disclosure.withheld(flags[r["attribute"]].get(r["group"], "")):
+            r.update({c: np.nan for c in ("mean", "sd", "ci_low", "ci_high")})
     return pd.DataFrame(rows), reps
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import disclosure
 from .metrics import group_order
 from .tables import rates_by_group
 
@@ -14,8 +15,13 @@ sns.set_theme(context="notebook", style="whitegrid")
 
 def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: str, group_label: str,
                   labels: dict | None = None) -> plt.Figure:
-    """Grouped bars of the rate of each 0/1 column in ``flags`` by group, with Wilson 95% CI error bars."""
+    """Grouped bars of the rate of each 0/1 column in ``flags`` by group, with Wilson 95% CI error bars. For a
+    credentialed source, a bar whose count, complement or group is under 11 stays is left out
+    (:func:`mmlib.disclosure.share`)."""
     long = rates_by_group(flags, groups)
+    if disclosure.active():
+        keep = [not np.isnan(disclosure.share(round(r * n), n)) if n else False for r, n in zip(long["rate"], long["n"])]
+        long = long[keep]
     long["variable"] = long["variable"].map(lambda v: (labels or {}).get(v, v))
     order_g = group_order(long["group"])
     order_v = list(pd.unique(long["variable"]))
@@ -38,6 +44,7 @@ def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: st
 
 def cxr_examples(cohort, stay_ids, captions: list[str]) -> plt.Figure:
     """A row of the cohort's chest X-rays with captions (synthetic cohorts only)."""
+    disclosure.per_stay("chest X-ray examples")
     if not cohort.is_synthetic:
         raise ValueError("row-level content (images) is shown for synthetic cohorts only")
     fig, axes = plt.subplots(1, len(stay_ids), figsize=(2.6 * len(stay_ids), 3.0))
@@ -51,6 +58,7 @@ def cxr_examples(cohort, stay_ids, captions: list[str]) -> plt.Figure:
 
 def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V5")) -> plt.Figure:
     """Selected leads of the cohort's ECGs on a 25 mm/s, 10 mm/mV style grid (synthetic cohorts only)."""
+    disclosure.per_stay("ECG strips")
     if not cohort.is_synthetic:
         raise ValueError("row-level content (ECGs) is shown for synthetic cohorts only")
     from .schema import FS, LEADS
@@ -110,9 +118,14 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
 
 
 def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: str) -> plt.Figure:
-    """2-D scatter of embedded texts (e.g. PCA coordinates), one panel per colouring (label -> values)."""
+    """2-D map of embedded texts (e.g. PCA coordinates), one panel per colouring (label -> values): a scatter of
+    the texts; for a credentialed source, where no single stay is drawn, one hexagonal-bin density per group
+    (contours of bins holding at least 11 texts, :data:`mmlib.disclosure.MIN_CELL`)."""
     fig, axes = plt.subplots(1, len(colourings), figsize=(5.0 * len(colourings), 4.2), squeeze=False)
     for ax, (label, hue) in zip(axes[0], colourings.items()):
+        if disclosure.active():
+            _binned_density(ax, coords, hue, label)
+            continue
         sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue.to_numpy(), hue_order=group_order(hue), s=6,
                         alpha=0.6, linewidth=0, palette="colorblind", ax=ax)
         ax.set_xlabel("component 1 (a.u.)")
@@ -122,6 +135,23 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _binned_density(ax, coords: np.ndarray, hue: pd.Series, label: str, gridsize: int = 18) -> None:
+    """Per group, the outline of the hexagonal bins that hold at least :data:`mmlib.disclosure.MIN_CELL` of its
+    texts (an aggregate view of :func:`embedding_map` for real data: no bin of fewer stays is drawn)."""
+    ext = (*np.percentile(coords[:, 0], [1, 99]), *np.percentile(coords[:, 1], [1, 99]))
+    palette = sns.color_palette("colorblind", len(group_order(hue)))
+    for colour, g in zip(palette, group_order(hue)):
+        sel = hue.to_numpy() == g
+        if sel.sum() < disclosure.MIN_CELL:
+            continue
+        ax.hexbin(coords[sel, 0], coords[sel, 1], gridsize=gridsize, extent=ext, mincnt=disclosure.MIN_CELL,
+                  linewidths=1.0, edgecolors=colour, facecolors="none", label=str(g))
+    ax.set_xlabel("component 1 (a.u.)")
+    ax.set_ylabel("component 2 (a.u.)")
+    ax.set_title(f"by {label}: bins of ≥{disclosure.MIN_CELL} texts", fontsize=10)
+    ax.legend(title=label, fontsize=7, title_fontsize=8)
 
 
 # ------------------------------------------------------------------------ cohorts and texts (chapters 01-02)
@@ -232,7 +262,10 @@ def fidelity_by_group(fidelity: pd.DataFrame) -> list[plt.Figure]:
 def text_lengths(words: pd.DataFrame) -> plt.Figure:
     """Box plots of the words per text by modality and cohort, from :func:`mmlib.text.word_counts` (chapter 02)."""
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    sns.boxplot(data=words, x="modality", y="words", hue="cohort", ax=ax, fliersize=1)
+    if disclosure.active():  # no outlier points, whiskers at quantiles: nothing drawn is a single stay
+        sns.boxplot(data=words, x="modality", y="words", hue="cohort", ax=ax, showfliers=False, whis=(5, 95))
+    else:
+        sns.boxplot(data=words, x="modality", y="words", hue="cohort", ax=ax, fliersize=1)
     ax.set_ylabel("words per text")
     ax.set_xlabel("modality")
     ax.set_title("Length of each modality's text")
@@ -467,11 +500,11 @@ def contribution_boxes(frame: pd.DataFrame, by: str, title: str = "", order: lis
     ``modality, contribution`` and ``by``), split by ``by`` (outcome, race, gender)."""
     fig, ax = plt.subplots(figsize=(1.9 * frame["modality"].nunique() + 3, 3.8))
     sns.boxplot(frame, x="modality", y="contribution", hue=by, hue_order=order or group_order(frame[by]),
-                showfliers=False, ax=ax, palette="colorblind")
+                showfliers=False, whis=(5, 95), ax=ax, palette="colorblind")
     ax.axhline(0, color="0.4", lw=0.7)
     ax.set_ylabel("logit contribution W_m · h_m (log-odds)")
     ax.set_xlabel("modality")
-    ax.set_title(title or f"per-stay logit contributions by {by}")
+    ax.set_title(title or f"per-stay logit contributions by {by} (whiskers: 5th-95th percentile)")
     ax.legend(title=by, fontsize=8, title_fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,7 +1,9 @@
 """Tables the chapters show: clinical "Table 1", split sizes, rates with confidence intervals, bias audit.
 
-With a credentialed (real) source, every count below :data:`MIN_CELL` is suppressed (shown as ``<11``),
-as MIMIC's data use agreement requires for published aggregates.
+With a credentialed (real) source, every count and share passes through :mod:`mmlib.disclosure`: counts
+below 11 are suppressed (shown as ``<11``), and so is every share or statistic of a group of fewer than 11
+stays, as MIMIC's data use agreement requires for published aggregates. ``real`` arguments default to
+:func:`mmlib.disclosure.active` (the running chapter's ``source``).
 """
 from __future__ import annotations
 
@@ -9,14 +11,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from . import disclosure
+from .disclosure import MIN_CELL, SUPPRESSED
 from .schema import display_name
 
-MIN_CELL = 11
+
+def _real(real: bool | None) -> bool:
+    return disclosure.active() if real is None else bool(real)
 
 
-def _suppress(v, real: bool):
-    """A count as shown: ``<11`` for a real source when it is under :data:`MIN_CELL` (and not 0), else itself."""
-    return f"<{MIN_CELL}" if real and 0 < v < MIN_CELL else v
+def _real_cohort(cohort) -> bool:
+    """Whether a cohort's tables are shown as a credentialed source's: the running chapter's ``source`` says so,
+    or the cohort itself is not synthetic (tables used outside a chapter)."""
+    return disclosure.active() or not getattr(cohort, "is_synthetic", True)
 
 
 def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
@@ -57,19 +64,25 @@ def _fmt_median_iqr(x: pd.Series, digits: int = 0) -> str:
 
 
 def _fmt_count(k: int, n: int, real: bool) -> str:
-    if real and 0 < k < MIN_CELL:
-        return f"<{MIN_CELL}"
-    return f"{k} ({100 * k / n:.1f}%)" if n else "–"
+    """``k (p%)``; for real data ``<11`` when ``k`` is small and ``k`` alone when the share would give a small
+    count back (:func:`mmlib.disclosure.share`)."""
+    if not n:
+        return "–"
+    if real and disclosure.small(k):
+        return SUPPRESSED
+    p = disclosure.share(k, n, real=real)
+    return f"{k}" if np.isnan(p) else f"{k} ({p:.1f}%)"
 
 
 def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.DataFrame:
     """Clinical characteristics by ``group`` (and gender): n, age, sex, acuity, vital signs, outcomes.
 
     Continuous variables as mean (SD) or median [IQR]; binary ones as n (%). Rows are characteristics,
-    columns are subgroups plus ``All``. Counts under 11 are suppressed for real data.
+    columns are subgroups plus ``All``. For real data, counts under 11 are suppressed and a subgroup of fewer
+    than 11 stays shows no statistic at all.
     """
     st = cohort.stays
-    real = not cohort.is_synthetic
+    real = _real_cohort(cohort)
     keys = [group, "gender"] if by_gender else [group]
     cols = {"All": st.index}
     groups = st.groupby(keys, observed=True).groups
@@ -95,7 +108,10 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
     for name, idx in cols.items():
         s = st.loc[idx]
         n = len(s)
-        r = {"n": f"<{MIN_CELL}" if real and n < MIN_CELL else str(n),
+        if real and n < MIN_CELL:
+            rows[name] = {"n": SUPPRESSED}
+            continue
+        r = {"n": str(n),
              "Age, years, mean (SD)": _fmt_mean_sd(s["age"]),
              "Female, n (%)": _fmt_count(int((s["gender"] == "F").sum()), n, real),
              "Triage acuity (ESI 1–5), mean (SD)": _fmt_mean_sd(acuity.loc[idx], 2)}
@@ -109,7 +125,7 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
             v = s[t].dropna()
             r[f"{t}, n (%)"] = _fmt_count(int(v.sum()), len(v), real)
         rows[name] = r
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("–")
 
 
 def split_counts(cohort, group: str = "race_binary", suppress: bool = True) -> pd.DataFrame:
@@ -120,8 +136,8 @@ def split_counts(cohort, group: str = "race_binary", suppress: bool = True) -> p
     st = cohort.stays
     t = st.groupby(["split", group, "gender"], observed=True).size().unstack("split").fillna(0).astype(int)
     t = t[[c for c in ("train", "val", "test") if c in t.columns]]
-    if suppress and not cohort.is_synthetic:  # data use agreement: never publish a cell under 11 patients
-        t = t.astype(object).where((t == 0) | (t >= MIN_CELL), f"<{MIN_CELL}")
+    if suppress and (_real_cohort(cohort)):  # never publish a cell under 11 patients
+        t = t.map(lambda v: disclosure.count(v, real=True))
     return t
 
 
@@ -189,16 +205,27 @@ def detection_by_group(predicted: pd.DataFrame, truth: pd.DataFrame, groups: pd.
 
 
 # ------------------------------------------------------------------------ cohorts and texts (chapters 01-02)
+def flow_table(cohort) -> pd.DataFrame:
+    """The cohort flow (``Cohort.flow``: each step, stays excluded, stays remaining) as the book shows it, through
+    :func:`mmlib.disclosure.flow` (chapter 01)."""
+    real = _real_cohort(cohort)
+    return disclosure.flow(cohort.flow, real=real).set_index("step")
+
+
 def flow_note(cohort) -> str:
     """The cohort flow in words (chapter 01): stays read and kept, each exclusion step with its count, and the
-    stays whose modality was counted as missing rather than excluded (``Cohort.info``), as Markdown."""
-    flow = cohort.flow
-    lines = [f"- {r.step}: {r.excluded} excluded" for r in flow.iloc[1:].itertuples() if r.excluded]
+    counts the loader recorded in ``Cohort.info`` (values set to missing, stays whose modality was counted as
+    missing rather than excluded), as Markdown; for real data through :func:`mmlib.disclosure.flow` and
+    :func:`mmlib.disclosure.count`."""
+    real = _real_cohort(cohort)
+    flow = disclosure.flow(cohort.flow, real=real)
+    lines = [f"- {r.step}: {r.excluded} excluded" for r in flow.iloc[1:].itertuples() if r.excluded != 0]
     extra = {k: v for k, v in cohort.info.items() if k != "prediction_hours"}
+    shown = [f"\n- {k.replace('_', ' ')}: {disclosure.count(v, real=real) if isinstance(v, (int, np.integer)) else v}"
+             for k, v in extra.items()]
     return (f"{flow.remaining.iloc[0]} stays read; {len(cohort.stays)} kept for the study "
             f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
-            + "".join(f"\n- {k.replace('_', ' ')}: {v} (counted as missing modality, not excluded)"
-                      for k, v in extra.items()))
+            + "".join(shown))
 
 
 def smallest_group_note(cohort, group: str = "race_binary", *, design_size: int = 150) -> str:
@@ -209,17 +236,19 @@ def smallest_group_note(cohort, group: str = "race_binary", *, design_size: int 
     main = counts.drop(index=[i for i in counts.index if i[0] == "Unknown"], errors="ignore")
     smallest = main["test"].min() if "test" in main else 0
     who = " · ".join(main["test"].idxmin()) if "test" in main else "–"
-    shown = smallest if (cohort.is_synthetic or smallest >= MIN_CELL) else f"fewer than {MIN_CELL}"
+    shown = smallest if not (_real_cohort(cohort)) or smallest >= MIN_CELL else f"fewer than {MIN_CELL}"
     return (f"Smallest test subgroup: **{who}**, {shown} stays "
             f"({'≥' if smallest >= design_size else '<'} {design_size}, the size the demo profile is designed for).")
 
 
 def availability_by_group(cohort, group: str = "race_binary") -> pd.DataFrame:
     """Share (%, one decimal) of the stays of each ``group`` that have each modality: one row per modality,
-    one column per group (chapter 01)."""
+    one column per group (chapter 01). For real data a share that would give a small count back is withheld."""
     from .data.prepare import RACE_GROUPINGS
 
-    avail = cohort.availability.groupby(cohort.stays[group]).mean().mul(100).round(1)
+    g = cohort.availability.groupby(cohort.stays[group])
+    k, n = g.sum(), g.size()
+    avail = k.apply(lambda col: [disclosure.share(int(v), int(m)) for v, m in zip(col, n)]).round(1)
     return avail.rename_axis(RACE_GROUPINGS.get(group, group)).T.rename_axis("modality (% available)")
 
 
@@ -249,6 +278,14 @@ def cohort_overview(summary: dict) -> pd.DataFrame:
     split, one column per cohort."""
     return pd.DataFrame({n: {"stays": s["stays"], "origin": s["origin"],
                              **{f"{k} stays": v for k, v in s["splits"].items()}} for n, s in summary.items()})
+
+
+def text_length_table(words: pd.DataFrame) -> pd.DataFrame:
+    """Words per text by cohort and modality (chapter 02; ``words`` from :func:`mmlib.text.word_counts`): texts,
+    mean, median and 90th percentile -- quantiles rather than a maximum, which would be one stay's text."""
+    g = words.groupby(["cohort", "modality"])["words"]
+    return pd.DataFrame({"texts": g.size(), "mean": g.mean(), "median": g.median(),
+                         "90th percentile": g.quantile(0.9)}).round(1)
 
 
 def text_counts(cohorts: dict, texts: dict) -> pd.DataFrame:
@@ -365,9 +402,11 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
 
 
 def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, attribute: str,
-                real: bool = False, digits: int = 3) -> pd.DataFrame:
+                real: bool | None = None, digits: int = 3) -> pd.DataFrame:
     """Per-group selection rate, TPR and FPR (``mean ± sd [CI]``) with the group's test size, positives and
-    flag, for one run. With ``real`` data, counts below :data:`MIN_CELL` are shown as ``<11``."""
+    flag, for one run. With ``real`` data, counts below :data:`MIN_CELL` are shown as ``<11`` and the rates of
+    a group too small to estimate (:func:`mmlib.disclosure.withheld`) are not shown."""
+    real = _real(real)
     t = table[(table["cohort"] == cohort) & (table["model"] == model) & (table["modalities"] == modalities)
               & (table["attribute"] == attribute) & (table["group"] != "gap")]
     if t.empty:
@@ -376,9 +415,12 @@ def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, a
     for g, sub in t.groupby("group", sort=True):
         r = sub.set_index("metric")
         n, k = int(r["n"].iloc[0]), int(r["n_pos"].iloc[0])
-        row = {"group": g, "n": _suppress(n, real), "positives": _suppress(k, real)}
+        row = {"group": g, "n": disclosure.count(n, real=real), "positives": disclosure.count(k, real=real)}
+        hide = real and str(r["flag"].iloc[0]).startswith("too ")
         for m in ("selection_rate", "tpr", "fpr"):
-            if m in r.index:
+            if m in r.index and hide:
+                row[m.replace("_", " ") if m == "selection_rate" else m.upper()] = "withheld (small group)"
+            elif m in r.index:
                 row[m.replace("_", " ") if m == "selection_rate" else m.upper()] = fmt_estimate(
                     r.loc[m, "mean"], r.loc[m, "ci_low"], r.loc[m, "ci_high"], r.loc[m, "sd"], digits=digits)
         row["flag"] = r["flag"].iloc[0]
@@ -398,8 +440,11 @@ def split_sizes(data: dict) -> pd.DataFrame:
 def availability(data: dict, split: str = "test") -> pd.DataFrame:
     """Share (%) of the ``split`` stays that have each modality, one column per cohort (``–``: not a modality
     of that cohort)."""
-    return pd.DataFrame({display_name(n): pd.Series(100 * d.mask[d.rows(split)].mean(0), index=d.modalities).round(1)
-                         for n, d in data.items()}).fillna("–")
+    def shares(d):
+        m = d.mask[d.rows(split)]
+        return pd.Series([disclosure.share(int(k), len(m)) for k in m.sum(0)], index=d.modalities).round(1)
+
+    return pd.DataFrame({display_name(n): shares(d) for n, d in data.items()}).fillna("–")
 
 
 def exclusions(data: dict) -> pd.DataFrame:
@@ -407,12 +452,12 @@ def exclusions(data: dict) -> pd.DataFrame:
     return pd.concat([d.excluded.assign(cohort=display_name(n)) for n, d in data.items()]).set_index("cohort")
 
 
-def test_groups(data: dict, real: bool = False) -> pd.DataFrame:
+def test_groups(data: dict, real: bool | None = None) -> pd.DataFrame:
     """Test stays by race group and gender, one column per cohort; with ``real`` data, counts under
     :data:`MIN_CELL` are shown as ``<11``."""
     groups = pd.concat({display_name(n): d.stays.iloc[d.rows("test")].groupby(["race", "gender"]).size()
                         for n, d in data.items()}, axis=1).fillna(0).astype(int)
-    return groups.map(lambda v: _suppress(v, real)) if real else groups
+    return groups.map(lambda v: disclosure.count(v, real=True)) if _real(real) else groups
 
 
 def config_table(cfg) -> pd.DataFrame:

@@ -26,7 +26,7 @@ def test_flow_note_lists_exclusions_and_missing_counts():
                         info={"prediction_hours": 3.0, "unreadable_images": 2})
     assert tables.flow_note(c) == ("10 stays read; 7 kept for the study (primary target `admitted`).\n"
                                    "- step 0: 2 excluded\n- step 2: 1 excluded\n"
-                                   "- unreadable images: 2 (counted as missing modality, not excluded)")
+                                   "- unreadable images: 2")
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})
     assert tables.flow_note(c).endswith("\n- no stay was excluded")
 

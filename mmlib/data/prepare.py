@@ -57,7 +57,7 @@ def load_cohorts(params: dict, *, data_dir: Path | str) -> tuple[dict[str, Cohor
         t1 = time.perf_counter()
         cohort = load_cohort(name, root, primary_target=None if name == "mimic_eye" else params["mds_ed_target"],
                              split_fractions=tuple(params["split_fractions"]), split_seed=params["seed"],
-                             bad_files="mark_missing", progress=False)
+                             bad_files="mark_missing", progress=False, expected_origin=params["source"])
         loaded[name] = cohort
         timing.append({"cohort": display_name(name), "origin": cohort.origin, "stays": len(cohort.stays),
                        "generated": "reused" if reused else f"{t1 - t0:.1f} s",
