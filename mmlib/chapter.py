@@ -34,7 +34,6 @@ ARTIFACTS: dict[str, dict[str, tuple[str, str]]] = {
     "02": {"texts": ("texts_{cohort}.parquet", "one text per stay and modality (None = missing)"),
            "embeddings": ("embeddings_{cohort}.npz", "stay_id, one (stays x dim) matrix per modality, mask_<modality>"),
            "fidelity": ("fidelity.parquet", "transcription sensitivity/specificity by group (synthetic only)"),
-           "shards": ("shards_{cohort}_{modality}", "finished VLM transcription shards"),
            "summary": ("summary.json", "text and embedding counts")},
     "03": {"predictions": ("predictions.parquet", "one row per stay, split, model, modality set and seed"),
            "summary": ("summary.parquet", "every estimate with its CI and flag (mmlib.metrics.Summary.table)"),
@@ -59,6 +58,12 @@ ARTIFACTS: dict[str, dict[str, tuple[str, str]]] = {
            "changes": ("changes.parquet", "every metric's change under every perturbation, paired CIs"),
            "clean": ("clean.parquet", "clean performance and fairness of original and fine-tuned models"),
            "findings": ("summary.json", "timings and settings")},
+}
+
+#: chapter -> resumable pieces -> folder name (under :func:`mmlib.pipeline.resume_dir`, not in the artifact):
+#: long steps that are naturally chunked keep their finished chunks there, so a re-run after a crash continues.
+RESUMABLE: dict[str, dict[str, str]] = {
+    "02": {"shards": "shards_{cohort}_{modality}"},  # VLM transcription shards (mmlib.vlm.run_sharded)
 }
 
 
@@ -211,6 +216,15 @@ class Chapter:
         return TrainConfig.from_params(self.params)
 
     # -------------------------------------------------------------------------------------- inputs
+    def resume(self, name: str, **fmt) -> Path:
+        """The folder of resumable pieces ``name`` of this run (:data:`RESUMABLE`), outside its temporary folder
+        and keyed by its inputs (:func:`mmlib.pipeline.resume_dir`): an interrupted run's finished pieces are
+        found there by the re-run; the folder goes once the chapter completes."""
+        if name not in RESUMABLE.get(self.id, {}):
+            raise KeyError(f"chapter {self.id} declares no resumable pieces {name!r}; "
+                           f"expected one of {sorted(RESUMABLE.get(self.id, {}))}")
+        return self._ctx.resume(RESUMABLE[self.id][name].format(**fmt))
+
     def path(self, chapter: str, name: str, **fmt) -> Path:
         """The path of artifact ``name`` of ``chapter`` (this chapter's own folder when ``chapter`` is its id)."""
         base = self.out if chapter == self.id else self._ctx.input(chapter)

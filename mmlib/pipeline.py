@@ -191,6 +191,13 @@ def artifact_dir(cid: str, key: str) -> Path:
     return build_dir() / "artifacts" / cid / key
 
 
+def resume_dir(cid: str, key: str) -> Path:
+    """Where a run of chapter ``cid`` with artifact key ``key`` keeps the finished pieces of a long step that can
+    resume (e.g. VLM transcription shards): outside the run's temporary folder, so a re-run of the same key after
+    a crash or an interrupt continues; removed once the chapter's artifact is published."""
+    return build_dir() / "resume" / f"{cid}-{key}"
+
+
 def is_complete(cid: str, key: str) -> bool:
     return (artifact_dir(cid, key) / DONE).exists()
 
@@ -318,6 +325,7 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
         # a run of the same key that finished meanwhile is kept (same inputs, same numbers); a forced
         # re-run replaces it; both by renames only, so readers never see a half-replaced folder
         publish_dir(tmp, out, keep_existing=None if force else (lambda p: (p / DONE).exists()))
+        shutil.rmtree(resume_dir(ch.id, key), ignore_errors=True)  # its pieces are in the artifact now
         status = "executed"
     dest = _executed_copy(params, ch)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -377,6 +385,19 @@ class Context:
     out: Path
     inputs: dict[str, Path]
     params: dict
+
+    @property
+    def key(self) -> str:
+        """The artifact key of this run (the name of its artifact folder, or of the temporary folder it is
+        written to under the pipeline: ``.{key}.tmp-...``)."""
+        name = self.out.name
+        return name[1:].split(".tmp-")[0] if name.startswith(".") and ".tmp-" in name else name
+
+    def resume(self, name: str) -> Path:
+        """The folder ``name`` of this run's resumable pieces (:func:`resume_dir`), created if absent."""
+        path = resume_dir(self.chapter, self.key) / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def input(self, cid: str) -> Path:
         """The artifact folder of upstream chapter ``cid`` (raises naming the chapter to run first)."""

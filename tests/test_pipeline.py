@@ -326,3 +326,144 @@ def test_sigterm_stops_the_kernel_and_leaves_no_temporary_folder(toy_project):
     assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "orphan kernel"
     arts = pipeline.build_dir() / "artifacts" / "01"
     assert not arts.exists() or not [p for p in arts.iterdir() if ".tmp-" in p.name or not p.name.startswith(".")]
+
+
+def test_an_interrupted_run_resumes_from_its_finished_pieces(toy_project):
+    """SIGTERM mid-chapter, then the same command again: the pieces finished before the interrupt (kept in
+    ``build/resume/<chapter>-<key>/``, outside the run's temporary folder) are reused, not recomputed; no kernel
+    or temporary folder is left; the resume folder goes once the chapter completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    nb = toy_project / "chapters" / "01_make.ipynb"
+    book = nbformat.read(nb, as_version=4)
+    book.cells[2].source = textwrap.dedent("""
+        import json, os, time
+        from mmlib import pipeline
+        from mmlib.artifacts import write_json
+        ctx = pipeline.context("01", globals())
+        pieces, made = ctx.resume("pieces"), 0
+        for i in range(6):
+            p = pieces / f"{i}.json"
+            if not p.exists():
+                time.sleep(float(os.environ.get("PIECE_SECONDS", "0")))
+                p.write_text(json.dumps(i * value))
+                made += 1
+        write_json({"made": made, "total": sum(json.loads((pieces / f"{i}.json").read_text()) for i in range(6))},
+                   ctx.out / "value.json")
+    """)
+    nbformat.write(book, nb)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIECE_SECONDS": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "mmlib", "run", "01"], cwd=toy_project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resume = pipeline.build_dir() / "resume"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(resume.glob("01-*/pieces/*.json"))) < 2:
+        time.sleep(0.3)
+    done_before = len(list(resume.glob("01-*/pieces/*.json")))
+    assert 2 <= done_before < 6, "the chapter should be interrupted while making its pieces"
+    kernels = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    psutil.wait_procs(kernels, timeout=30)
+    assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "orphan kernel"
+    kept = len(list(resume.glob("01-*/pieces/*.json")))
+    assert kept >= done_before, "finished pieces survive the interrupt"
+    rerun = subprocess.run([sys.executable, "-m", "mmlib", "run", "01"], cwd=toy_project,
+                           env={**env, "PIECE_SECONDS": "0"}, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    (key,) = [p.name for p in (pipeline.build_dir() / "artifacts" / "01").iterdir() if not p.name.startswith(".")]
+    out = json.loads((pipeline.artifact_dir("01", key) / "value.json").read_text())
+    assert out == {"made": 6 - kept, "total": sum(range(6)) * 3}, "the re-run made only the missing pieces"
+    assert not list(resume.glob("01-*")), "the resume folder is removed once the chapter completes"
+    arts = pipeline.build_dir() / "artifacts" / "01"
+    assert not [p for p in arts.iterdir() if ".tmp-" in p.name]
+
+
+def test_three_cli_processes_on_one_key_with_a_reader_polling(toy_project):
+    """Three real ``mmlib run`` processes re-run the same chapter key at once, twice over, while a reader polls
+    the published artifact: every process succeeds, and the reader never sees a done-marker next to a missing
+    or unreadable file (publishing is by renames only)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from mmlib.pipeline import DONE
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "mmlib", "run", "01"], cwd=toy_project, env=env, check=True,
+                   capture_output=True, timeout=300)
+    arts = pipeline.build_dir() / "artifacts" / "01"
+    (key,) = [p.name for p in arts.iterdir() if not p.name.startswith(".")]
+    folder = arts / key
+    torn, reads, stop = [], [0], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                done = (folder / DONE).exists()
+                value = json.loads((folder / "value.json").read_text())
+                if value != {"value": 30}:
+                    torn.append(value)
+                reads[0] += 1
+            except FileNotFoundError:
+                if done:
+                    torn.append("done-marker without value.json")
+            except json.JSONDecodeError as e:
+                torn.append(f"unreadable value.json: {e}")
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(2):
+            procs = [subprocess.Popen([sys.executable, "-m", "mmlib", "run", "01"], cwd=toy_project, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+            results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+            assert all(rc == 0 for rc, _ in results), [err[-1500:] for rc, err in results if rc]
+    finally:
+        stop.set()
+        reader.join()
+    assert reads[0] > 100 and not torn, torn[:5]
+    time.sleep(0.1)
+    assert (folder / DONE).exists() and not [p for p in arts.iterdir() if ".tmp-" in p.name]
+
+
+#: Documented alternatives to the defaults (the parameters cells' comments and README), all in one build:
+#: one cohort, five race groups, other model lists, a single seed, a threshold chosen on validation, only
+#: the default order, one perturbation, no control, explicit group-dependent missingness factors.
+ALTERNATIVES = [("cohorts", ["mds_ed"]), ("race_grouping", "race5"), ("single_models", ["paper"]),
+                ("fusion_models", ["resilient", "paper"]), ("every_order", False), ("sweep_models", ["resilient"]),
+                ("grid_models", ["resilient"]), ("interference_models", ["resilient"]), ("seeds", [3]),
+                ("threshold", "val_youden"), ("perturbations", ["blank"]), ("control", False),
+                ("group_missing", {"White": 1.0, "Black": 2.0}), ("n_patients", 240)]
+
+
+def test_every_chapter_runs_with_documented_alternative_parameters(isolated_build):
+    """The whole book on the ci profile with the documented alternatives of ALTERNATIVES: every chapter
+    executes without an error output (e.g. chapter 03 with ``single_models: [paper]``, chapter 07 with one
+    perturbation and no control), and the results follow the parameters."""
+    import pandas as pd
+
+    params = pipeline.load_profile("ci", ALTERNATIVES)
+    summaries = pipeline.build(params, render=False, progress=False)
+    assert [s.chapter for s in summaries] == list(pipeline.chapters())
+    for s in summaries:
+        nb = nbformat.read(pipeline.artifact_dir(s.chapter, s.key) / "executed.ipynb", as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not errors, (s.chapter, errors[:1])
+    s3, s4, _, _, s7 = summaries[2:7]
+    p3 = pd.read_parquet(pipeline.artifact_dir("03", s3.key) / "predictions.parquet")
+    assert set(p3["model"]) == {"paper"} and set(p3["cohort"]) == {"mds_ed"} and set(p3["seed"]) == {3}
+    t4 = pd.read_parquet(pipeline.artifact_dir("04", s4.key) / "summary.parquet")
+    assert t4.loc[t4.model == "resilient", "modalities"].nunique() == 4, "the default order's prefixes only"
+    assert {"Black", "White"} <= set(t4.loc[t4.attribute == "race", "group"]), "five race groups"
+    e7 = pd.read_parquet(pipeline.artifact_dir("07", s7.key) / "effects.parquet")
+    assert set(e7["perturbation"]) == {"blank"} and set(e7["model"]) == {"resilient", "resilient+consistency"}
