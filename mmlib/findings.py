@@ -42,6 +42,26 @@ def group_word(group: str) -> str:
     return {"F": "women", "M": "men"}.get(group, f"{group} stays")
 
 
+def signed_gap_text(summary, metric: str, attribute: str, **where) -> str:
+    """One signed gap (:data:`mmlib.metrics.SIGNED`) in words: what it compares, the estimate with its 95% CI
+    and whether it is a clear difference (the CI excludes 0) -- e.g. ``signed TPR gap by race (non-White −
+    White) -0.031 [-0.082, +0.020]: no clear difference``."""
+    from .metrics import REFERENCE, SHORT_LABELS
+
+    e = summary.estimate(metric, attribute, **where)
+    ref = REFERENCE[attribute]
+    rows = summary.table[(summary.table["metric"] == "tpr") & (summary.table["attribute"] == attribute)]
+    for col, value in where.items():
+        rows = rows[rows[col] == value]
+    groups = [g for g in rows.loc[rows["flag"] == "", "group"].unique() if g != ref]
+    who = (f"{groups[0]} − {ref}" if len(groups) == 1 else f"largest difference from {ref}")
+    who = {"F − M": "women − men"}.get(who, who)
+    verdict = ("not estimable" if not np.isfinite(e.mean) else
+               "no clear difference" if e.ci_low <= 0 <= e.ci_high else
+               "the group is clearly below the reference" if e.ci_high < 0 else "the group is clearly above the reference")
+    return f"{SHORT_LABELS[metric]} by {attribute} ({who}) {fmt_change(e.mean, e.ci_low, e.ci_high)}: {verdict}"
+
+
 # ------------------------------------------------------------------------------------------ chapter 03
 def single_modality_answer(summary, modalities: dict, models) -> str:
     """Chapter 03's answer: per cohort, the most and least predictive modality alone (AUROC of the first of
@@ -60,8 +80,10 @@ def single_modality_answer(summary, modalities: dict, models) -> str:
         for attr in ("race", "gender"):
             g = {m: summary.estimate("tpr_diff", attr, cohort=n, model=lead, modalities=m) for m in mods}
             hi, lo = max(g, key=lambda m: g[m].mean), min(g, key=lambda m: g[m].mean)
-            lines.append(f"- {attr}: the TPR gap is largest with **{hi}** ({fmt_estimate(*g[hi][:3])}) and "
-                         f"smallest with **{lo}** ({fmt_estimate(*g[lo][:3])}).")
+            lines.append(f"- {attr}: the paper's TPR gap (max − min) is largest with **{hi}** "
+                         f"({fmt_estimate(*g[hi][:3])}) and smallest with **{lo}** ({fmt_estimate(*g[lo][:3])}); "
+                         f"with **{best}**, the " + signed_gap_text(summary, "tpr_signed", attr, cohort=n, model=lead,
+                                                                      modalities=best) + ".")
         if "logreg" in models and lead != "logreg":
             lr_best = summary.best("auroc", mods, cohort=n, model="logreg")
             lines.append(f"- The logistic regression ranks **{lr_best}** first "
@@ -162,12 +184,18 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
                          f"{int(o.loc[tpr, 'mean falls at every step'])}. All modalities together "
                          + (f"beat the best single modality by {gain:.3f} AUROC." if gain > 0 else
                             f"do **not** beat the best single modality (difference {gain:+.3f} AUROC)."))
+        lines.append(f"- With all modalities, `{lead}`: the "
+                     + "; the ".join(signed_gap_text(summary, g, a, cohort=n, model=lead, modalities=order.full)
+                                     for a in ("race", "gender") for g in ("tpr_signed", "dp_signed")) + ".")
         if len(models) > 1:
             lines.append("- With all modalities: " + "; ".join(
                 f"`{m}` AUROC {summary.estimate('auroc', cohort=n, model=m, modalities=order.full).mean:.3f}, "
-                f"race TPR gap {summary.estimate('tpr_diff', 'race', cohort=n, model=m, modalities=order.full).mean:.3f}"
+                f"signed race TPR gap {summary.estimate('tpr_signed', 'race', cohort=n, model=m, modalities=order.full).mean:+.3f}"
                 for m in models) + ".")
         lines.append("")
+    lines.append("Signed gaps are a group's rate minus the reference group's (White, men): unlike the paper's max − min "
+                 "gaps, which can never be below 0 and so are biased upwards when groups do not differ, their interval "
+                 "covers 0 when there is no difference.\n")
     lines.append("The paper reports that adding modalities raises performance consistently while fairness fluctuates. "
                  "The lines above say, for these cohorts and this seed set, how much of that holds: a mean that moves "
                  "by less than its paired CI is not evidence of a change either way.")

@@ -18,6 +18,19 @@ Uncertainty, for every number (:func:`summarise`):
   zero and the percentile interval can lie wholly above the estimate: such a gap is not distinguishable
   from zero. Changes of a gap (:meth:`Summary.difference`, :meth:`Summary.steps`) are signed and do not have this bias.
 
+Two kinds of gap, side by side:
+
+- **the paper's gaps** (``dp_diff``, ``dp_ratio``, ``tpr_diff``, ``eo_diff``): fairlearn's max - min over the
+  compared groups. Never negative, so biased upwards: with no difference at all between groups the estimate is
+  above 0 and its interval cannot cover 0 (the sampling noise of every group adds to it). Kept to reproduce the
+  paper's tables, labelled as such.
+- **signed gaps** (``dp_signed``, ``tpr_signed``, ``fpr_signed``): a group's rate minus the reference group's
+  (:data:`REFERENCE`: White, men, White men) -- for two compared groups, the other group minus the reference
+  (non-White minus White, women minus men); for more, the group whose difference from the reference is largest
+  in size, with its sign. A negative TPR gap means the group's positives are found less often than the
+  reference's. Its bootstrap interval contains the estimate and, with no difference, covers 0 at about its
+  nominal rate (checked by simulation in ``tests/test_metrics.py``): the primary fairness estimand.
+
 The bootstrap recomputes the same definitions as scikit-learn and fairlearn from resampling counts in
 vectorised NumPy (``tests/test_metrics.py`` checks every one against the libraries on resampled data),
 because fairlearn's own bootstrap (``MetricFrame(n_boot=...)``) does not stratify by group and re-runs a
@@ -42,15 +55,22 @@ from . import disclosure
 PERFORMANCE = ("f1", "auroc", "auprc", "balanced_accuracy")
 RATES = ("selection_rate", "tpr", "fpr")
 GAPS = ("dp_diff", "dp_ratio", "tpr_diff", "eo_diff")
+SIGNED = ("dp_signed", "tpr_signed", "fpr_signed")
+#: The reference group of each attribute for the signed gaps (group minus reference).
+REFERENCE = {"race": "White", "gender": "M", "race_gender": "White M"}
 ATTRIBUTES = ("race", "gender", "race_gender")
 NOT_COMPARED = ("Unknown",)
 METRIC_LABELS = {"f1": "F1", "auroc": "AUROC", "auprc": "AUPRC", "balanced_accuracy": "balanced accuracy",
                  "selection_rate": "selection rate", "tpr": "TPR", "fpr": "FPR",
                  "dp_diff": "demographic-parity difference", "dp_ratio": "demographic-parity ratio",
-                 "tpr_diff": "TPR difference (equal opportunity)", "eo_diff": "equalized-odds difference"}
+                 "tpr_diff": "TPR difference (equal opportunity)", "eo_diff": "equalized-odds difference",
+                 "dp_signed": "selection-rate gap, signed (group − reference)",
+                 "tpr_signed": "TPR gap, signed (group − reference)",
+                 "fpr_signed": "FPR gap, signed (group − reference)"}
 ATTRIBUTE_LABELS = {"overall": "overall", "race": "race", "gender": "gender", "race_gender": "race x gender"}
 SHORT_LABELS = {"dp_diff": "DP difference", "dp_ratio": "DP ratio", "tpr_diff": "TPR difference",
-                "eo_diff": "EO difference"}
+                "eo_diff": "EO difference", "dp_signed": "signed DP gap", "tpr_signed": "signed TPR gap",
+                "fpr_signed": "signed FPR gap"}
 
 
 def metric_label(metric: str, attribute: str = "overall") -> str:
@@ -178,6 +198,27 @@ def group_frame(y: np.ndarray, pred: np.ndarray, groups: np.ndarray):
                        y_true=y, y_pred=pred, sensitive_features=pd.Series(groups, name="group"))
 
 
+def signed_gaps(per_group: dict[str, dict], compared: list[str], reference: str | None) -> dict[str, np.ndarray]:
+    """The signed gaps (:data:`SIGNED`) from per-group rates ``per_group[rate][group]`` (arrays of one shape):
+    with two compared groups, the other minus ``reference``; with more, the compared group's difference from
+    ``reference`` that is largest in size (element-wise), with its sign; NaN when ``reference`` is not compared
+    or fewer than two groups are."""
+    others = [k for k in compared if k != reference]
+    shape = np.shape(next(iter(per_group["selection_rate"].values())))
+    if reference not in compared or not others:
+        return {k: np.full(shape, np.nan) for k in SIGNED}
+    out = {}
+    for name, rate in zip(SIGNED, RATES):
+        d = np.stack([np.asarray(per_group[rate][k], dtype=float) - np.asarray(per_group[rate][reference], dtype=float)
+                      for k in others])
+        if len(others) == 1:
+            out[name] = d[0]
+        else:
+            size = np.where(np.isnan(d), -1.0, np.abs(d))
+            out[name] = np.take_along_axis(d, size.argmax(0)[None], 0)[0]
+    return out
+
+
 def gaps_from_groups(by_group: pd.DataFrame, compared: list[str]) -> dict[str, float]:
     """The gaps between the ``compared`` rows of a :func:`group_frame` ``by_group`` table, as fairlearn defines
     them: demographic-parity difference / ratio = max - min / min / max of the selection rates; TPR
@@ -208,6 +249,9 @@ def point_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict
                 out[(k, a, grp)] = float(by.loc[grp, k])
         compared = [k for k, why in flags[a].items() if not why]
         for k, v in gaps_from_groups(by, compared).items():
+            out[(k, a, "gap")] = float(v)
+        rates = {r: {grp: by.loc[grp, r] for grp in by.index} for r in RATES}
+        for k, v in signed_gaps(rates, compared, REFERENCE.get(a)).items():
             out[(k, a, "gap")] = float(v)
     return out
 
@@ -317,6 +361,9 @@ def _count_metrics(w: np.ndarray, d: np.ndarray, y: np.ndarray, attrs: dict[str,
             rate[k], tprg[k], fprg[k] = _div(sel, n_k), _div(hit, pos_k), _div(sel - hit, n_k - pos_k)
             out[("selection_rate", a, k)], out[("tpr", a, k)], out[("fpr", a, k)] = rate[k], tprg[k], fprg[k]
         compared = [k for k in names if not flags[a].get(k, "x")]
+        for k, v in signed_gaps({"selection_rate": rate, "tpr": tprg, "fpr": fprg}, compared,
+                                REFERENCE.get(a)).items():
+            out[(k, a, "gap")] = v
         if len(compared) < 2:
             for k in GAPS:
                 out[(k, a, "gap")] = np.full(tp.shape, np.nan)

@@ -294,7 +294,8 @@ def _metric_axis_label(metric: str, attribute: str) -> str:
 
     if attribute == "overall":
         return f"{METRIC_LABELS[metric]} (0-1)"
-    unit = "ratio, 1 = parity" if metric == "dp_ratio" else "0-1, 0 = parity"
+    unit = ("ratio, 1 = parity" if metric == "dp_ratio" else "−1 to 1, 0 = parity, < 0: group below reference"
+            if metric.endswith("_signed") else "0-1, 0 = parity")
     return f"{SHORT_LABELS.get(metric, METRIC_LABELS[metric])} by {ATTRIBUTE_LABELS[attribute]}\n({unit})"
 
 
@@ -334,6 +335,31 @@ def performance_vs_gap(table: pd.DataFrame, cohort: str, model: str, labels: lis
     fig.tight_layout()
     fig.legend(loc="upper center", ncol=min(6, len(labels)), title="modality alone (mean over seeds, 95% CI)",
                bbox_to_anchor=(0.5, 0.0))
+    return fig
+
+
+def signed_gaps(table: pd.DataFrame, cohort: str, model: str, labels: list[str],
+                metrics=("dp_signed", "tpr_signed", "fpr_signed"), attributes=("race", "gender"),
+                title: str = "") -> plt.Figure:
+    """Forest plot of the signed gaps (:data:`mmlib.metrics.SIGNED`: group minus reference) of each modality set
+    of ``labels``: one panel per (gap, attribute), a point and its 95% bootstrap CI per set, a line at 0
+    (parity). An interval that crosses the line is no clear difference (chapters 03-04)."""
+    fig, axes = plt.subplots(len(attributes), len(metrics), figsize=(4.0 * len(metrics), 0.45 * len(labels) * len(attributes) + 2.2),
+                             squeeze=False, sharey=True)
+    ypos = np.arange(len(labels))[::-1]
+    for i, a in enumerate(attributes):
+        for j, g in enumerate(metrics):
+            ax = axes[i, j]
+            d = _pick(table, cohort, model, g, a).reindex(labels)
+            clear = (d["ci_low"] > 0) | (d["ci_high"] < 0)
+            ax.axvline(0, color="0.4", lw=0.8)
+            ax.errorbar(d["mean"], ypos, xerr=[d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]], fmt="none",
+                        ecolor="0.3", capsize=2, lw=1)
+            ax.scatter(d["mean"], ypos, c=np.where(clear, "C3", "C0"), zorder=3, s=22)
+            ax.set_yticks(ypos, labels, fontsize=8)
+            ax.set_xlabel(_metric_axis_label(g, a), fontsize=8)
+    fig.suptitle(title or f"{cohort}: signed gaps ({model} model; mean over seeds, 95% CI; red: CI excludes 0)")
+    fig.tight_layout()
     return fig
 
 

@@ -44,9 +44,13 @@ def rising():
         for g in ("dp_diff", "tpr_diff"):
             for attr in ("race", "gender"):
                 vals[("paper", lab, g, attr)] = gap[lab] if (g, attr) == ("tpr_diff", "race") else 0.03
+        for g in ("dp_signed", "tpr_signed"):
+            for attr in ("race", "gender"):
+                vals[("paper", lab, g, attr)] = -gap[lab] if (g, attr) == ("tpr_signed", "race") else 0.0
     for lab in ORDER.prefixes():
         vals[("late", lab, "auroc", "overall")] = auroc[lab] - 0.01
         vals[("late", lab, "tpr_diff", "race")] = 0.07
+        vals[("late", lab, "tpr_signed", "race")] = -0.07
     return _summary(vals)
 
 
@@ -99,7 +103,10 @@ def test_rq1_answer_states_the_path_and_counts(rising):
     assert "TPR difference (equal opportunity) by race: 0.100 → 0.040 → 0.200; it changes direction 1 time" in text
     assert "+b -0.060 [-0.060, -0.060]" in text
     assert "beat the best single modality by 0.150 AUROC" in text
-    assert "`late` AUROC 0.740, race TPR gap 0.070" in text
+    assert "`late` AUROC 0.740, signed race TPR gap -0.070" in text
+    assert ("With all modalities, `paper`: the signed TPR gap by race (largest difference from White) -0.200 "
+            "[-0.210, -0.190]: the group is clearly below the reference") in text
+    assert "signed DP gap by gender (largest difference from M) +0.000 [-0.010, +0.010]: no clear difference" in text
 
 
 def test_single_modality_answer_names_best_worst_and_overlap():
@@ -109,10 +116,13 @@ def test_single_modality_answer_names_best_worst_and_overlap():
             vals[(model, m, "auroc", "overall")] = au + shift
             vals[(model, m, "tpr_diff", "race")] = g
             vals[(model, m, "tpr_diff", "gender")] = 0.05
+            vals[(model, m, "tpr_signed", "race")] = -g
+            vals[(model, m, "tpr_signed", "gender")] = 0.0
     s = _summary(vals)
     text = findings.single_modality_answer(s, {"c": ["a", "b"]}, ["paper", "logreg"])
     assert "is **a** (AUROC 0.800 [0.790, 0.810]), the least is **b** (0.600 [0.590, 0.610])." in text
-    assert "race: the TPR gap is largest with **b** (0.100 [0.090, 0.110]) and smallest with **a**" in text
+    assert "race: the paper's TPR gap (max − min) is largest with **b** (0.100 [0.090, 0.110]) and smallest with **a**" in text
+    assert "with **a**, the signed TPR gap by race (largest difference from White) -0.020 [-0.030, -0.010]: the group is clearly below" in text
     assert "The logistic regression ranks **b** first (the `paper` model ranks a first)." in text
     # a single model (no logistic regression) is a documented choice, not an error
     assert "logistic regression ranks" not in findings.single_modality_answer(s, {"c": ["a", "b"]}, ["paper"])
@@ -260,3 +270,15 @@ def test_mitigation_gap_changes_are_paired_and_say_when_a_gap_widens():
     text = findings.interference_answer(effects, effects.iloc[:0], pd.DataFrame(), side, ["mimic_eye"], ["paper"],
                                         ["blank"], changes)
     assert "Fine-tuning **widens** the race TPR gap (+0.020 [+0.020, +0.020]) (paired)" in text
+
+
+def test_signed_gap_text_names_the_groups_and_says_whether_the_difference_is_clear():
+    rows = [_row("c", "paper", "a", "tpr_signed", "race", "gap", -0.08, -0.12, -0.04),
+            _row("c", "paper", "a", "tpr_signed", "gender", "gap", 0.01, -0.03, 0.05)]
+    rows += [_row("c", "paper", "a", "tpr", attr, g, 0.7, 0.6, 0.8)
+             for attr, gs in (("race", ("White", "non-White", "Unknown")), ("gender", ("F", "M"))) for g in gs]
+    s = Summary(pd.DataFrame(rows).assign(flag=lambda d: np.where(d.group == "Unknown", "race not recorded", "")), {})
+    race = findings.signed_gap_text(s, "tpr_signed", "race", cohort="c", model="paper", modalities="a")
+    assert race == "signed TPR gap by race (non-White − White) -0.080 [-0.120, -0.040]: the group is clearly below the reference"
+    gender = findings.signed_gap_text(s, "tpr_signed", "gender", cohort="c", model="paper", modalities="a")
+    assert gender.startswith("signed TPR gap by gender (women − men) +0.010") and gender.endswith("no clear difference")

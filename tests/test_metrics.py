@@ -227,3 +227,67 @@ def test_summarise_refuses_a_one_class_split():
     pr["label"] = 0
     with pytest.raises(ValueError, match="all 400 test stays are negative"):
         metrics.summarise(pr, n_boot=10, progress=False)
+
+
+def _null_or_planted(rng, n=600, tpr_shift=0.0):
+    """A test set with two race groups and two genders, decisions with TPR 0.7 / FPR 0.2, except that the
+    non-White group's TPR is shifted by ``tpr_shift`` (0: no difference between groups at all)."""
+    race = np.where(rng.random(n) < 0.5, "White", "non-White")
+    gender = np.where(rng.random(n) < 0.5, "F", "M")
+    y = (rng.random(n) < 0.3).astype(float)
+    tpr = np.where(race == "White", 0.7, 0.7 + tpr_shift)
+    pred = np.where(y == 1, rng.random(n) < tpr, rng.random(n) < 0.2).astype(float)
+    attrs = {"race": race, "gender": gender, "race_gender": np.char.add(np.char.add(race, " "), gender)}
+    flags = {a: metrics.estimable(y, g, min_group=20, min_events=5) for a, g in attrs.items()}
+    return y, pred, attrs, flags
+
+
+def test_signed_gaps_cover_zero_at_their_nominal_rate_and_contain_their_estimate():
+    """Simulation: with no difference between groups, the 95% interval of the signed TPR gap (non-White minus
+    White) covers 0 in about 95% of test sets and always contains its estimate; the paper's max - min TPR gap
+    is never below 0, so its interval almost never covers 0. A planted TPR shift of -0.15 is recovered with its
+    sign, the interval excluding 0 in most test sets of 1,500 stays."""
+    rng = np.random.default_rng(7)
+    covers, contains, paper_covers, found = [], [], [], []
+    for rep in range(160):
+        y, pred, attrs, flags = _null_or_planted(rng)
+        boot = metrics.Bootstrap.draw(attrs["race_gender"], n_boot=200, seed=rep)
+        t, _ = metrics.summarise_vectors(y, pred[None], pred[None], attrs, flags, boot=boot)
+        s = t[(t.metric == "tpr_signed") & (t.attribute == "race")].iloc[0]
+        covers.append(s.ci_low <= 0 <= s.ci_high)
+        contains.append(s.ci_low <= s["mean"] <= s.ci_high)
+        p = t[(t.metric == "tpr_diff") & (t.attribute == "race")].iloc[0]
+        paper_covers.append(p.ci_low <= 0)
+        if rep < 40:
+            y, pred, attrs, flags = _null_or_planted(rng, n=1500, tpr_shift=-0.15)
+            t, _ = metrics.summarise_vectors(y, pred[None], pred[None], attrs, flags,
+                                             boot=metrics.Bootstrap.draw(attrs["race_gender"], n_boot=200, seed=rep))
+            s = t[(t.metric == "tpr_signed") & (t.attribute == "race")].iloc[0]
+            found.append(s["mean"] < 0 and s.ci_high < 0)
+    assert 0.89 <= np.mean(covers) <= 0.99, np.mean(covers)
+    assert np.mean(contains) >= 0.99
+    assert np.mean(paper_covers) <= 0.05, "max - min cannot go below 0: its interval sits above it"
+    assert np.mean(found) >= 0.75, np.mean(found)
+
+
+def test_signed_gap_definitions():
+    """Two groups: the other minus the reference; more groups: the largest difference from the reference, with
+    its sign; the reference not compared: NaN. Point estimates and bootstrap agree on the full sample."""
+    rates = {"selection_rate": {"White": 0.5, "non-White": 0.3}, "tpr": {"White": 0.8, "non-White": 0.9},
+             "fpr": {"White": 0.1, "non-White": 0.1}}
+    g = metrics.signed_gaps(rates, ["White", "non-White"], "White")
+    assert g["dp_signed"] == pytest.approx(-0.2) and g["tpr_signed"] == pytest.approx(0.1) and g["fpr_signed"] == 0
+    three = {r: {**v, "Asian": {"selection_rate": 0.65, "tpr": 0.85, "fpr": 0.3}[r]} for r, v in rates.items()}
+    g3 = metrics.signed_gaps(three, ["White", "non-White", "Asian"], "White")
+    assert g3["dp_signed"] == pytest.approx(-0.2) and g3["fpr_signed"] == pytest.approx(0.2)
+    assert np.isnan(metrics.signed_gaps(rates, ["non-White"], "White")["dp_signed"])
+    rng = np.random.default_rng(1)
+    y, pred, attrs, flags = _null_or_planted(rng, tpr_shift=-0.2)
+    point = metrics.point_metrics(y, pred, pred, attrs, flags)
+    counts = metrics.vector_metrics(y, pred[None], pred[None], attrs, flags)
+    for a in ("race", "gender", "race_gender"):
+        for k in metrics.SIGNED:
+            assert counts[(k, a, "gap")][0] == pytest.approx(point[(k, a, "gap")])
+    race = attrs["race"]
+    tpr = {gr: pred[(race == gr) & (y == 1)].mean() for gr in ("White", "non-White")}
+    assert point[("tpr_signed", "race", "gap")] == pytest.approx(tpr["non-White"] - tpr["White"])

@@ -128,3 +128,20 @@ def test_embedding_pca_needs_enough_texts_and_colours_by_outcome_and_race():
     assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == ["no", "undefined", "yes"]
     mask[3:] = False
     assert plots.embedding_pca(emb, "m", c, title="T") is None
+
+
+def test_signed_gaps_forest_plot_marks_clear_differences():
+    rows = []
+    for lab, (mean, lo, hi) in {"a": (-0.10, -0.15, -0.05), "a+b": (0.01, -0.03, 0.05)}.items():
+        for g in ("dp_signed", "tpr_signed", "fpr_signed"):
+            for attr in ("race", "gender"):
+                rows.append({"cohort": "c", "model": "paper", "modalities": lab, "metric": g, "attribute": attr,
+                             "group": "gap", "mean": mean, "ci_low": lo, "ci_high": hi})
+    fig = plots.signed_gaps(pd.DataFrame(rows), "c", "paper", ["a", "a+b"])
+    assert len(fig.axes) == 6
+    ax = fig.axes[1]
+    assert "signed TPR gap by race" in ax.get_xlabel() and "0 = parity" in ax.get_xlabel()
+    colours = ax.collections[-1].get_facecolors()
+    assert len(colours) == 2 and not np.allclose(colours[0], colours[1]), "clear (red) and not clear (blue)"
+    assert {t.get_text() for t in fig.axes[0].get_yticklabels()} == {"a", "a+b"}
+    plt.close(fig)
