@@ -130,9 +130,77 @@ def _code_digest(path: Path) -> str:
     return hashlib.sha256(src.encode()).hexdigest()
 
 
-def _mmlib_digest() -> str:
+def _imported_modules(source: str, package: str | None = None) -> set[str]:
+    """The ``mmlib`` modules a piece of code imports (``import``/``from`` statements anywhere in it, those inside
+    functions too; ``package``: the importing module's package, for relative imports), with the packages each
+    import runs. Code that does not parse (e.g. a notebook cell with shell magics) is read line by line."""
+    import ast
+
+    try:
+        trees = [ast.parse(source)]
+    except SyntaxError:
+        trees = []
+        for line in source.splitlines():
+            try:
+                trees.append(ast.parse(line.strip()))
+            except SyntaxError:
+                continue
+    found = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level and package:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    mod = f"{base}.{node.module}" if node.module else base
+                else:
+                    mod = node.module or ""
+                found.add(mod)
+                found |= {f"{mod}.{a.name}" for a in node.names}  # `from pkg import module`
+    out = set()
+    for name in found:
+        parts = name.split(".")
+        out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {m for m in out if m == "mmlib" or m.startswith("mmlib.")}
+
+
+def _module_file(module: str) -> Path | None:
+    base = ROOT / Path(*module.split("."))
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.exists():
+            return p
+    return None
+
+
+#: Modules that run a chapter but cannot change what it computes (building, keying, checking parameters,
+#: rendering, the command line): left out of :func:`code_closure`, so editing them re-runs nothing.
+INFRASTRUCTURE = ("mmlib.pipeline", "mmlib.parameters", "mmlib.book", "mmlib.__main__")
+
+
+def code_closure(source: str) -> list[Path]:
+    """The ``mmlib`` source files a chapter's code runs: the modules it imports, everything they import in
+    turn (at module level or inside functions), and the packages on the way, less :data:`INFRASTRUCTURE`;
+    sorted. A chapter's artifact key hashes these files only, so editing a module the chapter never imports
+    does not re-run it."""
+    pending, seen = set(_imported_modules(source)), set()
+    while pending:
+        mod = pending.pop()
+        if mod in seen or mod in INFRASTRUCTURE:
+            continue
+        seen.add(mod)
+        f = _module_file(mod)
+        if f is not None:
+            package = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
+            pending |= _imported_modules(f.read_text(), package) - seen
+    return sorted(f for f in map(_module_file, seen) if f is not None)
+
+
+def _mmlib_digest(path: Path) -> str:
+    """Digest of the mmlib sources the chapter at ``path`` runs (:func:`code_closure`)."""
+    nb = nbformat.read(path, as_version=4)
     h = hashlib.sha256()
-    for p in sorted((ROOT / "mmlib").rglob("*.py")):
+    for p in code_closure("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
         h.update(p.relative_to(ROOT).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -144,9 +212,10 @@ def chapter_params(ch: Chapter, params: dict) -> dict:
 
 
 def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
-    """12-hex key of a chapter run: its parameters, code, the mmlib sources and its inputs' keys."""
+    """12-hex key of a chapter run: its parameters, code, the mmlib sources it runs (:func:`code_closure`)
+    and its inputs' keys."""
     blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params), "code": _code_digest(ch.path),
-                       "mmlib": _mmlib_digest(), "upstream": upstream}, sort_keys=True, default=str)
+                       "mmlib": _mmlib_digest(ch.path), "upstream": upstream}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

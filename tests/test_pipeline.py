@@ -467,3 +467,21 @@ def test_every_chapter_runs_with_documented_alternative_parameters(isolated_buil
     assert {"Black", "White"} <= set(t4.loc[t4.attribute == "race", "group"]), "five race groups"
     e7 = pd.read_parquet(pipeline.artifact_dir("07", s7.key) / "effects.parquet")
     assert set(e7["perturbation"]) == {"blank"} and set(e7["model"]) == {"resilient", "resilient+consistency"}
+
+
+def test_a_chapter_key_hashes_only_the_mmlib_code_the_chapter_runs():
+    """Artifact keys hash the chapter's import closure (less the build infrastructure): editing the decision
+    layer re-runs chapter 06 only, the encoder chapters 02 and 07 only, and the pipeline or parameter checks
+    nothing; a module imported only inside a function of an imported module still counts."""
+    closures = {}
+    for cid, ch in pipeline.chapters().items():
+        nb = nbformat.read(ch.path, as_version=4)
+        closures[cid] = {p.name for p in pipeline.code_closure("\n".join(c.source for c in nb.cells
+                                                                          if c.cell_type == "code"))}
+    assert [c for c, f in closures.items() if "decision.py" in f] == ["06"]
+    assert [c for c, f in closures.items() if "embed.py" in f] == ["02", "07"]
+    assert not [c for c, f in closures.items() if {"pipeline.py", "parameters.py", "book.py"} & f]
+    assert all({"chapter.py", "schema.py"} <= f for f in closures.values())
+    src = "from mmlib import tables\n"
+    assert "prepare.py" in {p.name for p in pipeline.code_closure(src)}, "tables imports data.prepare in a function"
+    assert {p.name for p in pipeline.code_closure("import numpy\n!ls\n")} == set()
