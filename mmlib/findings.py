@@ -187,6 +187,12 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
         lines.append(f"- With all modalities, `{lead}`: the "
                      + "; the ".join(signed_gap_text(summary, g, a, cohort=n, model=lead, modalities=order.full)
                                      for a in ("race", "gender") for g in ("tpr_signed", "dp_signed")) + ".")
+        full = {"cohort": n, "model": lead, "modalities": order.full}
+        shown = [f"{metric_label(k, a)} {fmt_estimate(*summary.estimate(k, a, **full)[:3])}"
+                 for a in ("race", "gender") for k in ("auroc_worst", "ece_worst") if len(summary.select(k, a, **full))]
+        if shown:
+            lines.append("- Worst group, all modalities: " + "; ".join(shown)
+                         + f" (overall AUROC {fmt_estimate(*summary.estimate('auroc', **full)[:3])}).")
         if len(models) > 1:
             lines.append("- With all modalities: " + "; ".join(
                 f"`{m}` AUROC {summary.estimate('auroc', cohort=n, model=m, modalities=order.full).mean:.3f}, "

@@ -56,6 +56,11 @@ PERFORMANCE = ("f1", "auroc", "auprc", "balanced_accuracy")
 RATES = ("selection_rate", "tpr", "fpr")
 GAPS = ("dp_diff", "dp_ratio", "tpr_diff", "eo_diff")
 SIGNED = ("dp_signed", "tpr_signed", "fpr_signed")
+#: Metrics of the scores within each group (CareBench reports both): AUROC and expected calibration error
+#: per group, and the worst compared group's (lowest AUROC, highest ECE) as the attribute's "gap" row.
+SCORE_GAPS = ("auroc_worst", "ece_worst")
+#: Equal-width probability bins of the expected calibration error.
+ECE_BINS = 10
 #: The reference group of each attribute for the signed gaps (group minus reference).
 REFERENCE = {"race": "White", "gender": "M", "race_gender": "White M"}
 ATTRIBUTES = ("race", "gender", "race_gender")
@@ -66,11 +71,13 @@ METRIC_LABELS = {"f1": "F1", "auroc": "AUROC", "auprc": "AUPRC", "balanced_accur
                  "tpr_diff": "TPR difference (equal opportunity)", "eo_diff": "equalized-odds difference",
                  "dp_signed": "selection-rate gap, signed (group − reference)",
                  "tpr_signed": "TPR gap, signed (group − reference)",
-                 "fpr_signed": "FPR gap, signed (group − reference)"}
+                 "fpr_signed": "FPR gap, signed (group − reference)",
+                 "ece": "expected calibration error (ECE)", "auroc_worst": "worst-group AUROC",
+                 "ece_worst": "worst-group ECE"}
 ATTRIBUTE_LABELS = {"overall": "overall", "race": "race", "gender": "gender", "race_gender": "race x gender"}
 SHORT_LABELS = {"dp_diff": "DP difference", "dp_ratio": "DP ratio", "tpr_diff": "TPR difference",
                 "eo_diff": "EO difference", "dp_signed": "signed DP gap", "tpr_signed": "signed TPR gap",
-                "fpr_signed": "signed FPR gap"}
+                "fpr_signed": "signed FPR gap", "auroc_worst": "worst-group AUROC", "ece_worst": "worst-group ECE"}
 
 
 def metric_label(metric: str, attribute: str = "overall") -> str:
@@ -253,6 +260,9 @@ def point_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict
         rates = {r: {grp: by.loc[grp, r] for grp in by.index} for r in RATES}
         for k, v in signed_gaps(rates, compared, REFERENCE.get(a)).items():
             out[(k, a, "gap")] = float(v)
+    with warnings.catch_warnings():  # a group with one class has no AUROC: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out.update({k: float(v[0]) for k, v in _score_metrics(np.ones((1, len(y))), y, prob, attrs, flags).items()})
     return out
 
 
@@ -310,6 +320,41 @@ def weighted_average_precision(w: np.ndarray, y: np.ndarray, scores: np.ndarray)
     return _div((pos * precision).sum(1), pos.sum(1))
 
 
+def weighted_ece(w: np.ndarray, y: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """Expected calibration error for each row of weights ``w`` ``(B, n)``: over :data:`ECE_BINS` equal-width
+    bins of the predicted probability, the weighted share of stays in the bin times the gap between their mean
+    predicted probability and their observed rate, summed: ``sum_bins |sum_i w_i (p_i - y_i)| / sum_i w_i``."""
+    bins = np.clip(np.ceil(prob * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
+    resid = prob - y
+    total = np.zeros(w.shape[0])
+    for k in np.unique(bins):
+        sel = bins == k
+        total += np.abs(w[:, sel] @ resid[sel])
+    return _div(total, w.sum(1))
+
+
+def _score_metrics(w: np.ndarray, y: np.ndarray, prob: np.ndarray, attrs: dict[str, np.ndarray],
+                   flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+    """The metrics of the scores themselves, for each row of weights ``w`` ``(B, n)``: overall ECE, AUROC and
+    ECE within each group, and the worst compared group's (:data:`SCORE_GAPS`; NaN with fewer than two compared
+    groups). Unit weights give the point estimates (:func:`point_metrics`), resampling counts the bootstrap."""
+    y = y.astype(np.float64)
+    out = {("ece", "overall", "all"): weighted_ece(w, y, prob)}
+    for a, g in attrs.items():
+        names = sorted(pd.unique(g))
+        for k in names:
+            ind = (g == k).astype(np.float64)
+            out[("auroc", a, k)] = weighted_auroc(w * ind, y, prob)
+            out[("ece", a, k)] = weighted_ece(w * ind, y, prob)
+        compared = [k for k in names if not flags[a].get(k, "x")]
+        if len(compared) < 2:
+            out[("auroc_worst", a, "gap")] = out[("ece_worst", a, "gap")] = np.full(w.shape[0], np.nan)
+            continue
+        out[("auroc_worst", a, "gap")] = np.min([out[("auroc", a, k)] for k in compared], axis=0)
+        out[("ece_worst", a, "gap")] = np.max([out[("ece", a, k)] for k in compared], axis=0)
+    return out
+
+
 @dataclass
 class Bootstrap:
     """Resampling counts for one test set: ``counts[b, i]`` = how often row ``i`` is drawn in resample ``b``,
@@ -336,6 +381,7 @@ class Bootstrap:
                ("auprc", "overall", "all"): weighted_average_precision(w, y, prob)}
         counts = _count_metrics(w, pred.astype(np.float64)[None, :], y, attrs, flags)
         out.update({k: v[:, 0] for k, v in counts.items()})
+        out.update(_score_metrics(w, y, prob, attrs, flags))
         return out
 
 
@@ -403,6 +449,9 @@ def vector_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: d
     out = {("auroc", "overall", "all"): auroc, ("auprc", "overall", "all"): auprc}
     counts = _count_metrics(np.ones((1, len(y))), np.atleast_2d(preds).astype(np.float64), y, attrs, flags)
     out.update({k: v[0] for k, v in counts.items()})
+    unit = np.ones((1, len(y)))
+    scores = [_score_metrics(unit, y, p, attrs, flags) for p in probs]
+    out.update({k: np.array([s[k][0] for s in scores]) for k in scores[0]})
     return out
 
 
@@ -590,6 +639,12 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             r = np.mean([fn(boot.counts, yf, probs[k]) for k in ks], axis=0)
             # resampled on a subset of the vectors: centre on the mean of all of them (same spread)
             reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
+        scores = [_score_metrics(boot.counts, yf, probs[k], attrs, flags) for k in ks]
+        with warnings.catch_warnings():  # a group's AUROC undefined on a resample stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for key in scores[0]:
+                r = np.nanmean([s[key] for s in scores], axis=0)
+                reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
     rows = [{"metric": key[0], "attribute": key[1], "group": key[2], **_estimate(v, reps.get(key))}
             for key, v in points.items()]
     for r in rows:  # a small group's rates give its counts back: withheld for a credentialed source

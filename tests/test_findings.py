@@ -51,6 +51,7 @@ def rising():
         vals[("late", lab, "auroc", "overall")] = auroc[lab] - 0.01
         vals[("late", lab, "tpr_diff", "race")] = 0.07
         vals[("late", lab, "tpr_signed", "race")] = -0.07
+    vals[("paper", "a+b+c", "auroc_worst", "race")] = 0.70
     return _summary(vals)
 
 
@@ -107,6 +108,7 @@ def test_rq1_answer_states_the_path_and_counts(rising):
     assert ("With all modalities, `paper`: the signed TPR gap by race (largest difference from White) -0.200 "
             "[-0.210, -0.190]: the group is clearly below the reference") in text
     assert "signed DP gap by gender (largest difference from M) +0.000 [-0.010, +0.010]: no clear difference" in text
+    assert "- Worst group, all modalities: worst-group AUROC (race) 0.700 [0.690, 0.710] (overall AUROC 0.750" in text
 
 
 def test_single_modality_answer_names_best_worst_and_overlap():

@@ -291,3 +291,26 @@ def test_signed_gap_definitions():
     race = attrs["race"]
     tpr = {gr: pred[(race == gr) & (y == 1)].mean() for gr in ("White", "non-White")}
     assert point[("tpr_signed", "race", "gap")] == pytest.approx(tpr["non-White"] - tpr["White"])
+
+
+def test_group_auroc_ece_and_worst_group():
+    """Per-group AUROC equals scikit-learn's on the group; ECE equals a hand count over ten equal-width bins;
+    the worst compared group has the lowest AUROC and highest ECE; unit bootstrap weights give the points."""
+    rng = np.random.default_rng(11)
+    y, prob, pred, attrs = _random_case(rng, n=500)
+    flags = {a: metrics.estimable(y, g, min_group=5, min_events=2) for a, g in attrs.items()}
+    point = metrics.point_metrics(y, prob, pred, attrs, flags)
+    race = attrs["race"]
+    for grp in ("White", "non-White"):
+        sel = race == grp
+        assert point[("auroc", "race", grp)] == pytest.approx(roc_auc_score(y[sel], prob[sel]))
+        bins = pd.cut(prob[sel], np.linspace(0, 1, 11), include_lowest=True)
+        df = pd.DataFrame({"p": prob[sel], "y": y[sel], "b": bins})
+        by = df.groupby("b", observed=True).agg(p=("p", "mean"), y=("y", "mean"), n=("p", "size"))
+        ece = float((by.n / by.n.sum() * (by.p - by.y).abs()).sum())
+        assert point[("ece", "race", grp)] == pytest.approx(ece)
+    compared = [g for g, why in flags["race"].items() if not why]
+    assert point[("auroc_worst", "race", "gap")] == pytest.approx(min(point[("auroc", "race", g)] for g in compared))
+    assert point[("ece_worst", "race", "gap")] == pytest.approx(max(point[("ece", "race", g)] for g in compared))
+    perfect = metrics.weighted_ece(np.ones((1, 4)), np.array([0.0, 1, 0, 1]), np.array([0.0, 1, 0, 1]))
+    assert perfect[0] == 0
