@@ -171,13 +171,12 @@ def test_chapter_orders_are_checked_against_the_data(make_chapter, toy_data):
             ch.orders()
 
 
-def test_chapter_is_real(make_chapter, toy_data):
-    ch = make_chapter({"cohorts": ["toy"]})
+def test_chapter_is_real_follows_the_source_parameter_not_the_data(make_chapter, toy_data):
     d = toy_data(n=40)
-    ch._cache["fusion_data"] = {"toy": d}
-    assert ch.is_real() is False
-    ch._cache["fusion_data"] = {"toy": d, "real": dataclasses.replace(d, origin="mimic")}
-    assert ch.is_real() is True
+    ch = make_chapter({"cohorts": ["toy"], "source": "synthetic"})
+    ch._cache["fusion_data"] = {"toy": dataclasses.replace(d, origin="real")}
+    assert ch.is_real() is False, "the loader checks that the folder agrees with the parameter"
+    assert make_chapter({"cohorts": ["toy"], "source": "real"}).is_real() is True
 
 
 def test_chapter_saved_models(make_chapter, toy_data, tmp_path):
