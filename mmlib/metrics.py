@@ -455,6 +455,57 @@ def vector_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: d
     return out
 
 
+# ----------------------------------------------------------------------------- against the latent truth
+def risk_shift(prob: np.ndarray, groups: np.ndarray, need: np.ndarray, group: str, reference: str,
+               weights: np.ndarray | None = None) -> np.ndarray:
+    """The difference in predicted log-odds between ``group`` and ``reference`` stays **at equal true need**:
+    the coefficient of group membership in a least-squares fit of ``logit(prob)`` on ``[1, need, group]`` over
+    the stays of the two groups (``need``: the simulator's true need, log-odds). ``prob`` is ``(seeds, n)``; the
+    coefficient is averaged over seeds. ``weights`` ``(B, n)`` (bootstrap counts) give one value per row; without
+    them, one value (unit weights). This is the estimand the bias knobs inject (e.g. under-triage lowers the
+    recorded acuity of Black patients at equal need), which a thresholded TPR gap on a few hundred stays may not
+    see (chapter 04, synthetic cohorts)."""
+    prob = np.clip(np.atleast_2d(prob).astype(np.float64), 1e-6, 1 - 1e-6)
+    z = np.log(prob / (1 - prob))
+    keep = ((groups == group) | (groups == reference)).astype(np.float64)
+    x = np.column_stack([np.ones(len(need)), need, (groups == group).astype(np.float64)])
+    w = (np.ones((1, len(need))) if weights is None else weights) * keep
+    xtwx = np.einsum("bn,ni,nj->bij", w, x, x)
+    coef = []
+    for zs in z:
+        xtwz = np.einsum("bn,ni,n->bi", w, x, zs)
+        coef.append(np.linalg.solve(xtwx, xtwz[..., None])[..., 2, 0])
+    return np.mean(coef, axis=0)
+
+
+def risk_shift_table(predictions: pd.DataFrame, attribute: str = "race", n_boot: int = 200, seed: int = 0,
+                     split: str = "test") -> pd.DataFrame:
+    """:func:`risk_shift` of every compared group against the reference (:data:`REFERENCE`) for every
+    (cohort, model, modality set) of a predictions table that carries the truth (``need``, from
+    :func:`mmlib.train.against_truth`): ``shift`` (log-odds, mean over seeds) and its 95% CI from the
+    stratified bootstrap of the test stays. Groups too small to estimate are left out."""
+    if "need" not in predictions:
+        raise ValueError("predictions carry no 'need' column; use mmlib.train.against_truth(predictions, data)")
+    pr = predictions[predictions["split"] == split]
+    ref_group = REFERENCE[attribute]
+    rows = []
+    for (cohort, model, mods), sub in pr.groupby(["cohort", "model", "modalities"], sort=False):
+        wide = sub.pivot(index="stay_id", columns="seed", values="prob").sort_index()
+        one = sub[sub["seed"] == sub["seed"].iloc[0]].set_index("stay_id").loc[wide.index]
+        g, need, y = one[attribute].to_numpy().astype(str), one["need"].to_numpy(), one["label"].to_numpy()
+        flags = estimable(y, g)
+        boot = Bootstrap.draw(one["race_gender"].to_numpy(), n_boot=n_boot, seed=seed)
+        for grp, why in flags.items():
+            if why or grp == ref_group or ref_group not in flags or flags[ref_group]:
+                continue
+            point = float(risk_shift(wide.to_numpy().T, g, need, grp, ref_group)[0])
+            lo, hi = ci95(risk_shift(wide.to_numpy().T, g, need, grp, ref_group, boot.counts))
+            rows.append({"cohort": cohort, "model": model, "modalities": mods, "group": grp, "reference": ref_group,
+                         "shift": point, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["cohort", "model", "modalities", "group", "reference", "shift", "ci_low",
+                                       "ci_high"])
+
+
 # ------------------------------------------------------------------------------------------ summaries
 @dataclass
 class Summary:

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .models import ALL_MODELS, NEURAL_MODELS, build_model, logistic_regression
+from .schema import TRUTH_OF_TARGET
 
 THRESHOLD_POLICIES = ("val_f1", "val_youden")
 
@@ -38,7 +39,9 @@ class FusionData:
     ``x`` is ``(n, M, D)`` float32 (zero rows where a modality is missing), ``mask`` ``(n, M)`` bool,
     ``y`` ``(n,)`` float32 0/1, ``stays`` a frame aligned with them (index ``stay_id``; columns ``split``,
     ``race`` (the chosen race grouping), ``gender``, ``race_gender``). ``excluded`` counts the stays left out
-    and why.
+    and why. ``truth``: for a synthetic cohort whose target has a latent truth
+    (:data:`mmlib.schema.TRUTH_OF_TARGET`), a frame aligned with ``stays`` with ``label`` (the label without
+    label bias) and ``need`` (the true need, log-odds); ``None`` otherwise.
     """
 
     cohort: str
@@ -51,6 +54,7 @@ class FusionData:
     excluded: pd.DataFrame
     race_grouping: str = "race_binary"
     origin: str = "synthetic"
+    truth: pd.DataFrame | None = None
 
     def columns(self, modalities) -> list[int]:
         """Positions of ``modalities`` in ``x`` (raises naming the unknown ones)."""
@@ -108,9 +112,29 @@ def load_fusion_data(cohort_dir: Path | str, embeddings: Path | str, target: str
     frame = pd.DataFrame({"split": stays["split"].astype(str), "race": stays[race_grouping].astype(str),
                           "gender": stays["gender"].astype(str)}, index=stays.index)
     frame["race_gender"] = frame["race"] + " " + frame["gender"]
+    truth = None
+    label_col, need_col = TRUTH_OF_TARGET.get(target, (None, None))
+    if cohort.truth is not None and {label_col, need_col} <= set(cohort.truth.columns):
+        tr = cohort.truth.reindex(stays.index)
+        truth = pd.DataFrame({"label": tr[label_col].astype(float), "need": tr[need_col].astype(float)},
+                             index=stays.index)
     return FusionData(cohort=cohort.name, target=target, modalities=mods, x=x[idx], mask=mask[idx],
                       y=y[keep].astype(np.float32), stays=frame, excluded=excluded, race_grouping=race_grouping,
-                      origin=cohort.origin)
+                      origin=cohort.origin, truth=truth)
+
+
+def against_truth(predictions: pd.DataFrame, data: dict) -> pd.DataFrame:
+    """The rows of a predictions table whose cohort has a latent truth (``data``: ``{cohort: FusionData}``),
+    with ``label`` replaced by the truth's label (the outcome without label bias) and a ``need`` column (the
+    true need), so every metric can be computed against the truth as well as the recorded label (chapter 04)."""
+    parts = []
+    for name, d in data.items():
+        if d.truth is None:
+            continue
+        sub = predictions[predictions["cohort"] == name]
+        tr = d.truth.reindex(sub["stay_id"].to_numpy())
+        parts.append(sub.assign(label=tr["label"].to_numpy().astype(np.int8), need=tr["need"].to_numpy()))
+    return pd.concat(parts, ignore_index=True) if parts else predictions.iloc[:0]
 
 
 # ---------------------------------------------------------------------------------------- training

@@ -284,3 +284,20 @@ def test_signed_gap_text_names_the_groups_and_says_whether_the_difference_is_cle
     assert race == "signed TPR gap by race (non-White − White) -0.080 [-0.120, -0.040]: the group is clearly below the reference"
     gender = findings.signed_gap_text(s, "tpr_signed", "gender", cohort="c", model="paper", modalities="a")
     assert gender.startswith("signed TPR gap by gender (women − men) +0.010") and gender.endswith("no clear difference")
+
+
+def test_truth_table_and_answer_put_recorded_and_truth_side_by_side():
+    def summ(gap):
+        rows = [_row("c", "paper", "a+b", "auroc", "overall", "all", 0.8, 0.78, 0.82),
+                _row("c", "paper", "a+b", "tpr_signed", "race", "gap", gap, gap - 0.03, gap + 0.03),
+                _row("c", "paper", "a+b", "tpr_signed", "gender", "gap", 0.0, -0.02, 0.02)]
+        return Summary(pd.DataFrame(rows), {})
+    shifts = pd.DataFrame([{"cohort": "c", "model": "paper", "modalities": "a+b", "group": "non-White",
+                            "reference": "White", "shift": -0.3, "ci_low": -0.45, "ci_high": -0.15}])
+    t = findings.truth_table(summ(-0.01), summ(-0.08), shifts, "c", ["paper"], "a+b")
+    assert t.loc["paper", "signed TPR gap, race (recorded label)"] == "-0.010 [-0.040, +0.020]"
+    assert t.loc["paper", "signed TPR gap, race (truth)"] == "-0.080 [-0.110, -0.050]"
+    assert t.loc["paper", "risk shift at equal need, non-White − White (log-odds)"] == "-0.300 [-0.450, -0.150]"
+    text = findings.truth_answer(summ(-0.01), summ(-0.08), shifts, {"c": "a+b"}, ["paper"])
+    assert "signed race TPR gap -0.010 [-0.040, +0.020] against the recorded label, -0.080 [-0.110, -0.050] against the truth" in text
+    assert "non-White stays get log-odds -0.300 [-0.450, -0.150] against White stays (a clear shift down)" in text

@@ -314,3 +314,30 @@ def test_group_auroc_ece_and_worst_group():
     assert point[("ece_worst", "race", "gap")] == pytest.approx(max(point[("ece", "race", g)] for g in compared))
     perfect = metrics.weighted_ece(np.ones((1, 4)), np.array([0.0, 1, 0, 1]), np.array([0.0, 1, 0, 1]))
     assert perfect[0] == 0
+
+
+def test_risk_shift_recovers_a_planted_shift_at_equal_need_and_covers_zero_without_one():
+    """Scores built as logit = need + shift x [non-White] + noise, where non-White stays also have higher need:
+    the recorded difference in mean risk mixes both, the shift at equal need recovers the planted one inside its
+    interval; with no shift the interval covers 0."""
+    rng = np.random.default_rng(5)
+    n = 1200
+    race = np.where(rng.random(n) < 0.5, "White", "non-White")
+    gender = np.where(rng.random(n) < 0.5, "F", "M")
+    need = rng.normal(0, 1, n) + 0.5 * (race == "non-White")
+    label = (rng.random(n) < 1 / (1 + np.exp(-need))).astype(int)
+    for planted in (-0.4, 0.0):
+        logits = need[None] + planted * (race == "non-White")[None] + rng.normal(0, 0.3, (2, n))
+        prob = 1 / (1 + np.exp(-logits))
+        pr = pd.concat([pd.DataFrame({"cohort": "c", "model": "m", "modalities": "all", "seed": s, "split": "test",
+                                      "stay_id": np.arange(n), "prob": prob[s], "label": label, "need": need,
+                                      "race": race, "gender": gender,
+                                      "race_gender": np.char.add(np.char.add(race, " "), gender)}) for s in (0, 1)])
+        t = metrics.risk_shift_table(pr, "race", n_boot=200)
+        (row,) = t.itertuples()
+        assert row.group == "non-White" and row.reference == "White"
+        assert row.ci_low <= planted <= row.ci_high and abs(row.shift - planted) < 0.05
+        if planted:
+            assert row.ci_high < 0
+    with pytest.raises(ValueError, match="against_truth"):
+        metrics.risk_shift_table(pr.drop(columns="need"))
