@@ -338,7 +338,7 @@ def _score_metrics(w: np.ndarray, y: np.ndarray, prob: np.ndarray, attrs: dict[s
     """The metrics of the scores themselves, for each row of weights ``w`` ``(B, n)``: overall ECE, AUROC and
     ECE within each group, and the worst compared group's (:data:`SCORE_GAPS`; NaN with fewer than two compared
     groups). Unit weights give the point estimates (:func:`point_metrics`), resampling counts the bootstrap."""
-    y = y.astype(np.float64)
+    y, prob = y.astype(np.float64), np.asarray(prob, dtype=np.float64)
     out = {("ece", "overall", "all"): weighted_ece(w, y, prob)}
     for a, g in attrs.items():
         names = sorted(pd.unique(g))

@@ -116,11 +116,13 @@ def relative_missingness(data, order) -> dict:
     return share.to_dict()
 
 
-def check_unmasked(sweep: pd.DataFrame, reference: pd.DataFrame, labels: dict, tolerance: float = 1e-9) -> tuple[int, float]:
+def check_unmasked(sweep: pd.DataFrame, reference: pd.DataFrame, labels: dict, tolerance: float = 1e-6) -> tuple[int, float]:
     """Check that the ``random`` protocol at rate 0 of a sweep table reproduces the unmasked estimates of
     ``reference`` (chapter 04's summary table; ``labels``: ``{cohort: all-modality label}``) for every
     cohort, model, metric and group. Returns ``(rows compared, largest difference)``; raises RuntimeError
-    when a row is missing or differs by more than ``tolerance``."""
+    when a row is missing or differs by more than ``tolerance`` (1e-6: calibration errors are continuous in the
+    probabilities, which two forward passes over different batches may round differently in the last float32
+    digit; every other metric is a rank or a count and agrees exactly)."""
     zero = sweep[(sweep.protocol == "random") & (sweep.rate == 0.0)]
     keys = ["cohort", "model", "metric", "attribute", "group"]
     ref = reference[reference.modalities.isin(labels.values())][keys + ["mean"]]

@@ -169,11 +169,11 @@ def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
 
 def outcome_columns(cohort) -> list[str]:
     """The outcomes chapter 01 shows of a cohort: MIMIC-Eye's admission and chest X-ray findings; MDS-ED's
-    primary target, 28-day mortality, any deterioration, heart failure and pneumonia (those the cohort has)."""
+    primary target, 28-day mortality, death during the stay, heart failure and pneumonia (those the cohort has)."""
     if cohort.name == "mimic_eye":
         cols = ["admitted", "cxr_cardiomegaly", "cxr_consolidation", "cxr_edema", "cxr_pleural_effusion"]
     else:
-        cols = [cohort.primary_target, "deterioration_mortality_28d", "deterioration_any_deterioration",
+        cols = [cohort.primary_target, "deterioration_mortality_28d", "deterioration_mortality_stay",
                 "diagnoses_i50", "diagnoses_j18"]
     return [c for c in dict.fromkeys(cols) if c in cohort.stays]
 

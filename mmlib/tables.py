@@ -103,7 +103,7 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
         vitals = {"Heart rate (/min)": vit.get("vitals_heartrate_first"),
                   "Resp. rate (/min)": vit.get("vitals_resprate_first"), "SpO2 (%)": vit.get("vitals_o2sat_first"),
                   "Systolic BP (mmHg)": vit.get("vitals_sbp_first"),
-                  "Temperature (°F)": vit.get("vitals_temperature_first")}
+                  "Temperature (°C)": vit.get("vitals_temperature_first")}  # MDS-ED converts to Celsius
     rows: dict[str, dict] = {}
     for name, idx in cols.items():
         s = st.loc[idx]
@@ -170,7 +170,8 @@ def bias_audit(cohort) -> pd.DataFrame:
     else:
         spo2 = m["vitals"]["vitals_o2sat_first"]
         acuity = m["arrival"]["vitals_acuity"]
-        add("unequal_access", "ECG within the prediction window", cohort.availability["ecg"].astype(float))
+        # MDS-ED has an ECG in the window on every row: unequal access removes biometrics and labs
+        add("unequal_access", "biometrics recorded", m["arrival"]["biometrics_bmi"].notna().astype(float))
         add("unequal_access", "labs within the prediction window", cohort.availability["labs"].astype(float))
         add("label_bias", "recorded ICU transfer within 24 h", st["deterioration_icu_24h"])
         add("label_bias", "ICU transfer without label bias (truth)", tr["icu_24h_unbiased"].astype(float))
@@ -223,7 +224,7 @@ def flow_note(cohort) -> str:
     extra = {k: v for k, v in cohort.info.items() if k != "prediction_hours"}
     shown = [f"\n- {k.replace('_', ' ')}: {disclosure.count(v, real=real) if isinstance(v, (int, np.integer)) else v}"
              for k, v in extra.items()]
-    return (f"{flow.remaining.iloc[0]} stays read; {len(cohort.stays)} kept for the study "
+    return (f"{flow.step.iloc[0]}: {flow.remaining.iloc[0]}; {len(cohort.stays)} stays kept for the study "
             f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
             + "".join(shown))
 

@@ -14,16 +14,33 @@ import re
 import numpy as np
 import pandas as pd
 
-from .schema import CXR_FINDINGS, MODALITIES, STATS, display_name
+from .schema import CXR_FINDINGS, LAB_UNITS, MDS_ED_VITAL_UNITS, MODALITIES, STATS, display_name
 
-#: Units and adult reference ranges of the labs the notes name (others are written without them).
+#: MDS-ED's 45 labs (:data:`mmlib.schema.LABS`, the release's column names) -> (display name, adult reference
+#: low, high) in the units of :data:`mmlib.schema.LAB_UNITS`; ``None`` where no flag is given.
 LAB_INFO = {
-    "hemoglobin": ("hemoglobin", "g/dL", 12.0, 17.5), "wbc": ("white cell count", "K/uL", 4.0, 11.0),
-    "platelets": ("platelets", "K/uL", 150, 400), "sodium": ("sodium", "mEq/L", 135, 145),
-    "potassium": ("potassium", "mEq/L", 3.5, 5.1), "creatinine": ("creatinine", "mg/dL", 0.5, 1.2),
-    "bun": ("urea nitrogen", "mg/dL", 7, 20), "glucose": ("glucose", "mg/dL", 70, 140),
-    "lactate": ("lactate", "mmol/L", 0.5, 2.0), "troponin_t": ("troponin T", "ng/mL", 0.0, 0.01),
-    "ntprobnp": ("NT-proBNP", "pg/mL", 0, 300), "crp": ("C-reactive protein", "mg/L", 0, 10),
+    "absolute_basophil_count": ("absolute basophil count", 0.0, 0.2),
+    "absolute_eosinophil_count": ("absolute eosinophil count", 0.0, 0.5),
+    "absolute_lymphocyte_count": ("absolute lymphocyte count", 1.0, 4.8),
+    "alanine_aminotransferase_(alt)": ("alanine aminotransferase (ALT)", 0, 40),
+    "albumin": ("albumin", 3.5, 5.2), "alkaline_phosphatase": ("alkaline phosphatase", 35, 105),
+    "asparate_aminotransferase_(ast)": ("aspartate aminotransferase (AST)", 0, 40), "bands": ("bands", 0, 5),
+    "base_excess": ("base excess", -2, 3), "basophils": ("basophils", 0, 1.5), "bicarbonate": ("bicarbonate", 22, 32),
+    "bilirubin,_direct": ("direct bilirubin", 0.0, 0.3), "bilirubin,_total": ("total bilirubin", 0.0, 1.5),
+    "c-reactive_protein": ("C-reactive protein", 0, 5), "calcium,_total": ("total calcium", 8.4, 10.3),
+    "carboxyhemoglobin": ("carboxyhemoglobin", 0, 3), "chloride": ("chloride", 96, 108),
+    "creatine_kinase_(ck)": ("creatine kinase (CK)", 0, 200),
+    "creatine_kinase,_mb_isoenzyme": ("creatine kinase MB isoenzyme", 0, 10), "creatinine": ("creatinine", 0.5, 1.2),
+    "eosinophils": ("eosinophils", 0, 7), "fibrinogen,_functional": ("fibrinogen", 200, 400),
+    "free_calcium": ("free calcium", 1.10, 1.32), "glucose": ("glucose", 70, 140), "hematocrit": ("hematocrit", 36, 48),
+    "hemoglobin": ("hemoglobin", 12.0, 17.5), "inr(pt)": ("INR", 0.9, 1.1), "lactate": ("lactate", 0.5, 2.0),
+    "lymphocytes": ("lymphocytes", 18, 42), "magnesium": ("magnesium", 1.6, 2.6), "neutrophils": ("neutrophils", 50, 70),
+    "oxygen_saturation": ("oxygen saturation (blood gas)", 95, 100), "pt": ("prothrombin time", 9.4, 12.5),
+    "ptt": ("partial thromboplastin time", 25, 36.5), "phosphate": ("phosphate", 2.7, 4.5),
+    "platelet_count": ("platelet count", 150, 440), "potassium": ("potassium", 3.3, 5.1), "rdw": ("RDW", 10.5, 15.5),
+    "red_blood_cells": ("red blood cells", 4.0, 5.9), "sodium": ("sodium", 133, 145),
+    "troponin_t": ("troponin T", 0.0, 0.01), "urea_nitrogen": ("urea nitrogen", 6, 20),
+    "white_blood_cells": ("white blood cells", 4.0, 11.0), "pco2": ("pCO2", 35, 45), "ph": ("pH", 7.35, 7.45),
 }
 #: Names of the ICD codes the notes spell out (MIMIC stores codes without the dot); others are given as codes.
 ICD_NAMES = {
@@ -139,9 +156,11 @@ def mds_ed_arrival(row: pd.Series, race: str | None = None) -> str:
 
 
 def mds_ed_vitals(row: pd.Series) -> str | None:
-    """Vital-signs note over the first 90 minutes: first, last and range of each vital sign."""
+    """Vital-signs note over the first 90 minutes: first, last and range of each vital sign, in MDS-ED's units
+    (:data:`mmlib.schema.MDS_ED_VITAL_UNITS`: temperature in degrees Celsius)."""
     out = []
-    for v, (words, unit, d) in VITAL_INFO.items():
+    for v, (words, _, d) in VITAL_INFO.items():
+        unit = MDS_ED_VITAL_UNITS[v]
         first, last, lo, hi = (_num(row.get(f"vitals_{v}_{s}"), d) for s in ("first", "last", "min", "max"))
         if first is None:
             out.append(f"{words} not recorded")
@@ -158,7 +177,8 @@ _LAB = re.compile(r"^labvalues_(.+)_(" + "|".join(STATS) + r")$")
 
 
 def mds_ed_labs(row: pd.Series) -> str | None:
-    """Labs note: the first value of each lab measured in the first 90 minutes, with unit and a flag."""
+    """Labs note: the first value of each lab measured in the first 90 minutes, by its display name, with its unit
+    (:data:`mmlib.schema.LAB_UNITS`) and a high/low flag (:data:`LAB_INFO`); an unknown lab by its column name."""
     firsts = {}
     for col, val in row.items():
         m = _LAB.match(str(col))
@@ -168,7 +188,8 @@ def mds_ed_labs(row: pd.Series) -> str | None:
         return None
     out = []
     for lab, x in firsts.items():
-        words, unit, lo, hi = LAB_INFO.get(lab, (lab.replace("_", " "), "", None, None))
+        words, lo, hi = LAB_INFO.get(lab, (lab.replace("_", " "), None, None))
+        unit = LAB_UNITS.get(lab, "")
         digits = 3 if abs(x) < 0.1 else (2 if abs(x) < 10 else (1 if abs(x) < 100 else 0))
         flag = "" if lo is None else (" (high)" if x > hi else (" (low)" if x < lo else ""))
         out.append(f"{words} {x:.{digits}f}{' ' + unit if unit else ''}{flag}")

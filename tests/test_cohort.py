@@ -5,9 +5,12 @@ The fixtures below write MIMIC-Eye and MIMIC-IV-Ext-MDS-ED folders by hand (plai
 releases -- they do NOT use the project's synthetic generator, so the loader is checked against the
 layouts themselves rather than against its sibling writer. Every expected value is written down here.
 
-MIMIC-Eye fixture (13 patients, 16 ED stays; prediction time 3 h after arrival):
+MIMIC-Eye fixture (16 patients, 19 ED stays; prediction time 3 h after arrival; one index stay per patient:
+the stay of the first frontal CXR taken during an ED stay, else the first stay; tests/test_mimic_eye.py
+checks the importer's own conventions -- index column, spreadsheets/ -- this fixture has no index column):
 
-- stays in 16 -> no triage record 1 -> outcome undefined (LEFT WITHOUT BEING SEEN) 1 -> age under 18 1 -> 13
+- patients in 16 -> no ED/ folder 1 (patient 14) -> index stay without triage 1 (15) -> outcome undefined
+  (LEFT WITHOUT BEING SEEN) 1 (16) -> age under 18 1 (13) -> 12; the other stays 1B, 2L, 3N, 15B never enter
 - split strata (race_binary x gender, per patient): White|M 7 patients (always 5/1/1 -> every split
   non-empty for every seed), non-White|F 3, Unknown|M 1, non-White|M 1
 - patient 1: an earlier admission (codes I10, 4280), the index admission of stay 1A admitted 3.5 h after
@@ -19,9 +22,12 @@ MIMIC-Eye fixture (13 patients, 16 ED stays; prediction time 3 h after arrival):
 
 MDS-ED fixture (15 ECG rows; prediction time 90 min; ECGs in two memmap files, file_idx 0/1):
 
-- rows in 15 -> second ECG of a stay 1 -> primary target -999 1 -> age under 18 1 -> 12
-- strat_fold 0-17 train (8 stays), 18 val (2), 19 test (2)
-- ECG at +90 min (available, boundary), +120 min and -20 min (unavailable)
+- rows in 15 -> duplicate rows 0 -> records already used 0 -> second ECG of a stay 1 -> primary target -999 1 -> age under 18 1 -> 12
+- loaded with the release's split (0.9, 0.05, 0.05): strat_fold 0-17 train (8 stays), 18 val (2), 19 test (2)
+- ECG at +90 min (available, boundary), +100 min and +120 min (unavailable)
+- ECG records hold consistent limb leads (Einthoven), stored in the release's lead order I, II, V1-V6, III,
+  aVR, aVL, aVF; ``Cohort.ecg`` returns them in schema.LEADS order (tests/test_mds_ed.py and
+  tests/test_robustness_mds_ed.py check the release's writers' conventions and malformed inputs)
 """
 from __future__ import annotations
 
@@ -34,11 +40,12 @@ import pytest
 from PIL import Image
 
 from mmlib.data import Cohort, load_cohort
+from mmlib.schema import LEADS, MDS_ED_LEAD_COLUMNS
 
 pytestmark = pytest.mark.timeout(120)
 
 # =============================================================================================== MIMIC-Eye
-SID = {k: 10000000 + k for k in range(1, 14)}
+SID = {k: 10000000 + k for k in range(1, 17)}
 
 # k: (gender, race, anchor_age, anchor_year)
 PATIENTS = {
@@ -55,6 +62,9 @@ PATIENTS = {
     11: ("M", "UNKNOWN", 50, 2180),
     12: ("M", "AMERICAN INDIAN/ALASKA NATIVE", 65, 2180),
     13: ("F", "WHITE", 15, 2179),         # 16 at the visit: excluded
+    14: ("F", "WHITE", 50, 2180),         # no ED/ folder: excluded
+    15: ("M", "WHITE", 40, 2180),         # the index stay has no triage row: excluded
+    16: ("F", "BLACK/AFRICAN AMERICAN", 30, 2180),  # left without being seen: excluded
 }
 
 # name: (patient k, stay_id, intime, outtime, disposition, arrival_transport, hadm_id)
@@ -75,9 +85,12 @@ STAYS = {
     "11": (11, 30000014, "2180-05-05 05:00:00", "2180-05-05 09:00:00", "HOME", "WALK IN", None),
     "12": (12, 30000015, "2180-06-06 06:00:00", "2180-06-06 10:00:00", "HOME", "UNKNOWN", None),
     "13": (13, 30000016, "2180-07-07 07:00:00", "2180-07-07 09:00:00", "HOME", "WALK IN", None),
+    "15": (15, 30000017, "2180-09-09 09:00:00", "2180-09-09 12:00:00", "HOME", "WALK IN", None),  # no triage row
+    "15B": (15, 30000018, "2180-01-09 09:00:00", "2180-01-09 12:00:00", "HOME", "WALK IN", None),
+    "16": (16, 30000019, "2180-04-04 04:00:00", "2180-04-04 05:00:00", "LEFT WITHOUT BEING SEEN", "WALK IN", None),
 }
 STAY = {name: s[1] for name, s in STAYS.items()}
-KEPT = [n for n in STAYS if n not in ("2L", "3N", "13")]
+KEPT = [n for n in STAYS if n not in ("1B", "2L", "3N", "13", "15", "15B", "16")]
 
 # admissions: hadm_id: (patient k, admittime); diagnoses: hadm_id: [(icd_code, icd_version)]
 ADMISSIONS = {20000001: (1, "2179-06-01 08:00:00"), 20000002: (1, "2180-03-01 13:30:00"),
@@ -88,7 +101,6 @@ DIAGNOSES = {20000001: [("I10", 10), ("4280", 9)], 20000002: [("J189", 10), ("I5
              20000003: [("A419", 10)], 20000004: [("N179", 10)], 20000005: [("0389", 9), ("V1582", 9)],
              20000006: [("I10", 10)], 20000007: [("E119", 10)]}
 EXPECTED_CODES = {"1A": ("ICD10:I10 ICD9:4280", 1),
-                  "1B": ("ICD10:I10 ICD9:4280 ICD10:J189 ICD10:I509", 2),
                   "5": ("ICD9:0389 ICD9:V1582", 1)}
 
 # CXR studies: (patient k, study_id, dicom_id, StudyDate, StudyTime, view)
@@ -100,11 +112,13 @@ CXRS = [
     (4, 50000005, "0a1b2c3d-55555555-aaaaaaaa-bbbbbbbb-00000005", 21800605, 23000.0, "AP"),  # 02:30: 2nd
     (5, 50000006, "0a1b2c3d-66666666-aaaaaaaa-bbbbbbbb-00000006", 21800110, 210000.0, "AP"),  # +1 h: in
     (6, 50000007, "0a1b2c3d-77777777-aaaaaaaa-bbbbbbbb-00000007", 21800808, 110000.0, "PA"),  # before arrival
+    (14, 50000008, "0a1b2c3d-88888888-aaaaaaaa-bbbbbbbb-00000008", 21800909, 100000.0, "PA"),  # no ED stay
+    (15, 50000009, "0a1b2c3d-99999999-aaaaaaaa-bbbbbbbb-00000009", 21800909, 100000.0, "PA"),  # in stay 15
 ]
 # CheXpert labels of each study: Cardiomegaly, Consolidation, Edema, Pleural Effusion (1, 0, -1 uncertain, NaN)
 CHEXPERT = {50000001: (1.0, None, -1.0, 0.0), 50000002: (1.0, 1.0, 1.0, 1.0), 50000003: (1.0, 1.0, 1.0, 1.0),
             50000004: (0.0, 1.0, None, 1.0), 50000005: (1.0, 0.0, 1.0, 0.0), 50000006: (None, None, 1.0, None),
-            50000007: (1.0, 1.0, 1.0, 1.0)}
+            50000007: (1.0, 1.0, 1.0, 1.0), 50000008: (1.0, 1.0, 1.0, 1.0), 50000009: (1.0, 1.0, 1.0, 1.0)}
 CXR_OF = {"1A": 50000001, "4": 50000004, "5": 50000006}  # stays with a CXR before the prediction time
 CHEX_ALL = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
             "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
@@ -124,23 +138,28 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_mimic_eye(root: Path) -> Path:
     """Write the MIMIC-Eye fixture described in the module docstring under ``root``; return ``root``."""
+    _csv(root / "spreadsheets/Hosp/patients.csv", ["subject_id", "gender", "anchor_age", "anchor_year",
+                                                   "anchor_year_group", "dod"],
+         [[SID[k], g, a, y, "2017 - 2019", None] for k, (g, _, a, y) in PATIENTS.items()])
     for k, (gender, race, anchor_age, anchor_year) in PATIENTS.items():
         p = root / f"patient_{SID[k]}"
+        (p / "CXR-JPG").mkdir(parents=True, exist_ok=True)
         stays = [(n, s) for n, s in STAYS.items() if s[0] == k]
-        _csv(p / "ED/edstays.csv",
-             ["subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race", "arrival_transport",
-              "disposition"],
-             [[SID[k], s[6], s[1], s[2], s[3], gender, race, s[5], s[4]] for _, s in stays])
-        tri = []
-        for n, s in stays:
-            if n == "3N":
-                continue
-            if n == "7":  # triage without any vital sign
-                tri.append([SID[k], s[1], None, None, None, None, None, None, "unable", 3, "Fall"])
-            else:
-                tri.append([SID[k], s[1], 98.6, 88 + k, 18, 97, 130 + k, 80, str(k % 10), 2, "Chest pain"])
-        _csv(p / "ED/triage.csv", ["subject_id", "stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp",
-                                   "dbp", "pain", "acuity", "chiefcomplaint"], tri)
+        if stays:  # ED/ only for a patient with ED stays (patient 14 has none)
+            _csv(p / "ED/edstays.csv",
+                 ["subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race", "arrival_transport",
+                  "disposition"],
+                 [[SID[k], s[6], s[1], s[2], s[3], gender, race, s[5], s[4]] for _, s in stays])
+            tri = []
+            for n, s in stays:
+                if n in ("3N", "15"):
+                    continue
+                if n == "7":  # triage without any vital sign
+                    tri.append([SID[k], s[1], None, None, None, None, None, None, "unable", 3, "Fall"])
+                else:
+                    tri.append([SID[k], s[1], 98.6, 88 + k, 18, 97, 130 + k, 80, str(k % 10), 2, "Chest pain"])
+            _csv(p / "ED/triage.csv", ["subject_id", "stay_id", "temperature", "heartrate", "resprate", "o2sat",
+                                       "sbp", "dbp", "pain", "acuity", "chiefcomplaint"], tri)
         vs_header = ["subject_id", "stay_id", "charttime", "temperature", "heartrate", "resprate", "o2sat", "sbp",
                      "dbp", "rhythm", "pain"]
         if k == 1:
@@ -153,11 +172,9 @@ def write_mimic_eye(root: Path) -> Path:
             ])
         elif k == 7:
             _csv(p / "ED/vitalsign.csv", vs_header, [])  # header only
-        elif k != 3:  # patient 3 has no vitalsign.csv at all (optional file)
+        elif k not in (3, 14):  # patient 3 has no vitalsign.csv at all (optional file)
             _csv(p / "ED/vitalsign.csv", vs_header,
                  [[SID[k], s[1], s[2], 98.0, 75, 16, 98, 120, 80, None, "0"] for n, s in stays if n != "3N"])
-        _csv(p / "Hosp/patients.csv", ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group",
-                                       "dod"], [[SID[k], gender, anchor_age, anchor_year, "2017 - 2019", None]])
         adm = [(h, t) for h, (kk, t) in ADMISSIONS.items() if kk == k]
         if adm:
             _csv(p / "Hosp/admissions.csv", ["subject_id", "hadm_id", "admittime", "dischtime", "admission_type",
@@ -165,22 +182,18 @@ def write_mimic_eye(root: Path) -> Path:
                  [[SID[k], h, t, t[:10] + " 23:00:00", "EW EMER.", race] for h, t in adm])
             _csv(p / "Hosp/diagnoses_icd.csv", ["subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"],
                  [[SID[k], h, i + 1, code, ver] for h, _ in adm for i, (code, ver) in enumerate(DIAGNOSES[h])])
-        cx = [c for c in CXRS if c[0] == k]
-        (p / "CXR-JPG").mkdir(parents=True, exist_ok=True)
-        if cx:
-            _csv(p / "CXR-JPG/cxr_meta.csv",
-                 ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
-                  "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning"],
-                 [[d, SID[k], st, "CHEST (PA AND LAT)", v, 48, 64, date, tm, "CHEST (PA AND LAT)"]
-                  for _, st, d, date, tm, v in cx])
-            _csv(p / "CXR-JPG/cxr_chexpert.csv", ["subject_id", "study_id", *CHEX_ALL],
-                 [[SID[k], st, *[dict(zip(["Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"],
-                                          CHEXPERT[st])).get(c) for c in CHEX_ALL]] for _, st, *_ in cx])
-            for _, st, d, *_ in cx:
-                (p / f"CXR-JPG/s{st}").mkdir()
-                Image.fromarray(cxr_pixels(st), mode="L").save(p / f"CXR-JPG/s{st}/{d}.jpg", quality=100)
-        for d in ("REFLACX", "EyeGaze"):
-            (p / d).mkdir()
+        cx = [c for c in CXRS if c[0] == k]  # CXR-JPG tables for every patient, header only without a study
+        _csv(p / "CXR-JPG/cxr_meta.csv",
+             ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
+              "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning"],
+             [[d, SID[k], st, "CHEST (PA AND LAT)", v, 48, 64, date, tm, "CHEST (PA AND LAT)"]
+              for _, st, d, date, tm, v in cx])
+        _csv(p / "CXR-JPG/cxr_chexpert.csv", ["subject_id", "study_id", *CHEX_ALL],
+             [[SID[k], st, *[dict(zip(["Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"],
+                                      CHEXPERT[st])).get(c) for c in CHEX_ALL]] for _, st, *_ in cx])
+        for _, st, d, *_ in cx:
+            (p / f"CXR-JPG/s{st}").mkdir()
+            Image.fromarray(cxr_pixels(st), mode="L").save(p / f"CXR-JPG/s{st}/{d}.jpg", quality=100)
     return root
 
 
@@ -210,12 +223,16 @@ def test_mimic_eye_flow_and_origin(mimic_eye):
     assert c.stays.index.name == "stay_id"
     f = c.flow
     assert list(f.columns) == ["step", "excluded", "remaining"]
-    assert f["excluded"].tolist() == [0, 1, 1, 1]
-    assert f["remaining"].tolist() == [16, 15, 14, 13]
-    assert "triage" in f["step"].iloc[1]
-    assert "left without being seen" in f["step"].iloc[2]
-    assert "18" in f["step"].iloc[3]
-    assert STAY["2L"] not in c.stays.index and STAY["3N"] not in c.stays.index
+    assert f["excluded"].tolist() == [0, 1, 1, 1, 1]
+    assert f["remaining"].tolist() == [16, 15, 14, 13, 12]
+    assert "no ED/ folder" in f["step"].iloc[1]
+    assert "triage" in f["step"].iloc[2]
+    assert "left without being seen" in f["step"].iloc[3]
+    assert "18" in f["step"].iloc[4]
+    for n in ("1B", "2L", "3N", "15B"):  # not the stay of the patient's first frontal CXR during a stay
+        assert STAY[n] not in c.stays.index, n
+    assert c.info["index_stay_by_cxr"] == 5  # patients 1, 2, 4, 5, 15
+    assert c.info["index_stay_first_stay"] == 10 and c.info["patients_with_several_ed_stays"] == 4
     assert STAY["13"] not in c.stays.index
     assert "3 hours" in c.prediction_time
     assert c.info["cxr_unreadable"] == 0 and c.info["cxr_files_missing"] == 0
@@ -240,7 +257,7 @@ def test_mimic_eye_sensitive_attributes(mimic_eye):
         assert row["age"] == age and str(row["age_band"]) == band, n
     assert list(s.columns[:9]) == ["subject_id", "split", "intime", "race_raw", "race5", "race_binary", "gender",
                                    "age", "age_band"]
-    assert s.loc[STAY["1B"], "intime"] == pd.Timestamp("2180-09-10 08:00:00")
+    assert s.loc[STAY["1A"], "intime"] == pd.Timestamp("2180-03-01 10:00:00")
 
 
 def test_mimic_eye_splits_patient_level_and_deterministic(mimic_eye_root):
@@ -249,7 +266,7 @@ def test_mimic_eye_splits_patient_level_and_deterministic(mimic_eye_root):
     assert set(s["split"]) == {"train", "val", "test"}
     assert all(len(c.split(x)) > 0 for x in ("train", "val", "test"))
     assert (s.groupby("subject_id")["split"].nunique() == 1).all()  # one patient never in two splits
-    assert s.loc[STAY["1A"], "split"] == s.loc[STAY["1B"], "split"]
+    assert s["subject_id"].is_unique  # one index stay per patient
     # within-stratum exact fractions: White|M has 7 patients -> 5 train, 1 val, 1 test
     wm = s[(s["race_binary"] == "White") & (s["gender"] == "M")].drop_duplicates("subject_id")
     assert wm["split"].value_counts().to_dict() == {"train": 5, "val": 1, "test": 1}
@@ -269,9 +286,11 @@ def test_mimic_eye_targets(mimic_eye):
                                  "cxr_pleural_effusion"]
     for n in KEPT:
         assert s.loc[STAY[n], "admitted"] == float(STAYS[n][4] == "ADMITTED"), n
-    # CheXpert: 1 -> 1, 0 / -1 (uncertain) / blank -> 0 where a CXR is available; NaN where none
-    assert s.loc[STAY["1A"], ["cxr_cardiomegaly", "cxr_consolidation", "cxr_edema", "cxr_pleural_effusion"]
-                 ].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # CheXpert: 1 -> 1, 0 / blank -> 0, -1 (uncertain) -> NaN where a CXR is available; NaN where none
+    np.testing.assert_array_equal(s.loc[STAY["1A"], ["cxr_cardiomegaly", "cxr_consolidation", "cxr_edema",
+                                                     "cxr_pleural_effusion"]].to_numpy(float), [1.0, 0.0, np.nan, 0.0])
+    assert mimic_eye.info["chexpert_uncertain_as_nan.cxr_edema"] == 1
+    assert mimic_eye.info["chexpert_not_mentioned_as_0.cxr_consolidation"] == 2  # stays 1A and 5
     assert s.loc[STAY["4"], ["cxr_cardiomegaly", "cxr_consolidation", "cxr_edema", "cxr_pleural_effusion"]
                  ].tolist() == [0.0, 1.0, 0.0, 1.0]  # the FIRST study in the window, not 50000005
     assert s.loc[STAY["5"], "cxr_edema"] == 1.0
@@ -300,7 +319,6 @@ def test_mimic_eye_vitals_respect_prediction_time(mimic_eye):
     assert r["series_heartrate_last"] == 90
     assert r["series_sbp_min"] == 120  # the sbp of 60 charted at +4 h never enters
     assert r["triage_heartrate"] == 89
-    assert v.loc[STAY["1B"], "series_n"] == 1 and v.loc[STAY["1B"], "series_heartrate_last"] == 70
     assert v.loc[STAY["3"], "series_n"] == 0  # no vitalsign.csv: triage only
     assert v.loc[STAY["7"], "series_n"] == 0 and v.loc[STAY["7"]].filter(like="triage_").isna().all()
     arrival = mimic_eye.modalities["arrival"]
@@ -331,9 +349,9 @@ def test_mimic_eye_cxr_window_and_pixels(mimic_eye):
         assert img.dtype == np.uint8 and img.shape == (48, 64)
         np.testing.assert_array_equal(img, cxr_pixels(study))
     assert cxr.loc[STAY["1A"], "minutes_after_arrival"] == pytest.approx(60.0)
-    assert cxr.loc[STAY["4"], "minutes_after_arrival"] == pytest.approx(45 + 14 / 60)
+    assert cxr.loc[STAY["4"], "minutes_after_arrival"] == pytest.approx(45 + 14.531 / 60)  # fractional seconds kept
     assert cxr.loc[STAY["4"], "ViewPosition"] == "AP"
-    for n in ("2", "3", "6", "1B"):  # after the window, another day, before arrival, none
+    for n in ("2", "3", "6", "7"):  # after the window, another day, before arrival, none
         assert pd.isna(cxr.loc[STAY[n], "path"]), n
         with pytest.raises(KeyError, match="no chest X-ray"):
             mimic_eye.cxr_path(STAY[n])
@@ -425,8 +443,8 @@ def test_mimic_eye_bad_datetime(mimic_eye_root):
 
 
 def test_mimic_eye_patient_missing_from_patients_csv(mimic_eye_root):
-    f = mimic_eye_root / f"patient_{SID[6]}/Hosp/patients.csv"
-    pd.read_csv(f).iloc[:0].to_csv(f, index=False)
+    f = mimic_eye_root / "spreadsheets/Hosp/patients.csv"
+    pd.read_csv(f).query(f"subject_id != {SID[6]}").to_csv(f, index=False)
     with pytest.raises(ValueError, match=rf"patients\.csv: no row for subject\(s\) \[{SID[6]}\]"):
         load_cohort("mimic_eye", mimic_eye_root, progress=False)
 
@@ -488,21 +506,37 @@ MDS_ROWS = [
     (40000004, 11000004, 7, "ASIAN - CHINESE", "asian", 81, 1, 5, 0, 8, -999, 0),  # target undefined
     (40000005, 11000005, 9, "UNKNOWN", "other", 45, 1, 30, 0, 1, 1, -999),
     (40000006, 11000006, 11, "AMERICAN INDIAN/ALASKA NATIVE", "other", 17, 0, 15, 0, 9, 0, 0),  # child
-    (40000007, 11000007, 13, "WHITE - RUSSIAN", "white", 70, 0, -20, 0, 10, 0, 0),
+    (40000007, 11000007, 13, "WHITE - RUSSIAN", "white", 70, 0, 100, 0, 10, 0, 0),
     (40000008, 11000008, 15, "WHITE", "white", 18, 1, 45, 0, 2, 0, 1),           # no vitals
     (40000009, 11000009, 17, "BLACK/CAPE VERDEAN", "black/african", 60, 0, 20, 0, 11, 1, 0),  # no labs
     (40000010, 11000010, 17, "ASIAN", "asian", 38, 1, 25, 0, 4, 0, 0),
     (40000011, 11000011, 18, "WHITE", "white", 55, 0, 35, 0, 12, 0, 0),
     (40000012, 11000012, 18, "HISPANIC OR LATINO", "hispanic/latino", 41, 1, 40, 0, 5, 1, 1),
     (40000013, 11000013, 19, "PORTUGUESE", "other", 77, 0, 50, 0, 13, 0, 0),
-    (40000014, 11000014, 19, "WHITE - BRAZILIAN", None, 29, 1, 55, 0, 6, 0, 0),  # one-hot all zero
+    (40000014, 11000014, 19, "WHITE - BRAZILIAN", "white", 29, 1, 55, 0, 6, 1, 1),
 ]
 MDS_KEPT = [0, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14]  # row positions
 FILE_OF = lambda rec: 0 if rec < 7 else 1  # noqa: E731 - records 0-6 in memmap_0.npy, 7-14 in memmap_1.npy
 
 
+#: MDS-ED's split, (0.9, 0.05, 0.05): strat folds 0-17 train, 18 val, 19 test
+RELEASE_SPLIT = (0.9, 0.05, 0.05)
+
+
+def _load_mds(root: Path, **kw) -> Cohort:
+    return load_cohort("mds_ed", root, split_fractions=RELEASE_SPLIT, progress=False, **kw)
+
+
 def ecg_record(rec: int) -> np.ndarray:
-    return (np.random.default_rng(rec).standard_normal((L, 12)) + rec).astype(np.float32)
+    """Record ``rec`` in the study's lead order (schema.LEADS) with consistent limb leads (Einthoven)."""
+    x = (np.random.default_rng(rec).standard_normal((L, 12)) * 0.3 + rec / 10).astype(np.float32)
+    i_, ii = x[:, 0], x[:, 1]
+    x[:, 2], x[:, 3], x[:, 4], x[:, 5] = ii - i_, -(i_ + ii) / 2, i_ - ii / 2, ii - i_ / 2
+    return x
+
+
+#: file column of each schema.LEADS lead (the release's order I, II, V1-V6, III, aVR, aVL, aVF)
+_TO_FILE = [LEADS.index(k) for k in sorted(MDS_ED_LEAD_COLUMNS, key=MDS_ED_LEAD_COLUMNS.get)]
 
 
 def write_mds_ed(root: Path, dtype_style: str = "pickled") -> Path:
@@ -535,7 +569,7 @@ def write_mds_ed(root: Path, dtype_style: str = "pickled") -> Path:
         step = L + 10 if f == 0 else L
         mm = np.memmap(root / f"memmap_{f}.npy", dtype=np.float32, mode="w+", shape=(len(recs) * step, 12))
         for j, rec in enumerate(recs):
-            mm[j * step:j * step + L] = ecg_record(rec)
+            mm[j * step:j * step + L] = ecg_record(rec)[:, _TO_FILE]
             start.append(j * step)
             length.append(L)
             file_idx.append(f)
@@ -555,7 +589,7 @@ def mds_root(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def mds(tmp_path_factory) -> Cohort:
-    return load_cohort("mds_ed", write_mds_ed(tmp_path_factory.mktemp("mds") / "mds-ed"), progress=False)
+    return _load_mds(write_mds_ed(tmp_path_factory.mktemp("mds") / "mds-ed"))
 
 
 def _edit_csv(root: Path, fn) -> None:
@@ -568,10 +602,11 @@ def test_mds_flow_splits_and_origin(mds):
     assert mds.name == "mds_ed" and mds.origin == "real" and mds.truth is None
     assert list(mds.stays.index) == [MDS_ROWS[i][0] for i in MDS_KEPT]
     assert mds.stays.index.name == "stay_id"
-    assert mds.flow["excluded"].tolist() == [0, 1, 1, 1]
-    assert mds.flow["remaining"].tolist() == [15, 14, 13, 12]
-    assert "first ECG" in mds.flow["step"].iloc[1] and "-999" in mds.flow["step"].iloc[2]
-    assert "18" in mds.flow["step"].iloc[3]
+    assert mds.flow["excluded"].tolist() == [0, 0, 0, 1, 1, 0, 1, 0]
+    assert mds.flow["remaining"].tolist() == [15, 15, 15, 14, 13, 13, 12, 12]
+    assert "duplicate" in mds.flow["step"].iloc[1] and "first ECG" in mds.flow["step"].iloc[3]
+    assert "-999" in mds.flow["step"].iloc[4] and "under 18" in mds.flow["step"].iloc[6]
+    assert "train folds 0-17, val folds 18, test folds 19" in mds.info["split_rule"]
     for i in MDS_KEPT:
         fold = MDS_ROWS[i][2]
         assert mds.stays.loc[MDS_ROWS[i][0], "split"] == ("train" if fold <= 17 else "val" if fold == 18
@@ -589,7 +624,7 @@ def test_mds_sensitive_attributes(mds):
                 40000008: ("WHITE", "White", "White", "M", 18, "18-39"),
                 40000010: ("ASIAN", "Asian", "non-White", "M", 38, "18-39"),
                 40000013: ("PORTUGUESE", "Other", "non-White", "F", 77, "60-79"),
-                40000014: ("WHITE - BRAZILIAN", "White", "White", "M", 29, "18-39")}  # race5 from the raw string
+                40000014: ("WHITE - BRAZILIAN", "White", "White", "M", 29, "18-39")}
     for sid, (raw, r5, rb, g, age, band) in expected.items():
         row = s.loc[sid]
         assert (row["race_raw"], row["race5"], row["race_binary"], row["gender"]) == (raw, r5, rb, g), sid
@@ -604,9 +639,9 @@ def test_mds_targets(mds):
         assert mds.stays.loc[sid, "deterioration_icu_24h"] == icu
         assert (np.isnan(mds.stays.loc[sid, "deterioration_mortality_28d"]) if mort == -999
                 else mds.stays.loc[sid, "deterioration_mortality_28d"] == mort)
-    c = load_cohort("mds_ed", mds.root, primary_target="deterioration_mortality_28d", progress=False)
+    c = _load_mds(mds.root, primary_target="deterioration_mortality_28d")
     assert 40000005 not in c.stays.index and 40000004 in c.stays.index  # -999 now in the primary target
-    assert c.flow["excluded"].tolist() == [0, 1, 1, 1]
+    assert c.flow["excluded"].tolist() == [0, 0, 0, 1, 1, 0, 1, 0]
 
 
 def test_mds_availability_and_modalities(mds):
@@ -615,13 +650,13 @@ def test_mds_availability_and_modalities(mds):
     assert a["arrival"].all()
     assert set(a.index[~a["vitals"]]) == {40000008}
     assert set(a.index[~a["labs"]]) == {40000009}
-    # ECG after 90 min (+120) and before arrival (-20) are unavailable; exactly +90 min is available
+    # ECGs after 90 min (+100, +120) are unavailable; exactly +90 min is available
     assert set(a.index[~a["ecg"]]) == {40000003, 40000007}
     assert a.loc[40000002, "ecg"]
     assert mds.info["ecg_after_prediction_time"] == 2
     assert list(mds.modalities["vitals"].columns) == ["vitals_heartrate_mean", "vitals_heartrate_first",
                                                       "vitals_o2sat_min"]
-    assert list(mds.modalities["labs"].columns) == ["labvalues_lactate_mean", "labvalues_creatinine_first"]
+    assert list(mds.modalities["labs"].columns) == ["labvalues_creatinine_first", "labvalues_lactate_mean"]
     assert "vitals_acuity" in mds.modalities["arrival"] and "biometrics_bmi" in mds.modalities["arrival"]
     ecg = mds.modalities["ecg"]
     assert ecg.loc[40000001, "record"] == 14  # the first ECG of the stay, not the excluded second one
@@ -646,7 +681,7 @@ def test_mds_ecg_returns_the_written_rows(mds):
 
 
 def test_mds_meta_dtype_as_string(tmp_path):
-    c = load_cohort("mds_ed", write_mds_ed(tmp_path / "m", dtype_style="string"), progress=False)
+    c = _load_mds(write_mds_ed(tmp_path / "m", dtype_style="string"))
     np.testing.assert_array_equal(c.ecg([40000011])[0], ecg_record(12))
 
 
@@ -663,19 +698,19 @@ def test_mds_truncated_memmap(mds_root):
     with open(f, "r+b") as fh:
         fh.truncate(f.stat().st_size - 4 * 12 * 5)
     with pytest.raises(ValueError, match=r"memmap_1\.npy: truncated ECG memmap: \d+ bytes, expected \d+"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 def test_mds_missing_files(mds_root):
     (mds_root / "memmap_0.npy").unlink()
     with pytest.raises(FileNotFoundError, match=r"memmap_0\.npy: ECG memmap listed in memmap_meta\.npz"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
     (mds_root / "memmap_meta.npz").unlink()
     with pytest.raises(FileNotFoundError, match=r"memmap_meta\.npz: missing"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
     (mds_root / "mds_ed.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"mds_ed\.csv: missing"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 def test_mds_meta_missing_key(mds_root):
@@ -683,45 +718,45 @@ def test_mds_meta_missing_key(mds_root):
     del z["file_idx"]
     np.savez(mds_root / "memmap_meta.npz", **z)
     with pytest.raises(ValueError, match=r"memmap_meta\.npz: missing key\(s\) \['file_idx'\]"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 @pytest.mark.parametrize("bad", [15, -1])
 def test_mds_general_data_out_of_range(mds_root, bad):
     _edit_csv(mds_root, lambda d: d.assign(general_data=d["general_data"].replace(6, bad)))
     with pytest.raises(ValueError, match=r"mds_ed\.csv column 'general_data': expected record indices 0\.\.14"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 @pytest.mark.parametrize("bad", [20, -1, 3.5])
 def test_mds_strat_fold_outside_range(mds_root, bad):
     _edit_csv(mds_root, lambda d: d.assign(general_strat_fold=d["general_strat_fold"].replace(9, bad)))
-    with pytest.raises(ValueError, match=r"column 'general_strat_fold': expected integers 0-19 .*found .*"
-                                         + re.escape(str(bad))):
-        load_cohort("mds_ed", mds_root, progress=False)
+    with pytest.raises(ValueError, match=r"column 'general_strat_fold': 1 value\(s\) are not integers 0-19 .*found "
+                                         + re.escape(f"['{bad}']")):
+        _load_mds(mds_root)
 
 
 def test_mds_empty_split(mds_root):
     _edit_csv(mds_root, lambda d: d[d["general_strat_fold"] != 19])
     with pytest.raises(ValueError, match=r"split\(s\) \['test'\] are empty"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 def test_mds_missing_column(mds_root):
     _edit_csv(mds_root, lambda d: d.drop(columns="demographics_ethnicity_asian"))
     with pytest.raises(ValueError, match=r"mds_ed\.csv: missing column\(s\) \['demographics_ethnicity_asian'\]"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 def test_mds_unknown_race(mds_root):
     _edit_csv(mds_root, lambda d: d.assign(general_race=d["general_race"].replace("ASIAN", "MARTIAN")))
     with pytest.raises(ValueError, match=r"column 'general_race': unknown race string\(s\) \['MARTIAN'\]"):
-        load_cohort("mds_ed", mds_root, progress=False)
+        _load_mds(mds_root)
 
 
 def test_mds_unknown_primary_target(mds_root):
     with pytest.raises(ValueError, match=r"primary target column 'deterioration_nope' not found"):
-        load_cohort("mds_ed", mds_root, primary_target="deterioration_nope", progress=False)
+        _load_mds(mds_root, primary_target="deterioration_nope")
 
 
 # ---------------------------------------------------------------------------------------------- both

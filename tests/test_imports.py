@@ -7,7 +7,7 @@ since they run just the same, only later -- and the test checks that
 
 - no module imports a module of a later layer (the same or an earlier layer is fine);
 - the import graph has no cycle;
-- the loader (``mmlib.data.cohort``) imports none of the generator's modules: it reads real and synthetic
+- the loader (``mmlib.data.cohort`` and its readers ``mimic_eye``, ``mds_ed``, ``validate``) imports none of the generator's modules: it reads real and synthetic
   copies alike and takes the layouts' names from ``mmlib.schema`` (likewise ``mmlib.embed`` does not
   import the VLM backends, see :data:`FORBIDDEN`);
 - every module of mmlib has a layer (a new module is placed on purpose, here).
@@ -33,9 +33,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmlib"
 
 #: The data flow, module by module (names relative to ``mmlib``; ``""`` is the root package).
 LAYERS: dict[int, tuple[str, ...]] = {
-    0: ("", "schema", "artifacts", "hub"),  # layouts' facts; atomic files; local model lookup
-    1: ("data.races", "data.splits", "data.latent", "data.cxr", "data.ecg", "data.synth"),  # the generator
-    2: ("data.cohort", "data.prepare", "data"),  # the loader; chapter 01's cohorts; the re-exporting package
+    0: ("", "schema", "artifacts", "hub", "disclosure"),  # layouts' facts; atomic files; local model lookup; disclosure rule
+    1: ("data.races", "data.splits", "data.latent", "data.cxr", "data.ecg", "data.synth_base", "data.synth_mimic_eye",
+        "data.synth_mds_ed", "data.synth"),  # the generator
+    2: ("data.validate", "data.mimic_eye", "data.mds_ed", "data.cohort", "data.prepare", "data"),  # the loader; chapter 01's cohorts; the re-exporting package
     3: ("reports", "cxr_reader", "ecg_reader", "vlm"),  # X-rays and ECGs -> reports
     4: ("text",),  # every modality -> text
     5: ("embed",),  # texts -> embeddings
@@ -52,7 +53,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
 #: with the same code, so it must not depend on the generator or its simulators; the encoders embed texts
 #: from any source, so they do not depend on the GPU transcription backends (both use ``mmlib.hub``).
 FORBIDDEN = {
-    "data.cohort": ("data.synth", "data.latent", "data.cxr", "data.ecg"),
+    **{loader: ("data.synth", "data.synth_base", "data.synth_mimic_eye", "data.synth_mds_ed", "data.latent", "data.cxr", "data.ecg")
+       for loader in ("data.cohort", "data.mimic_eye", "data.mds_ed", "data.validate")},
     "embed": ("vlm",),
 }
 
@@ -187,5 +189,5 @@ def test_base_modules_import_nothing_of_mmlib(name):
 def test_the_graph_reads_function_level_imports():
     """Self-check of the parser: an import inside a function, and ``from . import module``, are seen."""
     _, graph = _graph()
-    assert any(t == "data.cxr" for t, _ in graph["data.synth"])  # inside write_mimic_eye
+    assert any(t == "data.cxr" for t, _ in graph["data.synth_mimic_eye"])  # inside write_mimic_eye
     assert any(t == "pipeline" for t, _ in graph["__main__"])  # ``from . import pipeline``

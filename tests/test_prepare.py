@@ -21,13 +21,13 @@ def test_a_real_source_needs_the_folder_of_each_cohort(tmp_path):
 
 
 def test_load_cohorts_generates_once_then_reuses(tmp_path):
-    params = {**GOOD, "cohorts": ["mds_ed"], "roots": {}, "n_patients": 60, "seed": 3, "bias_knobs": {},
+    params = {**GOOD, "cohorts": ["mds_ed"], "roots": {}, "n_patients": 160, "seed": 3, "bias_knobs": {},
               "informativeness": {}, "image_size": 64, "split_fractions": [0.6, 0.2, 0.2],
-              "mds_ed_target": "deterioration_mortality_28d"}
+              "mds_ed_target": "diagnoses_i10"}
     loaded, timing = prepare.load_cohorts(params, data_dir=tmp_path)
     c = loaded["mds_ed"]
-    assert list(loaded) == ["mds_ed"] and c.primary_target == "deterioration_mortality_28d" and c.is_synthetic
-    assert c.root.parent == tmp_path and c.root.name.startswith("mds_ed-n60-s3-")
+    assert list(loaded) == ["mds_ed"] and c.primary_target == "diagnoses_i10" and c.is_synthetic
+    assert c.root.parent == tmp_path and c.root.name.startswith("mds_ed-n160-s3-")
     assert list(timing.index) == ["MIMIC-IV-Ext-MDS-ED"]
     assert list(timing.columns) == ["origin", "stays", "generated", "loaded in"]
     assert timing.loc["MIMIC-IV-Ext-MDS-ED", "stays"] == len(c.stays) and timing["generated"].iloc[0].endswith(" s")

@@ -24,7 +24,7 @@ def test_flow_note_lists_exclusions_and_missing_counts():
     flow = _flow([2, 0, 1])
     c = SimpleNamespace(flow=flow, stays=pd.DataFrame(index=range(7)), primary_target="admitted",
                         info={"prediction_hours": 3.0, "unreadable_images": 2})
-    assert tables.flow_note(c) == ("10 stays read; 7 kept for the study (primary target `admitted`).\n"
+    assert tables.flow_note(c) == ("stays read: 10; 7 stays kept for the study (primary target `admitted`).\n"
                                    "- step 0: 2 excluded\n- step 2: 1 excluded\n"
                                    "- unreadable images: 2")
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})

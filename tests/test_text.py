@@ -57,6 +57,22 @@ def test_labs_note_flags_out_of_range_values():
     assert text.mds_ed_labs(pd.Series({"labvalues_lactate_first": np.nan})) is None
 
 
+def test_mds_ed_notes_use_the_release_units_and_lab_names():
+    row = pd.Series({"vitals_temperature_first": 38.4, "vitals_temperature_last": 37.9, "vitals_temperature_min": 37.9,
+                     "vitals_temperature_max": 38.4, "vitals_heartrate_first": 96.0, "vitals_heartrate_last": 96.0,
+                     "vitals_heartrate_min": 96.0, "vitals_heartrate_max": 96.0})
+    s = text.mds_ed_vitals(row)
+    assert "temperature 38.4 °C at first, 37.9 last" in s and "°F" not in s  # MDS-ED converts to Celsius
+    assert "heart rate 96 /min" in s and "respiratory rate not recorded" in s
+    labs = text.mds_ed_labs(pd.Series({"labvalues_urea_nitrogen_first": 31.0, "labvalues_white_blood_cells_first": 12.5,
+                                       "labvalues_c-reactive_protein_first": 2.0, "labvalues_inr(pt)_first": 1.0,
+                                       "labvalues_bilirubin,_total_first": 2.1}))
+    assert "urea nitrogen 31.0 mg/dL (high)" in labs and "white blood cells 12.5 K/uL (high)" in labs
+    assert "C-reactive protein 2.00 mg/L;" in labs and "INR 1.00;" in labs and "total bilirubin 2.10 mg/dL (high)" in labs
+    from mmlib.schema import LAB_UNITS, LABS
+    assert set(text.LAB_INFO) == set(LABS) == set(LAB_UNITS)
+
+
 @pytest.mark.parametrize("name", ["mimic_eye", "mds_ed"])
 def test_structured_notes_follow_availability_and_are_deterministic(cohorts, name):
     c = cohorts[name]

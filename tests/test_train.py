@@ -106,7 +106,7 @@ def test_load_fusion_data_names_missing_files_and_columns(tmp_path):
     from mmlib.data import load_cohort, synth
 
     root, _ = synth.generate("mds_ed", {"n": 60, "seed": 1}, data_dir=tmp_path, progress=False)
-    cohort = load_cohort("mds_ed", root, progress=False)
+    cohort = load_cohort("mds_ed", root, primary_target="diagnoses_i10", progress=False)  # common: both classes
     cohort.save(tmp_path / "cohort")
     with pytest.raises(FileNotFoundError, match="run chapter 02"):
         train.load_fusion_data(tmp_path / "cohort", tmp_path / "nope.npz")

@@ -16,6 +16,7 @@ import pandas as pd
 from ..schema import display_name
 from .cohort import Cohort, load_cohort
 from .synth import from_chapter_params, generate
+from .validate import check_split_classes
 
 #: The values of chapter 01's ``source`` parameter (checked with the others by :mod:`mmlib.parameters`).
 SOURCES = ("synthetic", "real")
@@ -58,6 +59,8 @@ def load_cohorts(params: dict, *, data_dir: Path | str) -> tuple[dict[str, Cohor
         cohort = load_cohort(name, root, primary_target=None if name == "mimic_eye" else params["mds_ed_target"],
                              split_fractions=tuple(params["split_fractions"]), split_seed=params["seed"],
                              bad_files="mark_missing", progress=False, expected_origin=params["source"])
+        # every split must hold both classes of the primary target, or AUROC and the gaps are undefined
+        check_split_classes(cohort.stays, cohort.primary_target, f"{root} ({display_name(name)})")
         loaded[name] = cohort
         timing.append({"cohort": display_name(name), "origin": cohort.origin, "stays": len(cohort.stays),
                        "generated": "reused" if reused else f"{t1 - t0:.1f} s",

@@ -82,3 +82,24 @@ def age_band(age: np.ndarray | pd.Series) -> pd.Categorical:
     """Age bands used in every table: 18-39, 40-59, 60-79, 80+."""
     return pd.cut(np.asarray(age, dtype=float), [0, 40, 60, 80, 200], right=False,
                   labels=["18-39", "40-59", "60-79", "80+"])
+
+
+#: Coarse race values of the older MIMIC-IV / MIMIC-IV-ED 1.x ``ethnicity`` column that are not among
+#: :data:`MIMIC_RACES` (the others, e.g. ``WHITE``, ``ASIAN``, ``OTHER``, are); MIMIC-Eye's tables carry them.
+MIMIC_COARSE_RACES: tuple[str, ...] = ("HISPANIC/LATINO",)
+
+
+def check_mimic_races(values: pd.Series, where: str) -> tuple[pd.Series, int]:
+    """Like :func:`check_races` for a MIMIC-IV(-ED) race column as released: an empty value becomes ``UNKNOWN``
+    (returned count, for the loader's ``Cohort.info``), coarse 1.x values (:data:`MIMIC_COARSE_RACES`) are
+    accepted, anything else unknown raises naming ``where``. Used by :mod:`mmlib.data.mimic_eye`."""
+    clean = values.astype("string").str.strip().str.upper()
+    empty = clean.isna() | (clean == "")
+    clean = clean.mask(empty, "UNKNOWN")
+    unknown = sorted(set(clean) - set(MIMIC_RACES) - set(MIMIC_COARSE_RACES))
+    if unknown:
+        raise ValueError(f"{where}: unknown race string(s) {unknown[:5]}; expected one of MIMIC-IV's "
+                         f"{len(MIMIC_RACES)} race strings, e.g. 'WHITE', 'BLACK/AFRICAN AMERICAN', "
+                         f"'HISPANIC/LATINO - PUERTO RICAN', 'ASIAN - CHINESE', 'UNKNOWN', or a coarse 1.x value "
+                         f"{list(MIMIC_COARSE_RACES)} (full list: mmlib.data.races.MIMIC_RACES)")
+    return clean.astype(object), int(empty.sum())
