@@ -20,7 +20,7 @@ from ..schema import (AGE_RANGE, CHEXPERT_NOT_MENTIONED_AS, CHEXPERT_TARGET_OF, 
                       GENDER_CODES, MIMIC_EYE_FILES, MIMIC_EYE_PATIENTS_CSV, RACE_COLUMNS, VITAL_RANGES, VITALS)
 
 from .races import check_mimic_races
-from .validate import (Flow, blank_out_of_range, drop_duplicate_rows, numeric_field, parse_time_ids,
+from .validate import (Flow, blank_out_of_range, drop_duplicate_rows, numeric_field, parse_time,
                        require_columns, require_unique)
 
 #: The index-stay rule, as :attr:`mmlib.data.Cohort.info` states it.
@@ -163,8 +163,8 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
         raise ValueError(f"{w_ed} column 'stay_id': blank for subject(s) {ed.loc[sid.isna(), 'subject_id'].head(3).tolist()}; "
                          f"expected every ED stay to have a stay_id")
     ed["stay_id"] = sid.astype(np.int64)
-    ed["intime"] = parse_time_ids(ed["intime"], f"{w_ed} column 'intime'", ed["stay_id"], "stay_id")
-    ed["outtime"] = parse_time_ids(ed["outtime"], f"{w_ed} column 'outtime'", ed["stay_id"], "stay_id")
+    ed["intime"] = parse_time(ed["intime"], f"{w_ed} column 'intime'", ed["stay_id"], "stay_id")
+    ed["outtime"] = parse_time(ed["outtime"], f"{w_ed} column 'outtime'", ed["stay_id"], "stay_id")
     back = ed["outtime"] < ed["intime"]
     if back.any():
         raise ValueError(f"{w_ed} columns 'intime'/'outtime': outtime before intime for stay_id "
@@ -265,7 +265,7 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     vitals = tri[vit_cols].add_prefix("triage_")
     vs, w_vs = read("ED/vitalsign.csv", ed_dirs)
     vs = vs[vs["stay_id"].isin(stays.index)].copy()
-    vs["charttime"] = parse_time_ids(vs["charttime"], f"{w_vs} column 'charttime'", vs["stay_id"], "stay_id")
+    vs["charttime"] = parse_time(vs["charttime"], f"{w_vs} column 'charttime'", vs["stay_id"], "stay_id")
     for c in vit_cols:
         vs[c] = blank_out_of_range(numeric_field(vs, c, w_vs, "stay_id"), *VITAL_RANGES[c],
                                    f"ED/vitalsign.csv:{c}", ranges)
@@ -286,8 +286,8 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     # --- codes: ICD codes of hospital admissions that ended before this ED arrival ---------------------------
     adm, w_adm = read("Hosp/admissions.csv")
     require_unique(adm, "hadm_id", w_adm, "admission (hadm_id)")
-    adm = adm.assign(admittime=parse_time_ids(adm["admittime"], f"{w_adm} column 'admittime'", adm["hadm_id"], "hadm_id"))
-    adm["ended"] = (parse_time_ids(adm["dischtime"], f"{w_adm} column 'dischtime'", adm["hadm_id"], "hadm_id")
+    adm = adm.assign(admittime=parse_time(adm["admittime"], f"{w_adm} column 'admittime'", adm["hadm_id"], "hadm_id"))
+    adm["ended"] = (parse_time(adm["dischtime"], f"{w_adm} column 'dischtime'", adm["hadm_id"], "hadm_id")
                     if "dischtime" in adm else adm["admittime"])
     dx, _ = read("Hosp/diagnoses_icd.csv")
     dx = dx.merge(adm[["hadm_id", "admittime", "ended"]], on="hadm_id", how="inner")

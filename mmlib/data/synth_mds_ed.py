@@ -160,7 +160,6 @@ def mds_ed_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informative
     c = pop[list(CONDITIONS)].astype(float)
     age = pop.age.to_numpy().astype(int)
     male = pop.gender.to_numpy() == "M"
-    st: dict[str, object] = {}  # stay-level columns
 
     # --- admission and ICU (decisions, subject to label bias)
     icu_need = lg - 2.0 + 0.6 * c.sepsis.to_numpy()

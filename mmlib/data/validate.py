@@ -27,11 +27,14 @@ def require_columns(df: pd.DataFrame, cols, where: str) -> None:
         raise ValueError(f"{where}: missing column(s) {missing}; expected at least {list(cols)}")
 
 
-def parse_time(s: pd.Series, where: str) -> pd.Series:
+def parse_time(s: pd.Series, where: str, ids: pd.Series | None = None, id_name: str = "id") -> pd.Series:
+    """``s`` as date-times; raise naming ``where``, an example value and (with ``ids``) a few ``id_name`` values
+    of the rows that are not date-times. Empty cells stay NaT."""
     t = pd.to_datetime(s, errors="coerce", format="mixed")
     bad = t.isna() & s.notna()
     if bad.any():
-        raise ValueError(f"{where}: {int(bad.sum())} value(s) are not date-times (e.g. {s[bad].iloc[0]!r}); "
+        who = f" for {id_name} {_ids(ids[bad])}" if ids is not None else ""
+        raise ValueError(f"{where}: {int(bad.sum())} value(s) are not date-times (e.g. {s[bad].iloc[0]!r}{who}); "
                          f"expected 'YYYY-MM-DD HH:MM:SS'")
     return t
 
@@ -85,16 +88,6 @@ def blank_out_of_range(v: pd.Series, lo: float, hi: float, where: str, counts: d
     if out.any():
         counts[where] = counts.get(where, 0) + int(out.sum())
     return v.mask(out)
-
-
-def parse_time_ids(s: pd.Series, where: str, ids: pd.Series, id_name: str) -> pd.Series:
-    """Like :func:`parse_time`, and the error also names a few ``id_name`` values of the bad rows."""
-    t = pd.to_datetime(s, errors="coerce", format="mixed")
-    bad = t.isna() & s.notna()
-    if bad.any():
-        raise ValueError(f"{where}: {int(bad.sum())} value(s) are not date-times (e.g. {s[bad].iloc[0]!r} for "
-                         f"{id_name} {_ids(ids[bad])}); expected 'YYYY-MM-DD HH:MM:SS'")
-    return t
 
 
 def check_split_classes(stays: pd.DataFrame, target: str, where: str) -> None:
