@@ -4,12 +4,16 @@ Generates realistic clinical pseudo-notes (emergency-department triage notes of 
 acuity, vital signs, history, medications, labs, ECG and chest X-ray reads, narrative), embeds them with
 ``SentenceTransformer(path).encode(texts, batch_size=64)`` and with ``embed_texts`` (each precision asked
 for, a fresh cache so every text is really embedded, cache writes included), on the same model, and prints
-the throughputs, their ratio, and the cosine similarity between the two sets of vectors.
+the throughputs, their ratio, and the cosine similarity between the two sets of vectors. It also reports
+how far a text's vector moves with the company it is embedded in (target 0: ``embed_texts`` gives the same
+bytes whatever the batch): for ``--invariance`` notes, the largest absolute difference between the vector
+from the timed run (in chunks, with its neighbours), the vector of the note embedded alone, and the vector
+from a shuffled mix with other notes at another batch size -- for sentence-transformers too, for comparison.
 
 The two are timed in alternation, chunk by chunk (the order flipping each chunk), so that the load of a
 shared machine falls on both alike. The one-time export of the ONNX graphs is timed separately.
 
-    .venv/bin/python benchmarks/bench_embed.py [--n 5000] [--precisions int8,fp32] [--chunks 5]
+    .venv/bin/python benchmarks/bench_embed.py [--n 5000] [--precisions int8,fp32] [--chunks 5] [--invariance 200]
 """
 from __future__ import annotations
 
@@ -107,6 +111,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=5, help="alternating timing chunks (default 5)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    ap.add_argument("--invariance", type=int, default=200, help="notes checked across batch compositions")
     args = ap.parse_args()
 
     import torch
@@ -179,6 +184,32 @@ def main() -> None:
                                progress=False)
         print(f"{'embed_texts again (all from cache)':<44s} {len(notes) / (time.perf_counter() - t0):8.0f}   "
               f"(embedded {stats['embedded']}, from cache {stats['from_cache']})")
+
+        # the same notes in other company: alone, and shuffled among other notes at another batch size
+        m = min(args.invariance, len(notes))
+        others = make_notes(m, tok, seed=3)
+        mix = np.random.default_rng(0).permutation(2 * m)
+        print()
+        print(f"a note's vector across batch compositions ({m} notes: timed run / alone / shuffled mix, batch 7)")
+        print(f"{'method':<44s} {'max |diff|':>11s} {'notes that moved':>17s}")
+        for k in ["st", *precisions]:
+            if k == "st":
+                alone = np.concatenate([st.encode([t], batch_size=1) for t in notes[:m]])
+                mixed = st.encode([(notes[:m] + others)[i] for i in mix], batch_size=7)
+                name = "sentence-transformers encode"
+            else:
+                alone = np.concatenate([embed_texts([t], encoder=str(path), precision=k, progress=False)[0]
+                                        for t in notes[:m]])
+                mixed = embed_texts([(notes[:m] + others)[i] for i in mix], encoder=str(path), precision=k,
+                                    batch_size=7, progress=False)[0]
+                name = f"embed_texts precision={k}"
+            mixed = mixed[np.argsort(mix)][:m]
+            timed = np.concatenate(vecs[k])[:m]
+            diff = np.maximum(np.abs(timed - alone).max(1), np.abs(mixed - alone).max(1))
+            print(f"{name:<44s} {diff.max():11.3g} {int((diff > 0).sum()):>8d} of {m:<6d}")
+            if k != "st":
+                verdicts.append(f"{k}: largest change of a note's vector across batch compositions {diff.max():.3g} "
+                                f"({'meets' if diff.max() == 0 else 'misses'} the target 0: same bytes)")
         print()
         for line in verdicts:
             print(line)

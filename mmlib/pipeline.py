@@ -211,11 +211,16 @@ def chapter_params(ch: Chapter, params: dict) -> dict:
     return {k: params.get(k, default) for k, default in ch.parameters.items() if k not in INFRA}
 
 
+#: Environment variables that change what a chapter computes (e.g. the embedding precision), part of every key.
+KEYED_ENV = ("MMLIB_EMBED_PRECISION",)
+
+
 def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
     """12-hex key of a chapter run: its parameters, code, the mmlib sources it runs (:func:`code_closure`)
     and its inputs' keys."""
     blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params), "code": _code_digest(ch.path),
-                       "mmlib": _mmlib_digest(ch.path), "upstream": upstream}, sort_keys=True, default=str)
+                       "mmlib": _mmlib_digest(ch.path), "upstream": upstream,
+                       "env": {k: os.environ.get(k) for k in KEYED_ENV if os.environ.get(k)}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

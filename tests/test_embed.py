@@ -1,4 +1,5 @@
-"""Embeddings: agreement with sentence-transformers, order, cache, errors, and a BERT built in code.
+"""Embeddings: agreement with sentence-transformers, order, cache, errors, a BERT built in code, and the
+same bytes for a text whatever its batch-mates, batch size, order, threads or cache (the cache key's settings).
 
 Runs offline on a CPU: all-MiniLM-L6-v2 comes from its wheel, the other encoder is a tiny BERT built here.
 The ONNX graphs are built once per test session in a temporary folder (MMLIB_ONNX_CACHE).
@@ -101,14 +102,14 @@ def test_normalize_false_returns_the_plain_mean(reference):
     np.testing.assert_allclose(v / norms[:, None], reference, atol=2e-4)
 
 
-def test_order_is_preserved_under_length_bucketing():
+def test_order_is_preserved():
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(TEXTS))
     v, _ = embed_texts(TEXTS, precision="fp32", batch_size=2, progress=False)
     w, _ = embed_texts([TEXTS[i] for i in perm], precision="fp32", batch_size=3, progress=False)
-    np.testing.assert_allclose(w, v[perm], atol=1e-5)
+    np.testing.assert_array_equal(w, v[perm])
     singles = np.concatenate([embed_texts([t], precision="fp32", progress=False)[0] for t in TEXTS[:3]])
-    np.testing.assert_allclose(singles, v[:3], atol=1e-5)
+    np.testing.assert_array_equal(singles, v[:3])
     q, _ = embed_texts([TEXTS[i] for i in perm], batch_size=3, progress=False)  # int8: same order
     assert (_cos(q, v[perm]) > 0.99).all()
 
@@ -235,9 +236,94 @@ def test_embed_modalities_zero_rows_and_masks_where_texts_are_missing(tmp_path, 
     assert arrays["a"].dtype == np.float32 and arrays["a"].shape == (3, 32)
     np.testing.assert_array_equal(arrays["a"][1], 0)
     direct, _ = embed_texts([TEXTS[0], TEXTS[1]], encoder=str(tiny_bert), progress=False)
-    np.testing.assert_allclose(arrays["a"][[0, 2]], direct, atol=1e-6)
+    np.testing.assert_array_equal(arrays["a"][[0, 2]], direct)
     assert arrays["b"].shape == (3, 32) and not arrays["b"].any() and not arrays["mask_b"].any()
     assert list(stats["modality"]) == ["a", "b"] and list(stats["texts"]) == [2, 0]
     assert list(stats["embedded now"]) == [2, 0] and (stats["dim"] == 32).all()
     _, again = embed.embed_modalities(texts, encoder=str(tiny_bert), cache_dir=tmp_path)
     assert list(again["embedded now"]) == [0, 0] and list(again["from cache or repeated"]) == [2, 0]
+
+
+# ------------------------------------------------------------------ a vector depends on its text, not its company
+
+NOTES = [f"Patient is a {age}-year-old {sex} arriving {how} with {what}. Triage acuity {acuity}. Heart rate {hr}/min, "
+         f"SpO2 {spo2}%, blood pressure {sbp}/{dbp} mmHg. Past medical history: {pmh}." + " Labs pending." * (i % 4)
+         for i, (age, sex, how, what, acuity, hr, spo2, sbp, dbp, pmh) in enumerate([
+             (67, "woman", "by ambulance", "chest pain", 2, 112, 91, 92, 58, "COPD"),
+             (45, "man", "as a walk-in", "abdominal pain", 3, 88, 99, 141, 90, "hypertension, diabetes"),
+             (82, "woman", "on transfer", "syncope", 2, 48, 95, 100, 60, "atrial fibrillation on apixaban"),
+             (23, "man", "by private car", "fever and cough", 4, 104, 94, 118, 72, "asthma"),
+             (59, "woman", "by ambulance", "altered mental status", 1, 131, 86, 80, 44, "cirrhosis")])]
+
+
+def _bytes_equal(a, b) -> bool:
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("backend, precision", [("onnx", "int8"), ("onnx", "fp32"), ("torch", "fp32")])
+def test_a_vector_is_the_same_bytes_whatever_its_batch_mates_order_batch_size_threads_or_cache(
+        tmp_path, monkeypatch, backend, precision):
+    texts = TEXTS + NOTES
+    kw = {"backend": backend, "precision": precision, "progress": False}
+    alone = np.concatenate([embed_texts([t], **kw)[0] for t in texts])
+    together, s = embed_texts(texts, batch_size=64, **kw)
+    assert s["precision"] == precision and s["backend"] == backend
+    assert _bytes_equal(together, alone), np.abs(together - alone).max()
+    perm = np.random.default_rng(1).permutation(len(texts))
+    shuffled, _ = embed_texts([texts[i] for i in perm], batch_size=2, **kw)
+    assert _bytes_equal(shuffled, alone[perm])
+    mixed, _ = embed_texts(NOTES[::-1] + ["an unrelated sentence about the weather"] + TEXTS[2:5], batch_size=3, **kw)
+    assert _bytes_equal(mixed[:len(NOTES)], alone[len(TEXTS):][::-1])
+    # the cache filled in another order and company, then asked for everything
+    embed_texts(NOTES[1::2] + TEXTS[::3], cache_dir=tmp_path, batch_size=1, **kw)
+    from_cache, s2 = embed_texts(texts, cache_dir=tmp_path, **kw)
+    assert 0 < s2["from_cache"] < len(texts) and _bytes_equal(from_cache, alone)
+    runner = embed._runner(resolve_encoder("all-MiniLM-L6-v2"), "cpu", backend, precision, embed.default_onnx_dir())
+    for workers in (1, 3):  # texts spread over another number of threads
+        monkeypatch.setattr(runner, "workers", workers)
+        assert _bytes_equal(embed_texts(texts[::-1], **kw)[0], alone[::-1])
+
+
+def test_batching_would_break_it_so_texts_run_alone():
+    """What the one-text-per-run design protects against: in a padded batch the int8 vectors move."""
+    path = resolve_encoder("all-MiniLM-L6-v2")
+    runner = embed._runner(path, "cpu", "onnx", "int8", embed.default_onnx_dir())
+    ids = embed._tokenizer(path)(NOTES, truncation=True, max_length=256)["input_ids"]
+    batch, mask = embed._pad(ids, 0)
+    width = int(mask.sum(1).max())
+    batched = runner.int8.run(None, {"input_ids": batch[:, :width], "attention_mask": mask[:, :width]})[0]
+    alone = np.stack([runner.one(x) for x in ids])
+    assert not np.array_equal(batched, alone)
+    assert _cos(batched, alone).min() > 0.99, "the same model all the same"
+
+
+def test_embed_modalities_is_the_same_bytes_whatever_the_cache_held(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"note": NOTES, "report": [TEXTS[2], None, TEXTS[0], TEXTS[5], None]}, index=range(5))
+    fresh, _ = embed.embed_modalities(frame, cache_dir=tmp_path / "fresh")
+    embed_texts(NOTES[2:] + ["something else entirely, to share the batch"], cache_dir=tmp_path / "warm",
+                progress=False)
+    embed_texts([TEXTS[5], TEXTS[1]], cache_dir=tmp_path / "warm", progress=False)
+    warm, stats = embed.embed_modalities(frame, cache_dir=tmp_path / "warm")
+    assert list(stats["from cache or repeated"]) == [3, 1], "the warm cache was used"
+    none, _ = embed.embed_modalities(frame)
+    assert list(fresh) == list(warm) == list(none)
+    for k in fresh:
+        assert _bytes_equal(fresh[k], warm[k]) and _bytes_equal(fresh[k], none[k]), k
+
+
+def test_the_cache_key_holds_every_setting_that_decides_a_vector(tmp_path, monkeypatch):
+    ids = {(b, p): embed.numerics_id(backend=b, precision=p) for b, p in
+           [("onnx", "int8"), ("onnx", "fp32"), ("torch", "fp32")]}
+    assert len(set(ids.values())) == 3 and all(len(v) == 12 for v in ids.values())
+    assert embed.numerics_id(backend="onnx", precision="int8") == ids["onnx", "int8"], "stable"
+    _, s = embed_texts(NOTES, cache_dir=tmp_path, progress=False)
+    assert s["numerics"] == ids["onnx", "int8"]
+    assert [p.name for p in (tmp_path / "vectors").glob("*/*")] == [f"L256-int8-onnx-{ids['onnx', 'int8']}"]
+    # another threshold for the fp32 short texts of int8: other vectors, so another id and another cache
+    monkeypatch.setattr(embed, "_RUNNERS", {})
+    monkeypatch.setattr(embed, "INT8_MIN_TOKENS", 2)
+    _, s2 = embed_texts(NOTES, cache_dir=tmp_path, progress=False)
+    assert s2["numerics"] != s["numerics"] and s2["embedded"] == len(NOTES)
