@@ -19,6 +19,7 @@ folders are.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,6 +252,22 @@ class Chapter:
                                     race_grouping=self.params["race_grouping"]) for n in self.cohort_names}
         return self._cache["fusion_data"]
 
+    def check_source(self) -> None:
+        """Refuse to run with ``source: synthetic`` on cohorts that chapter 01 read as real (its ``summary``
+        records each cohort's origin, which the loader checked against chapter 01's own ``source``): the
+        ``source`` parameter decides disclosure control, so every chapter must be given the same one."""
+        if self.id == "01" or "01" not in self._ctx.inputs:
+            return
+        path = self.path("01", "summary")
+        if not path.exists():
+            return
+        origins = {n: s.get("origin") for n, s in json.loads(path.read_text()).items()}
+        real = sorted(n for n, o in origins.items() if o == "real")
+        if real and not self.is_real():
+            raise ValueError(f"parameter source: got {self.params.get('source', 'synthetic')!r}, but chapter 01 read "
+                             f"{real} as real (credentialed) data; expected source: real, so that the chapter shows "
+                             f"aggregates only")
+
     def is_real(self) -> bool:
         """Whether this chapter reads real (credentialed) data -- its ``source`` parameter, never what is on disk
         (:func:`mmlib.data.load_cohort` checks that the two agree): the book then shows aggregates only."""
@@ -343,4 +360,5 @@ def start(chapter_id: str, namespace: dict) -> Chapter:
     disclosure.enforce(ch.params.get("source", "synthetic") == "real")
     if disclosure.active():
         disclosure.install_display_filter()
+    ch.check_source()
     return ch

@@ -272,7 +272,8 @@ def degradation_areas(sweep: pd.DataFrame, keys=PERFORMANCE_KEYS + GAP_KEYS) -> 
 def modality_harm(one: pd.DataFrame, base: pd.DataFrame, model: str, orders: dict) -> pd.DataFrame:
     """Per cohort, modality and race/gender group: the TPR with nothing missing (``base``: the sweep's
     rate-0 rows), with that modality always missing (``one``: the one-modality protocol at rate 1), and the
-    change (negative: patients of that group who need the outcome and are now missed). Model ``model``."""
+    change (negative: patients of that group who need the outcome and are now missed). Model ``model``. Groups
+    whose TPR is not estimated (withheld for a credentialed source, or undefined) are left out."""
     rows = []
     for n, order in orders.items():
         b = base[(base.cohort == n) & (base.model == model) & (base.metric == "tpr")]
@@ -280,7 +281,7 @@ def modality_harm(one: pd.DataFrame, base: pd.DataFrame, model: str, orders: dic
             o = one[(one.cohort == n) & (one.model == model) & (one.modality == mod) & (one.rate == 1.0)
                     & (one.metric == "tpr")]
             for r in o.merge(b, on=["attribute", "group"], suffixes=("", "_0")).itertuples():
-                if r.attribute in ("race", "gender") and not not_compared(r.group):
+                if r.attribute in ("race", "gender") and not not_compared(r.group) and np.isfinite(r.mean - r.mean_0):
                     rows.append({"cohort": display_name(n), "modality lost": mod, "attribute": r.attribute, "group": r.group,
                                  "TPR with it": r.mean_0, "TPR without it": r.mean, "change": r.mean - r.mean_0})
     return pd.DataFrame(rows)
@@ -519,8 +520,8 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
             lines.append(part)
         b = by_group[(by_group.cohort == n) & (by_group.perturbation != "switch") & (by_group.attribute == "race")]
         if len(b):
-            piv = b.groupby(["modality", "group"])["mean_abs_dp"].mean().unstack()
-            if piv.shape[1] >= 2:
+            piv = b.groupby(["modality", "group"])["mean_abs_dp"].mean().unstack().dropna(axis=1, how="all").dropna()
+            if piv.shape[1] >= 2 and len(piv):
                 m = (piv.iloc[:, 1] - piv.iloc[:, 0]).abs().idxmax()
                 lines.append(f"- By race (`{lead}`, blank and irrelevant): interference through **{m}** moves "
                              f"{piv.columns[1]} stays by {piv.loc[m].iloc[1]:.3f} on average against "

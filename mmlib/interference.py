@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import disclosure
+
 PERTURBATIONS = ("switch", "blank", "irrelevant")
 BLANK_TEXT = ""
 IRRELEVANT_TEXTS = [
@@ -76,7 +78,9 @@ def perturbation_effects(p_clean: np.ndarray, p_pert: np.ndarray, t_clean: np.nd
                          groups: dict[str, np.ndarray]) -> list[dict]:
     """Flip rate and mean |delta p| among the ``affected`` stays, overall and for each group of each attribute
     in ``groups``. ``p_*``: ``(seeds, n)`` probabilities; ``t_clean``: ``(seeds,)`` thresholds (the same for the
-    perturbed run). Rows: ``attribute, group, n, flip_rate, mean_abs_dp`` (means over seeds)."""
+    perturbed run). Rows: ``attribute, group, n, flip_rate, mean_abs_dp`` (means over seeds). For a credentialed
+    source, a group's numbers are withheld (NaN) when it has fewer than 11 affected stays or when its flip rate
+    would give a count of 1-10 flipped or unflipped stays back (:func:`mmlib.disclosure.share`)."""
     t = np.asarray(t_clean)[:, None]
     flips = (p_clean >= t) != (p_pert >= t)
     dp = np.abs(p_pert - p_clean)
@@ -86,9 +90,11 @@ def perturbation_effects(p_clean: np.ndarray, p_pert: np.ndarray, t_clean: np.nd
     for attr, g in groups.items():
         for k in sorted(pd.unique(g)):
             sel = affected & (g == k)
-            rows.append({"attribute": attr, "group": k, "n": int(sel.sum()),
-                         "flip_rate": float(flips[:, sel].mean()) if sel.any() else np.nan,
-                         "mean_abs_dp": float(dp[:, sel].mean()) if sel.any() else np.nan})
+            rate = float(flips[:, sel].mean()) if sel.any() else np.nan
+            n = int(sel.sum())
+            hide = disclosure.active() and (not sel.any() or np.isnan(disclosure.share(round(rate * n), n)))
+            rows.append({"attribute": attr, "group": k, "n": n, "flip_rate": np.nan if hide else rate,
+                         "mean_abs_dp": np.nan if hide or not sel.any() else float(dp[:, sel].mean())})
     return rows
 
 

@@ -596,8 +596,10 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, min_g
                                  "balanced accuracy and every TPR/FPR gap are undefined; choose another target "
                                  "or a larger cohort (n_patients) so the split holds both classes")
             boots[cohort] = Bootstrap.draw(ref["race_gender"].to_numpy(), n_boot=n_boot, seed=seed)
+    # joblib workers are other processes: they are told whether disclosure control is on (mmlib.disclosure)
+    real = disclosure.active()
     tasks = (delayed(_summarise_run)(key, pr.loc[index, ["seed", "stay_id", "prob", "pred", "n_modalities"]],
-                                     refs[key[0]], boots[key[0]], min_group, min_events, split)
+                                     refs[key[0]], boots[key[0]], min_group, min_events, split, real)
              for key, index in configs)
     rows, reps = [], {}
     bar = tqdm(total=len(configs), desc="bootstrap", disable=not progress, unit="run")
@@ -610,8 +612,10 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, min_g
 
 
 def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Bootstrap, min_group: int,
-                   min_events: int, split: str):
-    """:func:`summarise` for one (cohort, model, modalities): its table rows and bootstrap replicates."""
+                   min_events: int, split: str, real: bool = False):
+    """:func:`summarise` for one (cohort, model, modalities): its table rows and bootstrap replicates (``real``:
+    disclosure control on, set here because a joblib worker does not share the caller's state)."""
+    disclosure.enforce(real)
     cohort, model, mods = key
     y = ref["label"].to_numpy()
     attrs = {a: ref[a].to_numpy().astype(str) for a in ATTRIBUTES}

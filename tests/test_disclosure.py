@@ -162,7 +162,10 @@ def test_a_real_source_book_publishes_aggregates_only(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match="source is 'real' but the folder is a synthetic copy"):
         load_cohort("mds_ed", synth, expected_origin="real", progress=False)
-    params = pipeline.load_profile("ci", [("n_patients", 240), ("source", "real"), ("roots", roots)])
+    # min_group 15: the race and gender groups of this small test split are compared, the race x gender cells
+    # (about 10 stays) are withheld -- both paths of the disclosure rule run
+    params = pipeline.load_profile("ci", [("n_patients", 240), ("source", "real"), ("roots", roots),
+                                          ("min_group", 15)])
     summaries = pipeline.build(params, render=False, progress=False)
     notebooks = [pipeline.artifact_dir(s.chapter, s.key) / "executed.ipynb" for s in summaries]
     for nb in notebooks:
@@ -177,3 +180,22 @@ def test_a_real_source_book_publishes_aggregates_only(tmp_path, monkeypatch):
     assert len(ids) > 500 and len(times) > 100
     leaks = scan_book(notebooks, pages, ids, times)
     assert not leaks, "\n".join(leaks[:20])
+
+
+def test_summarise_withholds_small_groups_in_parallel_workers_too(real):
+    """summarise runs its runs in joblib worker processes, which do not share the caller's disclosure state:
+    the state is passed to them, so a small group's rates are withheld with n_jobs=2 as with n_jobs=1."""
+    rng = np.random.default_rng(0)
+    n = 120
+    race = np.where(np.arange(n) < 100, "White", "non-White")
+    gender = np.where(rng.random(n) < 0.5, "F", "M")
+    y = (rng.random(n) < 0.4).astype(int)
+    pr = pd.concat([pd.DataFrame({"cohort": "c", "model": m, "modalities": "a", "n_modalities": 1, "seed": 0,
+                                  "stay_id": np.arange(n), "split": "test", "prob": rng.random(n), "label": y,
+                                  "race": race, "gender": gender,
+                                  "race_gender": np.char.add(np.char.add(race, " "), gender)})
+                    for m in ("m1", "m2")]).assign(pred=lambda d: (d.prob >= 0.5).astype(int))
+    for jobs in (1, 2):
+        t = metrics.summarise(pr, n_boot=20, min_group=5, min_events=2, n_jobs=jobs, progress=False).table
+        small = t[(t.attribute == "race") & (t.group == "non-White")]
+        assert small["mean"].isna().all() and small["flag"].str.contains("<11").all(), jobs
