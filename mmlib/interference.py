@@ -289,7 +289,8 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
             for r in perturbation_effects(clean_p, pert_p, thr, mk[:, j], {"race": attrs["race"], "gender": attrs["gender"]}):
                 effects.append({"modality": m, "perturbation": kind, **r})
             for r in t.merge(clean, on=["metric", "attribute", "group"], suffixes=("", "_clean")).itertuples():
-                lo, hi = ci95(reps[(r.metric, r.attribute, r.group)] - clean_reps[(r.metric, r.attribute, r.group)])
+                key = (r.metric, r.attribute, r.group)  # metrics without replicates (per-group AUROC/ECE): no CI
+                lo, hi = ci95(reps[key] - clean_reps[key]) if key in reps else (np.nan, np.nan)
                 changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
                                 "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
                                 "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})

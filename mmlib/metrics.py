@@ -677,6 +677,10 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
     the costly part, only the vectors ``rank_vectors`` (indices) when given, the resampled means then being
     shifted by the difference between the mean of all vectors and that of the subset).
 
+    The per-group AUROC and ECE and their worst group (:func:`_score_metrics`) get a mean and sd but no
+    interval here: resampling them for every condition of a sweep doubled chapter 05's time, and no sweep
+    reads them (chapters 03-04 give them with intervals, by :func:`summarise`).
+
     Returns ``(table, replicates)``: columns ``metric, attribute, group, mean, sd, ci_low, ci_high`` and
     ``{key: (B,) array}`` of resampled means, for paired differences between conditions."""
     probs, preds = np.atleast_2d(probs), np.atleast_2d(preds)
@@ -694,12 +698,6 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             r = np.mean([fn(boot.counts, yf, probs[k]) for k in ks], axis=0)
             # resampled on a subset of the vectors: centre on the mean of all of them (same spread)
             reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
-        scores = [_score_metrics(boot.counts, yf, probs[k], attrs, flags) for k in ks]
-        with warnings.catch_warnings():  # a group's AUROC undefined on a resample stays NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for key in scores[0]:
-                r = np.nanmean([s[key] for s in scores], axis=0)
-                reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
     rows = [{"metric": key[0], "attribute": key[1], "group": key[2], **_estimate(v, reps.get(key))}
             for key, v in points.items()]
     for r in rows:  # a small group's rates give its counts back: withheld for a credentialed source
