@@ -222,8 +222,18 @@ def flow_note(cohort) -> str:
     flow = disclosure.flow(cohort.flow, real=real)
     lines = [f"- {r.step}: {r.excluded} excluded" for r in flow.iloc[1:].itertuples() if r.excluded != 0]
     extra = {k: v for k, v in cohort.info.items() if k != "prediction_hours"}
-    shown = [f"\n- {k.replace('_', ' ')}: {disclosure.count(v, real=real) if isinstance(v, (int, np.integer)) else v}"
-             for k, v in extra.items()]
+    def value(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return disclosure.count(v, real=real)
+        if isinstance(v, dict):
+            return ", ".join(f"{a.replace('_', ' ')} {value(b)}" for a, b in v.items()) or "none"
+        if isinstance(v, (list, tuple)):
+            return " / ".join(str(x) for x in v)
+        return v
+
+    shown = [f"\n- {k.replace('_', ' ')}: {value(v)}" for k, v in extra.items()]
     return (f"{flow.step.iloc[0]}: {flow.remaining.iloc[0]}; {len(cohort.stays)} stays kept for the study "
             f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
             + "".join(shown))

@@ -27,6 +27,10 @@ def test_flow_note_lists_exclusions_and_missing_counts():
     assert tables.flow_note(c) == ("stays read: 10; 7 stays kept for the study (primary target `admitted`).\n"
                                    "- step 0: 2 excluded\n- step 2: 1 excluded\n"
                                    "- unreadable images: 2")
+    c = SimpleNamespace(flow=flow, stays=pd.DataFrame(index=range(7)), primary_target="admitted",
+                        info={"vitals_out_of_range": {}, "labs_out_of_range": {"sodium": 3}, "split_fractions": [0.7, 0.3]})
+    assert tables.flow_note(c).endswith("- vitals out of range: none\n- labs out of range: sodium 3\n"
+                                        "- split fractions: 0.7 / 0.3"), "no Python dict or list in the prose"
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})
     assert tables.flow_note(c).endswith("\n- no stay was excluded")
 
