@@ -165,8 +165,9 @@ def _suppress_cell(v):
 
 
 def install_display_filter() -> None:
-    """In an IPython kernel: route every displayed DataFrame through :func:`frame` (HTML, plain text and
-    Markdown), and refuse single-stay figures drawn outside :mod:`mmlib.plots`. No-op outside IPython."""
+    """In an IPython kernel: route every displayed DataFrame through :func:`frame` (its HTML and plain-text
+    forms). Figures are not filtered here: the plotting functions that would draw single stays refuse
+    themselves (:func:`per_stay`). No-op outside IPython."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency of the chapters only

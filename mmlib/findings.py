@@ -229,6 +229,28 @@ def truth_table(recorded, truth, shifts: pd.DataFrame, cohort: str, models, full
     return pd.DataFrame(rows).set_index("model")
 
 
+def against_truth(summary, predictions: pd.DataFrame, data: dict, orders: dict, models, *, n_boot: int = 200,
+                  min_group: int = 30, min_events: int = 10, n_jobs: int = 1) -> tuple[dict, str]:
+    """Chapter 04's comparison with the latent truth: the all-modality predictions of every cohort that has a
+    truth (``data``: ``{cohort: FusionData}``) scored against it (:func:`mmlib.train.against_truth`,
+    :func:`mmlib.metrics.summarise`), the race risk shift at equal need (:func:`mmlib.metrics.risk_shift_table`),
+    then :func:`truth_table` per cohort and :func:`truth_answer`. Returns ``({cohort: table}, answer)``; no
+    tables and a sentence saying so when no cohort has a truth (real data)."""
+    from .metrics import risk_shift_table, summarise
+    from .train import against_truth as rescored
+
+    full = predictions[predictions["modalities"].isin([o.full for o in orders.values()])]
+    truth_preds = rescored(full, data)
+    if not len(truth_preds):
+        return {}, "No cohort of this build has a latent truth (real data): nothing to compare against."
+    truth = summarise(truth_preds, n_boot=n_boot, seed=0, min_group=min_group, min_events=min_events,
+                      n_jobs=n_jobs, progress=False)
+    shifts = risk_shift_table(truth_preds, "race", n_boot=n_boot)
+    fulls = {n: orders[n].full for n in data if data[n].truth is not None}
+    tables = {n: truth_table(summary, truth, shifts, n, models, f) for n, f in fulls.items()}
+    return tables, truth_answer(summary, truth, shifts, fulls, models)
+
+
 def truth_answer(recorded, truth, shifts: pd.DataFrame, fulls: dict, models) -> str:
     """Chapter 04's reading of :func:`truth_table`, per synthetic cohort (``fulls``: ``{cohort: full label}``):
     how the first model's signed race TPR gap reads against the recorded label and against the truth, and
@@ -559,4 +581,4 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
 __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "Change", "group_word", "single_modality_answer",
            "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note",
            "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
-           "control_table", "interference_answer"]
+           "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth"]

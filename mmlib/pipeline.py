@@ -124,10 +124,10 @@ def _literal(text: str, path: Path, name: str):
                          f"(number, string, list, dict, None)") from None
 
 
-def _code_digest(path: Path) -> str:
+def _code(path: Path) -> str:
+    """The code cells of the chapter notebook at ``path``, joined."""
     nb = nbformat.read(path, as_version=4)
-    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    return hashlib.sha256(src.encode()).hexdigest()
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
 
 
 def _imported_modules(source: str, package: str | None = None) -> set[str]:
@@ -196,11 +196,10 @@ def code_closure(source: str) -> list[Path]:
     return sorted(f for f in map(_module_file, seen) if f is not None)
 
 
-def _mmlib_digest(path: Path) -> str:
-    """Digest of the mmlib sources the chapter at ``path`` runs (:func:`code_closure`)."""
-    nb = nbformat.read(path, as_version=4)
+def _mmlib_digest(code: str) -> str:
+    """Digest of the mmlib sources a chapter's ``code`` runs (:func:`code_closure`)."""
     h = hashlib.sha256()
-    for p in code_closure("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
+    for p in code_closure(code):
         h.update(p.relative_to(ROOT).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -218,8 +217,10 @@ KEYED_ENV = ("MMLIB_EMBED_PRECISION",)
 def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
     """12-hex key of a chapter run: its parameters, code, the mmlib sources it runs (:func:`code_closure`)
     and its inputs' keys."""
-    blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params), "code": _code_digest(ch.path),
-                       "mmlib": _mmlib_digest(ch.path), "upstream": upstream,
+    code = _code(ch.path)  # read once: its digest and its import closure
+    blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params),
+                       "code": hashlib.sha256(code.encode()).hexdigest(),
+                       "mmlib": _mmlib_digest(code), "upstream": upstream,
                        "env": {k: os.environ.get(k) for k in KEYED_ENV if os.environ.get(k)}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
