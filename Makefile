@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_chapters.py
+	$(BIN)/python benchmarks/bench_targets.py
 
 clean:
 	rm -rf build _book

@@ -8,9 +8,16 @@ One latent state per patient drives every modality and every outcome:
 - true physiology: SaO2 (arterial saturation), heart rate, respiratory rate, temperature, blood pressure,
   and the conditions' findings on imaging and ECG.
 
-Each modality sees the latent state through its own noisy channel, whose *informativeness* (0-1) is a
-parameter: a modality with informativeness ``w`` reads ``w * severity + sqrt(1 - w^2) * noise`` and each
-condition is reflected truthfully with probability ``w`` (else an independent draw at the same prevalence).
+Severity is the sum of five independent parts (:data:`SEVERITY_PARTS`): ``acute`` illness, ``respiratory``,
+``cardiac``, ``metabolic`` (renal and metabolic) state and ``chronic`` burden. No modality sees all of it:
+each reads its own mix of the parts (:data:`MODALITY_SEES`) -- the X-ray the lungs, the ECG the heart, the labs
+the renal and metabolic state, the codes the chronic burden, triage a noisy summary of the acute illness with
+some of the rest -- and each condition only where it shows (:data:`CONDITION_SEEN`). So the modalities
+complement one another: together they reveal more of the need for care than any one of them alone.
+
+On top of that, each modality's *informativeness* (0-1) is a parameter: a modality with informativeness ``w``
+reads ``w * (its mix) + sqrt(1 - w^2) * noise`` and each condition it can see is reflected truthfully with
+probability ``w`` (else an independent draw at the same prevalence).
 
 Bias knobs (:class:`BiasKnobs`) are each scaled by one number, ``0`` = off, ``1`` = the default,
 literature-plausible size; the per-group sizes at ``1`` are in :data:`GROUP_EFFECTS`. Every random draw
@@ -39,6 +46,35 @@ CONDITION_MODEL = {
     "copd":          (0.08, 0.5, 0.35),
     "aki":           (0.06, 0.9, 0.30),
     "hypertension":  (0.30, 0.1, 0.50),
+}
+
+#: The parts of latent severity and their weights in it (squares sum to 1, so severity stays standard normal
+#: before the age term).
+SEVERITY_PARTS = {"acute": 0.42, "respiratory": 0.46, "cardiac": 0.40, "metabolic": 0.42, "chronic": 0.52}
+
+#: What each modality reads of severity: its loading on each part (the view is rescaled to unit variance).
+#: Triage and the vital signs see the acute illness and some of the heart and lungs; the X-ray the lungs; the
+#: ECG the heart; the labs the renal and metabolic state; the codes the chronic burden.
+MODALITY_SEES = {
+    "arrival": {"acute": 1.0, "respiratory": 0.3, "cardiac": 0.3, "metabolic": 0.15, "chronic": 0.15},
+    "vitals": {"acute": 0.8, "respiratory": 0.6, "cardiac": 0.4},
+    "codes": {"chronic": 1.0, "acute": 0.15},
+    "cxr": {"respiratory": 1.0, "cardiac": 0.25},
+    "labs": {"metabolic": 1.0, "acute": 0.35},
+    "ecg": {"cardiac": 1.0, "acute": 0.15},
+}
+
+#: Chance that a modality shows a condition truthfully (at informativeness 1); where it does not, the modality
+#: sees an independent draw at the condition's prevalence. Absent = 0 (the modality cannot see it).
+CONDITION_SEEN = {
+    "pneumonia": {"arrival": 0.3, "vitals": 0.6, "cxr": 1.0, "labs": 0.6, "codes": 0.1},
+    "heart_failure": {"arrival": 0.2, "vitals": 0.4, "cxr": 1.0, "codes": 1.0, "labs": 0.5, "ecg": 0.4},
+    "sepsis": {"arrival": 0.5, "vitals": 1.0, "labs": 1.0, "ecg": 0.3, "codes": 0.1},
+    "acs": {"arrival": 0.6, "vitals": 0.2, "ecg": 1.0, "labs": 1.0, "codes": 0.3},
+    "af": {"arrival": 0.2, "vitals": 0.8, "ecg": 1.0, "codes": 0.6},
+    "copd": {"arrival": 0.2, "vitals": 0.5, "cxr": 0.8, "codes": 1.0},
+    "aki": {"arrival": 0.1, "labs": 1.0, "ecg": 0.4, "codes": 0.3},
+    "hypertension": {"arrival": 0.4, "vitals": 1.0, "ecg": 0.6, "codes": 1.0, "cxr": 0.2},
 }
 
 #: Default race mix of the synthetic ED population (MIMIC-IV-ED is roughly this mix).
@@ -134,8 +170,9 @@ def _logit(p):
 def simulate_population(n: int, seed: int, race_mix: dict | None = None) -> pd.DataFrame:
     """Draw demographics, latent severity and conditions for ``n`` patients.
 
-    Returns a DataFrame with columns ``race_raw, race5, gender (M/F), age, severity`` and one 0/1 column
-    per condition in :data:`CONDITIONS`.
+    Returns a DataFrame with columns ``race_raw, race5, gender (M/F), age, severity``, the parts of severity
+    (``severity_<part>`` for each of :data:`SEVERITY_PARTS`, standard normal) and one 0/1 column per condition
+    in :data:`CONDITIONS`.
     """
     if n < 1:
         raise ValueError(f"n: expected a positive number of patients, got {n}")
@@ -160,8 +197,10 @@ def simulate_population(n: int, seed: int, race_mix: dict | None = None) -> pd.D
     gender = np.where(r["demo"].random(n) < 0.47, "M", "F")
     age = np.clip(r["demo"].normal(55, 19, n), 18, 97).round()
     age10 = (age - 55) / 10
-    severity = r["severity"].normal(0, 1, n) + 0.12 * age10
-    df = pd.DataFrame({"race_raw": race_raw, "race5": race5, "gender": gender, "age": age, "severity": severity})
+    parts = {k: r["severity"].normal(0, 1, n) for k in SEVERITY_PARTS}
+    severity = sum(a * parts[k] for k, a in SEVERITY_PARTS.items()) + 0.12 * age10
+    df = pd.DataFrame({"race_raw": race_raw, "race5": race5, "gender": gender, "age": age, "severity": severity,
+                       **{f"severity_{k}": v for k, v in parts.items()}})
     rc = r["conditions"]
     for c in CONDITIONS:
         prev, s_slope, a_slope = CONDITION_MODEL[c]
@@ -228,20 +267,42 @@ def _chief_complaints(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
 def modality_view(pop: pd.DataFrame, modality: str, informativeness: float, seed: int) -> pd.DataFrame:
     """What modality ``modality`` sees of the latent state, at informativeness ``w`` in [0, 1].
 
-    Severity becomes ``w * severity + sqrt(1 - w^2) * noise``; each condition keeps its true value with
-    probability ``w`` and is otherwise redrawn at its prevalence. ``w = 1`` returns the truth unchanged.
+    Its severity is its own mix of the parts of severity (:data:`MODALITY_SEES`, rescaled to unit variance,
+    plus the age term every modality sees), read as ``w * mix + sqrt(1 - w^2) * noise``; each condition keeps
+    its true value with probability ``w`` times the chance that the modality shows it (:data:`CONDITION_SEEN`)
+    and is otherwise redrawn at its prevalence. ``w = 0`` leaves only age, noise and prevalence draws.
     """
     if not 0.0 <= informativeness <= 1.0:
         raise ValueError(f"informativeness[{modality!r}]: expected a number in [0, 1], got {informativeness}")
+    if modality not in MODALITY_SEES:
+        raise ValueError(f"modality: expected one of {sorted(MODALITY_SEES)}, got {modality!r}")
     view = pop.copy()
-    if informativeness >= 1.0:
-        return view
     rng = streams(seed, (f"view:{modality}",))[f"view:{modality}"]
     n = len(pop)
     w = informativeness
-    view["severity"] = w * pop["severity"] + np.sqrt(1 - w * w) * rng.normal(0, 1, n)
+    sees = MODALITY_SEES[modality]
+    mix = sum(l * pop[f"severity_{k}"].to_numpy() for k, l in sees.items()) / np.sqrt(sum(l * l for l in sees.values()))
+    age_term = 0.12 * (pop["age"].to_numpy() - 55) / 10
+    view["severity"] = w * mix + np.sqrt(1 - w * w) * rng.normal(0, 1, n) + age_term
     for c in CONDITIONS:
-        keep = rng.random(n) < w
+        keep = rng.random(n) < w * CONDITION_SEEN[c].get(modality, 0.0)
         redraw = (rng.random(n) < pop[c].mean()).astype(np.int8)
         view[c] = np.where(keep, pop[c], redraw).astype(np.int8)
     return view
+
+
+def modality_sees_table(cohorts) -> pd.DataFrame:
+    """What each modality of ``cohorts`` reads of the latent state (chapter 01): one row per cohort and
+    modality, its loading on each part of severity (:data:`MODALITY_SEES`, blank = not seen) and the
+    conditions it can show with the chance that it shows each (:data:`CONDITION_SEEN`)."""
+    from ..schema import MODALITIES, display_name
+    rows = []
+    for cohort in cohorts:
+        for m in MODALITIES[cohort]:
+            sees = MODALITY_SEES[m]
+            shown = [(c, CONDITION_SEEN[c][m]) for c in CONDITIONS if CONDITION_SEEN[c].get(m)]
+            rows.append({"cohort": display_name(cohort), "modality": m,
+                         **{f"{part} (weight {w:.2f})": (f"{sees[part]:.2f}" if part in sees else "")
+                            for part, w in SEVERITY_PARTS.items()},
+                         "conditions shown (chance)": ", ".join(f"{c.replace('_', ' ')} {p:.0%}" for c, p in shown)})
+    return pd.DataFrame(rows).set_index(["cohort", "modality"])

@@ -64,8 +64,8 @@ def pulse_oximeter(sao2: np.ndarray, race5: np.ndarray, knobs: BiasKnobs, noise:
 def need_logit(view: pd.DataFrame) -> np.ndarray:
     """The log-odds of needing hospital care implied by a (modality view of the) latent state."""
     c = view
-    return (-0.9 + 1.3 * view["severity"] + 0.9 * c.sepsis + 0.8 * c.pneumonia + 0.9 * c.heart_failure
-            + 0.8 * c.acs + 0.6 * c.aki + 0.3 * c.copd + 0.25 * (view["age"] - 55) / 10).to_numpy(float)
+    return (-1.1 + 1.8 * view["severity"] + 1.2 * c.sepsis + 1.2 * c.pneumonia + 1.2 * c.heart_failure
+            + 1.0 * c.acs + 0.9 * c.aki + 0.6 * c.copd + 0.25 * (view["age"] - 55) / 10).to_numpy(float)
 
 
 @dataclass

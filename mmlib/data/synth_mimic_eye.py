@@ -135,7 +135,8 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
     vc = views["codes"]
     rh = r["history"]
     chronic = vc.heart_failure + vc.copd + vc.hypertension + vc.af
-    n_prior = rh.poisson(np.clip(0.35 + 0.6 * chronic + 0.12 * (vc.age - 55) / 10 + 0.2 * vc.severity, 0.02, None))
+    # the number of earlier admissions grows with the chronic burden the codes view carries
+    n_prior = rh.poisson(np.exp(np.log(0.8) + 0.4 * chronic + 0.1 * (vc.age - 55) / 10 + 0.6 * vc.severity))
     n_prior = np.minimum(n_prior, 5)
     pi = np.repeat(np.arange(n), n_prior)
     prior_days = rh.uniform(20, 2500, pi.size)
@@ -205,7 +206,9 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
         "consolidation": pn * rc.uniform(0.35, 1.0, n),
         "consolidation_side": rc.choice([0, 1, 2], size=n, p=[0.45, 0.4, 0.15]),
         "consolidation_zone": rc.choice([0, 1, 2], size=n, p=[0.6, 0.3, 0.1]),
-        "edema": hf * np.clip(0.35 + 0.35 * severity_c + rc.normal(0, 0.2, n), 0, 1),
+        # pulmonary oedema of heart failure, and (without it) the lungs' own severity as interstitial oedema
+        "edema": np.where(hf == 1, np.clip(0.35 + 0.35 * severity_c + rc.normal(0, 0.2, n), 0, 1),
+                          np.clip(0.3 * (severity_c - 0.7) + rc.normal(0, 0.05, n), 0, 1)),
     })
     bilateral = rc.random(n) < 0.6
     eff_size = hf * np.clip(rc.uniform(0.1, 0.9, n) + 0.2 * severity_c, 0, 1) * (rc.random(n) < 0.7)
