@@ -10,7 +10,8 @@ models of every seed into the chapter's tables:
 - :func:`weight_table`: those numbers as ``mean ± sd`` over seeds, one row per modality;
 - :func:`contribution_frame`: one seed's contributions in long format with outcome and groups, for plots;
 - :func:`group_shares`: each modality's share of the absolute logit by race and gender group, with the
-  difference between groups and its stratified bootstrap CI.
+  difference between each group and the reference group (White, men; the signed-gap convention of
+  :data:`mmlib.metrics.REFERENCE`) and its stratified bootstrap CI.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import group_mean_difference, group_order, not_compared
+from .metrics import REFERENCE, group_mean_difference, group_order, not_compared
 from .models import contributions, decision_weights
 from .schema import display_name
 
@@ -100,16 +101,20 @@ def contribution_frame(result: DecisionLayer, data, order, seed: int) -> pd.Data
 
 def group_shares(result: DecisionLayer, data, order, seeds, boot) -> pd.DataFrame:
     """Each modality's share of the stay's total absolute contribution, ``|c_m| / sum_k |c_k|``, averaged over
-    ``seeds``, in the first two compared race groups and in women and men, with the difference and its 95%
+    ``seeds``, in each race group other than the reference (White; ``Unknown`` left out) against the reference,
+    and in women against men -- group minus reference, as the signed gaps -- with the difference and its 95%
     bootstrap CI (``boot``: a :class:`mmlib.metrics.Bootstrap` of the test stays). ``clear`` says whether
     the CI excludes 0."""
     te = data.rows("test")
     st = data.stays.iloc[te]
     shares = np.stack([np.abs(result.contributions[s])
                        / np.clip(np.abs(result.contributions[s]).sum(1, keepdims=True), 1e-12, None) for s in seeds])
-    race_groups = [g for g in group_order(st["race"]) if not not_compared(g)]
-    pairs = [("race", race_groups[0], race_groups[1])] if len(race_groups) >= 2 else []
-    pairs.append(("gender", "F", "M"))
+    pairs = []
+    for attr in ("race", "gender"):
+        present = [g for g in group_order(st[attr]) if not not_compared(g)]
+        ref = REFERENCE[attr]
+        if ref in present:
+            pairs += [(attr, g, ref) for g in present if g != ref]
     rows = []
     for j, m in enumerate(order):
         for attr, a, b in pairs:

@@ -4,21 +4,31 @@ Every statement a chapter prints about its results is built here from its tables
 chapter with other parameters rewrites it, and so that a reader who wants to change how a statement is
 reached finds it in one documented, tested function. Numbers are formatted by
 :func:`mmlib.tables.fmt_estimate` (an estimate and its interval) and :func:`mmlib.tables.fmt_change` (a
-paired change and its interval). A change whose interval contains 0 is called "no clear change".
+paired change and its interval). A change whose interval contains 0 is called "no clear change" in chapter 04's
+step tables and "no clear difference" in chapters 05-07 (:func:`difference_word`).
+
+Chapters 05-07 state the **signed** gaps first (a group's rate minus the reference group's, White / men; for
+more than two groups each group minus the reference and the worst group), each with its interval, read from a
+:class:`Run` (a summary, a sweep condition or an interference diagnosis). The paper's gaps (max − min, never
+below 0, biased upwards when groups do not differ) are kept where a table reproduces the paper's, labelled
+:data:`PAPER_GAP`. A mitigation's effect on every gap and every group's TPR is stated by :func:`gap_effects`,
+which says "it hurts" wherever a gap clearly widens or a group's TPR clearly falls.
 
 - chapter 03: :func:`single_modality_answer`
 - chapter 04: :func:`step_table`, :func:`order_table`, :func:`direction`, :func:`rq1_answer`
 - chapter 05: :func:`degradation_areas`, :func:`modality_harm`, :func:`group_factor_note`, :func:`rq2_answer`
-- chapter 06: :func:`decision_layer_answer`
-- chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`mitigation_gap_changes`, :func:`control_table`,
-  :func:`interference_answer`
+- chapter 06: :func:`clear_lead`, :func:`remedy_effects`, :func:`decision_layer_answer`
+- chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`mitigation_gap_changes`, :func:`group_gap_table`,
+  :func:`control_table`, :func:`interference_answer`
+- chapters 05-07: :class:`Run`, :func:`signed_gaps_text`, :func:`gap_effects`, :func:`gap_effects_text`,
+  :func:`area_change`, :func:`label`
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .metrics import ATTRIBUTES, Change, long_label, metric_label, not_compared, select
+from .metrics import ATTRIBUTES, REFERENCE, Change, ci95, group_order, long_label, metric_label, not_compared
 from .missing import curve_area
 from .schema import display_name
 from .tables import fmt_change, fmt_estimate
@@ -29,8 +39,12 @@ STEP_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("dp_diff", 
 #: performance and fairness keys of the missingness sweeps (metric, attribute)
 PERFORMANCE_KEYS = (("auroc", "overall"), ("f1", "overall"), ("auprc", "overall"), ("balanced_accuracy", "overall"))
 GAP_KEYS = tuple((g, a) for a in ATTRIBUTES for g in ("dp_diff", "tpr_diff", "eo_diff"))
-#: chapter 04's every-order column: all modalities minus the single modality with the highest AUROC
-BEST_SINGLE_COLUMN = "full set minus best single modality by AUROC (mean)"
+#: chapter 04's every-order column: all modalities minus the one single modality with the highest AUROC, the same
+#: modality for every metric (so for a gap it compares with the most predictive modality, not the fairest)
+BEST_SINGLE_COLUMN = "full set minus the single modality best by AUROC (same modality for every metric; mean)"
+#: the modality that column compares with, and the paired 95% CI of the difference
+BEST_SINGLE_NAME = "single modality best by AUROC"
+BEST_SINGLE_CI = "full set minus it: paired 95% CI"
 
 
 def _plural(k: int, one: str, many: str) -> str:
@@ -113,19 +127,21 @@ def step_table(summary, cohort: str, model: str, order, keys=STEP_KEYS) -> pd.Da
 def order_table(summary, cohort: str, model: str, order, keys=STEP_KEYS) -> pd.DataFrame:
     """Chapter 04's every-order table: for each metric, over every order of adding the modalities of
     ``order``, in how many the mean rose (fell) at every step, in how many some step was a clear rise
-    (fall), and the all-modality mean minus the mean of the best single modality -- best by AUROC for every
-    metric, so that for a gap the column compares with the most predictive modality, not the fairest."""
+    (fall), and the all-modality mean minus the mean of the best single modality -- chosen once, by AUROC, and
+    the same for every metric, so that for a gap the column compares with the most predictive modality, not the
+    fairest (nor, for a gap, the worst) -- with the modality's name and the paired 95% CI of the difference."""
     rows = []
     best = summary.best("auroc", list(order), cohort=cohort, model=model)
     for key in keys:
         per = [summary.steps(cohort, model, seq, key) for seq in order.all_orders()]
-        single = summary.estimate(key[0], key[1], group=key[2], cohort=cohort, model=model, modalities=best).mean
+        c = summary.difference(cohort, (model, best), (model, order.full), key)
         rows.append({"metric": long_label(key[0], key[1]), "orders": len(per),
                      "mean rises at every step": sum((p["change"] > 0).all() for p in per),
                      "mean falls at every step": sum((p["change"] < 0).all() for p in per),
                      "some clear rise": sum((p["verdict"] == "rises").any() for p in per),
                      "some clear fall": sum((p["verdict"] == "falls").any() for p in per),
-                     BEST_SINGLE_COLUMN: per[0]["after"].iloc[-1] - single})
+                     BEST_SINGLE_NAME: best, BEST_SINGLE_COLUMN: c.change,
+                     BEST_SINGLE_CI: f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"})
     return pd.DataFrame(rows).set_index("metric")
 
 
@@ -176,14 +192,21 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
         if n in order_tables:
             o = order_tables[n]
             tpr = long_label("tpr_diff", "race")
-            gain = o.loc[long_label("auroc"), BEST_SINGLE_COLUMN]
+            best = o.loc[long_label("auroc"), BEST_SINGLE_NAME]
+            gain = summary.difference(n, (lead, best), (lead, order.full), ("auroc", "overall", "all"))
+            word = difference_word(gain)
             lines.append(f"- Over all {int(o['orders'].iloc[0])} orders, the mean AUROC rose at every step in "
                          f"{int(o.loc[long_label('auroc'), 'mean rises at every step'])}, and a clear fall occurred in "
                          f"{int(o.loc[long_label('auroc'), 'some clear fall'])}; the race TPR gap rose at every step in "
                          f"{int(o.loc[tpr, 'mean rises at every step'])} orders and fell at every step in "
                          f"{int(o.loc[tpr, 'mean falls at every step'])}. All modalities together "
-                         + (f"beat the best single modality by {gain:.3f} AUROC." if gain > 0 else
-                            f"do **not** beat the best single modality (difference {gain:+.3f} AUROC)."))
+                         + (f"beat the best single modality ({best}, by AUROC) by {fmt_change(*gain)} AUROC (paired)."
+                            if word == "rises" else
+                            f"do **not** clearly beat the best single modality ({best}, by AUROC): {fmt_change(*gain)} "
+                            "AUROC (paired), no clear difference." if word == "no clear difference" else
+                            f"are **worse** than the best single modality ({best}, by AUROC): {fmt_change(*gain)} AUROC "
+                            "(paired)." if word == "falls" else
+                            f"against the best single modality ({best}, by AUROC): {fmt_change(*gain)} AUROC."))
         lines.append(f"- With all modalities, `{lead}`: the "
                      + "; the ".join(signed_gap_text(summary, g, a, cohort=n, model=lead, modalities=order.full)
                                      for a in ("race", "gender") for g in ("tpr_signed", "dp_signed")) + ".")
@@ -275,38 +298,382 @@ def truth_answer(recorded, truth, shifts: pd.DataFrame, fulls: dict, models) -> 
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------- signed gaps of a run (chapters 05-07)
+#: the signed gaps chapters 05-07 state first: (metric, attribute)
+SIGNED_KEYS = (("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender"), ("dp_signed", "gender"))
+#: the paper's gaps (max − min) whose changes chapters 06-07 report next to the signed ones
+PAPER_GAP_KEYS = (("tpr_diff", "race"), ("dp_diff", "race"), ("eo_diff", "race"), ("tpr_diff", "gender"),
+                  ("dp_diff", "gender"), ("eo_diff", "gender"))
+#: what the paper's gaps are called wherever they are shown
+PAPER_GAP = "the paper's gap (max − min)"
+#: the per-group rate behind each signed gap
+RATE_OF = {"tpr_signed": "tpr", "dp_signed": "selection_rate", "fpr_signed": "fpr"}
+_RATE_WORD = {"tpr_signed": "TPR", "dp_signed": "DP", "fpr_signed": "FPR", "tpr_diff": "TPR", "dp_diff": "DP",
+              "eo_diff": "EO"}
+#: a modality's lead in weight share below this (share of the total weight norm) is never called a lead
+MIN_LEAD = 0.01
+
+
+def label(metric: str, attribute: str = "overall") -> str:
+    """Table label of a (metric, attribute) pair in chapters 05-07: :func:`mmlib.metrics.metric_label`, with the
+    paper's gaps (``dp_diff``, ``tpr_diff``, ``eo_diff``, ``dp_ratio``) marked as :data:`PAPER_GAP`."""
+    from .metrics import GAPS
+
+    if metric in GAPS:
+        return f"{metric_label(metric, attribute)}, {PAPER_GAP}"
+    return metric_label(metric, attribute)
+
+
+def difference_word(change, up: str = "rises", down: str = "falls") -> str:
+    """A paired difference in words: ``up`` / ``down`` when its 95% CI excludes 0, else ``no clear
+    difference`` (``not estimable`` without an interval). Every change in chapters 05-07 is read with it."""
+    c, lo, hi = change[:3]
+    if not (np.isfinite(c) and np.isfinite(lo) and np.isfinite(hi)):
+        return "not estimable"
+    return up if lo > 0 else down if hi < 0 else "no clear difference"
+
+
+def signed_change_word(before: float, change) -> str:
+    """How a paired change moves a signed gap whose value was ``before``: ``no clear difference`` when the
+    change's CI contains 0; else ``widens`` or ``narrows`` by whether the gap ends larger or smaller in size
+    (``widens, reversing its sign`` when it also crosses 0)."""
+    word = difference_word(change)
+    if word in ("no clear difference", "not estimable"):
+        return word
+    after = before + change[0]
+    if abs(after) <= abs(before):
+        return "narrows"
+    return "widens, reversing its sign" if before * after < 0 else "widens"
+
+
+def gap_change_text(change: Change) -> str:
+    """A paired change of one of the paper's gaps (max − min, never negative) in words: ``widens`` /
+    ``narrows`` when its CI excludes 0, else ``no clear difference``, with the change and its interval."""
+    return f"{difference_word(change, 'widens', 'narrows')}, {fmt_change(*change)}"
+
+
+def gap_name(metric: str, attribute: str, group: str | None = None, reference: str | None = None) -> str:
+    """A gap as a reader says it: ``race TPR gap (non-White − White)``, ``gender DP gap (women − men)``, or the
+    paper's ``race TPR gap (max − min)``."""
+    if metric in RATE_OF:
+        who = {"F − M": "women − men"}.get(f"{group} − {reference}", f"{group} − {reference}")
+        return f"{attribute} {_RATE_WORD[metric]} gap ({who})"
+    return f"{attribute} {_RATE_WORD.get(metric, metric)} gap (max − min)"
+
+
+class Run:
+    """One evaluated model or condition as the findings of chapters 05-07 read it: its rows (``metric,
+    attribute, group, mean, ci_low, ci_high``, optionally ``flag``), their bootstrap ``replicates``
+    (``{(metric, attribute, group): (B,) array}``) and which groups are compared (``flags``, as
+    :func:`mmlib.metrics.estimable` gives them; without them, every group but ``Unknown`` and flagged rows).
+    Two runs on the same test stays and resamples give paired changes (:meth:`change`).
+
+    Built from a :class:`mmlib.metrics.Summary` (:meth:`of_summary`, chapter 06), a condition of a
+    :class:`mmlib.missing.Sweep` (:meth:`of_sweep`, chapters 05-06) or a :class:`mmlib.interference.Diagnosis`
+    (:meth:`of_diagnosis`, chapter 07)."""
+
+    def __init__(self, rows: pd.DataFrame, replicates: dict | None = None, flags: dict | None = None):
+        self.rows = rows.set_index(["metric", "attribute", "group"])
+        self.replicates = replicates or {}
+        self.flags = flags or {}
+
+    @classmethod
+    def of_summary(cls, summary, cohort: str, model: str, modalities: str) -> "Run":
+        t = summary.table
+        rows = t[(t.cohort == cohort) & (t.model == model) & (t.modalities == modalities)]
+        return cls(rows, summary.replicates.get((cohort, model, modalities), {}))
+
+    @classmethod
+    def of_sweep(cls, sweep, flags: dict | None = None, **labels) -> "Run":
+        """The condition of ``sweep`` with exactly these labels (:meth:`mmlib.missing.Sweep.condition`)."""
+        rows, reps = sweep.condition(**labels)
+        return cls(rows, reps, flags)
+
+    @classmethod
+    def of_diagnosis(cls, diagnosis) -> "Run":
+        return cls(diagnosis.clean, diagnosis.clean_replicates, getattr(diagnosis, "flags", None))
+
+    def has(self, metric: str, attribute: str = "overall", group: str | None = None) -> bool:
+        return (metric, attribute, group or ("all" if attribute == "overall" else "gap")) in self.rows.index
+
+    def estimate(self, metric: str, attribute: str = "overall", group: str | None = None):
+        """``(mean, ci_low, ci_high)`` of one row (NaNs when the run has no such row)."""
+        key = (metric, attribute, group or ("all" if attribute == "overall" else "gap"))
+        if key not in self.rows.index:
+            return (np.nan, np.nan, np.nan)
+        r = self.rows.loc[key]
+        return (float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
+
+    def compared(self, attribute: str) -> list[str]:
+        """The groups of ``attribute`` that enter its gaps, in display order."""
+        groups = [g for (m, a, g) in self.rows.index if a == attribute and m in ("tpr", "selection_rate")]
+        flags = self.flags.get(attribute, {})
+        out = []
+        for g in group_order(groups):
+            if not_compared(g) or flags.get(g, ""):
+                continue
+            if "flag" in self.rows.columns:
+                f = self.rows["flag"].get(("tpr", attribute, g), "")
+                if isinstance(f, str) and f:
+                    continue
+            out.append(g)
+        return out
+
+    def _gap_key(self, metric: str, attribute: str, group: str):
+        """How the gap of ``group`` is computed: ``("row", key)`` for a two-group attribute (the signed row
+        itself), ``("groups", key_group, key_reference)`` otherwise."""
+        ref = REFERENCE[attribute]
+        others = [g for g in self.compared(attribute) if g != ref]
+        if len(others) == 1 and self.has(metric, attribute):
+            return ("row", (metric, attribute, "gap"))
+        return ("groups", (RATE_OF[metric], attribute, group), (RATE_OF[metric], attribute, ref))
+
+    def signed(self, metric: str, attribute: str) -> list[tuple[str, str, tuple]]:
+        """Every signed gap of ``metric`` (``tpr_signed``, ``dp_signed``, ``fpr_signed``) by ``attribute``:
+        ``[(group, reference, (mean, ci_low, ci_high)), ...]``, one per compared group other than the reference
+        (:data:`mmlib.metrics.REFERENCE`). For two compared groups this is the ``*_signed`` row itself; for more
+        (race5), each group's rate minus the reference's, on the same resamples. Empty when the reference is not
+        compared."""
+        ref = REFERENCE[attribute]
+        compared = self.compared(attribute)
+        if ref not in compared:
+            return []
+        out = []
+        for g in compared:
+            if g == ref:
+                continue
+            how = self._gap_key(metric, attribute, g)
+            if how[0] == "row":
+                out.append((g, ref, self.estimate(*how[1][:2])))
+                continue
+            (ga, gb) = how[1:]
+            mean = self.estimate(*ga)[0] - self.estimate(*gb)[0]
+            ra, rb = self.replicates.get(ga), self.replicates.get(gb)
+            lo, hi = ci95(np.asarray(ra) - np.asarray(rb)) if ra is not None and rb is not None else (np.nan, np.nan)
+            out.append((g, ref, (mean, lo, hi)))
+        return out
+
+    def worst(self, metric: str, attribute: str):
+        """The signed gap of :meth:`signed` largest in size (the worst group; for two groups, the only one), or
+        None."""
+        gaps = [s for s in self.signed(metric, attribute) if np.isfinite(s[2][0])]
+        return max(gaps, key=lambda s: abs(s[2][0])) if gaps else None
+
+    def _mean_reps(self, key):
+        return self.estimate(*key)[0], self.replicates.get(key)
+
+    def change(self, other: "Run", key) -> Change:
+        """Paired change of row ``key`` = (metric, attribute, group) from this run to ``other`` (NaN when either
+        has no replicates for it)."""
+        (ma, ra), (mb, rb) = self._mean_reps(key), other._mean_reps(key)
+        if ra is None or rb is None:
+            return Change(np.nan, np.nan, np.nan)
+        return Change.paired(ma, mb, ra, rb)
+
+    def signed_change(self, other: "Run", metric: str, attribute: str, group: str) -> Change:
+        """Paired change of the signed gap of ``group`` (:meth:`signed`) from this run to ``other``."""
+        how = self._gap_key(metric, attribute, group)
+        if how[0] == "row":
+            return self.change(other, how[1])
+        ga, gb = how[1:]
+        (ma, ra), (mb, rb) = self._mean_reps(ga), self._mean_reps(gb)
+        (oa, sa), (ob, sb) = other._mean_reps(ga), other._mean_reps(gb)
+        if any(r is None for r in (ra, rb, sa, sb)):
+            return Change(np.nan, np.nan, np.nan)
+        return Change.paired(ma - mb, oa - ob, np.asarray(ra) - np.asarray(rb), np.asarray(sa) - np.asarray(sb))
+
+
+def _why_not(run: Run, attribute: str) -> str:
+    """Why a run has no signed gap by ``attribute``: the reference group, or every other group, is too small
+    (or has too few events) to compare."""
+    ref = REFERENCE[attribute]
+    if ref not in run.compared(attribute):
+        return f"{group_word(ref)} too few to compare"
+    return f"no other group large enough to compare with {group_word(ref)}"
+
+
+def signed_gaps_text(run: Run, keys=SIGNED_KEYS) -> str:
+    """Every signed gap of ``keys`` of one run in words, each with its 95% CI and ``no clear difference`` when
+    the CI contains 0; for more than two groups each group minus the reference and which is the worst (largest
+    in size). E.g. ``race TPR gap (non-White − White) -0.031 [-0.082, +0.020] (no clear difference)``."""
+    parts = []
+    for metric, attr in keys:
+        gaps = run.signed(metric, attr)
+        if not gaps:
+            parts.append(f"{attr} {_RATE_WORD[metric]} gap not estimable ({_why_not(run, attr)})")
+            continue
+        for g, ref, e in gaps:
+            parts.append(f"{gap_name(metric, attr, g, ref)} {fmt_change(*e)} "
+                         f"({difference_word(e, 'the group is clearly above', 'the group is clearly below')})")
+        if len(gaps) > 1:
+            w = run.worst(metric, attr)
+            if w is not None:
+                parts.append(f"worst {attr} group for the {_RATE_WORD[metric]} gap: {w[0]} ({fmt_change(*w[2])})")
+    return "; ".join(parts)
+
+
+EFFECT_COLUMNS = ["kind", "attribute", "group", "what", "before", "after", "change", "ci_low", "ci_high", "verdict",
+                  "hurts"]
+
+
+def gap_effects(before: Run, after: Run, attributes=("race", "gender"), signed=("tpr_signed", "dp_signed"),
+                paper=("tpr_diff", "dp_diff", "eo_diff"), performance=("auroc",)) -> pd.DataFrame:
+    """What changing a model does (chapter 06's calibration, chapter 07's fine-tuning): the paired change from
+    ``before`` to ``after`` (two :class:`Run` on the same test resamples) of every ``performance`` metric, every
+    signed gap (each compared group minus the reference), every compared group's TPR and every paper's gap
+    (max − min), with its 95% CI and the verdict: ``no clear difference`` when the CI contains 0; for a gap
+    ``widens`` / ``narrows`` (in size; see :func:`signed_change_word`); for a TPR or a performance metric
+    ``rises`` / ``falls``. ``hurts`` is True where the change is clear and bad: a gap that widens, a group whose
+    TPR falls, a performance metric that falls.
+
+    Columns :data:`EFFECT_COLUMNS`; ``kind`` is ``performance``, ``signed gap``, ``group TPR`` or
+    :data:`PAPER_GAP`; ``group`` is the group of a signed gap or a TPR."""
+    rows = []
+
+    def add(kind, attr, what, b, c, verdict, hurts, group=""):
+        rows.append({"kind": kind, "attribute": attr, "group": group, "what": what, "before": b,
+                     "after": b + c.change, "change": c.change, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                     "verdict": verdict, "hurts": bool(hurts)})
+
+    for m in performance:
+        c = before.change(after, (m, "overall", "all"))
+        v = difference_word(c)
+        add("performance", "overall", metric_label(m), before.estimate(m)[0], c, v, v == "falls")
+    for attr in attributes:
+        for metric in signed:
+            for g, ref, e in before.signed(metric, attr):
+                c = before.signed_change(after, metric, attr, g)
+                v = signed_change_word(e[0], c)
+                add("signed gap", attr, gap_name(metric, attr, g, ref), e[0], c, v, v.startswith("widens"), g)
+        for g in before.compared(attr):
+            c = before.change(after, ("tpr", attr, g))
+            v = difference_word(c)
+            add("group TPR", attr, f"TPR of {group_word(g)}", before.estimate("tpr", attr, g)[0], c, v, v == "falls", g)
+    for attr in attributes:
+        for metric in paper:
+            if before.has(metric, attr):
+                c = before.change(after, (metric, attr, "gap"))
+                v = difference_word(c, "widens", "narrows")
+                add(PAPER_GAP, attr, gap_name(metric, attr), before.estimate(metric, attr)[0], c, v, v == "widens")
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def _effect_phrase(r) -> str:
+    """One row of :func:`gap_effects` in words: before → after (paired change [CI]: verdict)."""
+    if r.verdict in ("no clear difference", "not estimable"):
+        verdict = r.verdict
+    elif r.kind == "group TPR":
+        verdict = f"**it hurts {group_word(r.group)}**: their TPR falls" if r.hurts else "their TPR rises"
+    elif r.kind == "performance":
+        verdict = f"**it hurts**: {r.what} falls" if r.hurts else f"{r.what} rises"
+    else:
+        verdict = f"**it hurts**: the gap {r.verdict}" if r.hurts else f"the gap {r.verdict}"
+    fmt = "+.3f" if r.kind == "signed gap" else ".3f"  # a signed gap keeps its sign
+    return (f"{r.what} {r.before:{fmt}} → {r.after:{fmt}} ({fmt_change(r.change, r.ci_low, r.ci_high)}: "
+            f"{verdict})")
+
+
+def gap_effects_text(effects: pd.DataFrame, who: str) -> str:
+    """:func:`gap_effects` in words, as Markdown lines: performance, every signed gap, every group's TPR and
+    every paper's gap (max − min) with its paired change and verdict, then one line saying what ``who`` (e.g.
+    ``The calibration``) hurts, or that it makes nothing clearly worse."""
+    lines = []
+    missing = ~(np.isfinite(effects["before"].astype(float)) & np.isfinite(effects["after"].astype(float)))
+    for kind, head in (("performance", "Performance"), ("signed gap", "Signed gaps"), ("group TPR", "TPR by group"),
+                       (PAPER_GAP, "The paper's gaps (max − min)")):
+        sub = effects[(effects.kind == kind) & ~missing]
+        if len(sub):
+            lines.append(f"  - {head}: " + "; ".join(_effect_phrase(r) for r in sub.itertuples()) + ".")
+    if missing.any():
+        lines.append("  - Not estimable (a group too small to compare): "
+                     + ", ".join(effects.loc[missing, "what"]) + ".")
+    bad = effects[effects.hurts]
+    if len(bad):
+        names = [f"the {r.what} (it {r.verdict})" if r.kind in ("signed gap", PAPER_GAP) else
+                 f"{group_word(r.group)} (their TPR falls)" if r.kind == "group TPR" else f"{r.what} (it falls)"
+                 for r in bad.itertuples()]
+        lines.append(f"  - **{who} hurts** " + ", ".join(names) + " (paired 95% CIs excluding 0).")
+    else:
+        lines.append(f"  - {who} makes no gap clearly wider and lowers no group's TPR clearly (every change above "
+                     "whose CI contains 0 is no clear difference).")
+    return "\n".join(lines)
+
+
+def area_change(sweep, key: tuple, a: dict, b: dict, rates) -> Change:
+    """Paired change of the area under a degradation curve (:func:`mmlib.missing.curve_area`: the mean of metric
+    ``key`` over ``rates``) from the conditions labelled ``a`` to those labelled ``b`` (each dict without
+    ``rate``), on the sweep's shared resamples (chapters 05-06)."""
+    rates = sorted(rates)
+    if len(rates) < 2:
+        return Change(np.nan, np.nan, np.nan)
+
+    def curve(lab):
+        means, reps = [], []
+        for p in rates:
+            r = Run.of_sweep(sweep, **lab, rate=p)
+            means.append(r.estimate(*key)[0])
+            reps.append(r.replicates.get(key))
+        if any(x is None for x in reps):
+            return None, None
+        span = rates[-1] - rates[0]
+        return (np.trapezoid(means, rates) / span, np.trapezoid(np.stack(reps), rates, axis=0) / span)
+
+    (ma, ra), (mb, rb) = curve(a), curve(b)
+    if ra is None or rb is None:
+        return Change(np.nan, np.nan, np.nan)
+    return Change.paired(ma, mb, ra, rb)
+
+
 # ------------------------------------------------------------------------------------------ chapter 05
-def degradation_areas(sweep: pd.DataFrame, keys=PERFORMANCE_KEYS + GAP_KEYS) -> pd.DataFrame:
+def degradation_areas(sweep: pd.DataFrame, keys=PERFORMANCE_KEYS + SIGNED_KEYS + GAP_KEYS) -> pd.DataFrame:
     """Per cohort, model and metric of ``keys`` (overall or gap rows of a random-missingness sweep): the area
     under the degradation curve (:func:`mmlib.missing.curve_area`), the value at the lowest and highest
-    rate, and the change between them."""
+    rate, and the change between them. Metrics are labelled by :func:`label` (the paper's gaps as such)."""
     rows = []
     for (n, m, metric, attr, grp), t in sweep.groupby(["cohort", "model", "metric", "attribute", "group"]):
         if (metric, attr) in keys and grp in ("all", "gap"):
             t = t.sort_values("rate")
-            rows.append({"cohort": display_name(n), "model": m, "metric": metric_label(metric, attr),
+            rows.append({"cohort": display_name(n), "model": m, "metric": label(metric, attr),
                          "area": curve_area(t["rate"], t["mean"]), "at p=0": t["mean"].iloc[0],
                          f"at p={t['rate'].iloc[-1]:g}": t["mean"].iloc[-1],
                          "change": t["mean"].iloc[-1] - t["mean"].iloc[0]})
     return pd.DataFrame(rows)
 
 
-def modality_harm(one: pd.DataFrame, base: pd.DataFrame, model: str, orders: dict) -> pd.DataFrame:
-    """Per cohort, modality and race/gender group: the TPR with nothing missing (``base``: the sweep's
-    rate-0 rows), with that modality always missing (``one``: the one-modality protocol at rate 1), and the
-    change (negative: patients of that group who need the outcome and are now missed). Model ``model``. Groups
-    whose TPR is not estimated (withheld for a credentialed source, or undefined) are left out."""
+def _random(n, m, p) -> dict:
+    return dict(cohort=n, model=m, protocol="random", rate=p, modality="all")
+
+
+def modality_harm(sweep, model: str, orders: dict, flags: dict | None = None) -> pd.DataFrame:
+    """Per cohort, modality and compared race/gender group (chapter 05): the TPR with nothing missing (the
+    sweep's random protocol at rate 0), with that modality missing at the one-modality protocol's highest rate
+    (always missing when that rate is 1), and the paired change with its 95% CI and verdict (``falls``: patients
+    of that group who need the outcome are now missed; ``no clear difference`` when the CI contains 0). Model
+    ``model``; ``flags``: ``{cohort: {attribute: {group: flag}}}`` (:class:`mmlib.metrics.EvaluationGroups`).
+    Groups whose TPR is not estimated (withheld for a credentialed source, or undefined) are left out."""
     rows = []
+    t = sweep.table
     for n, order in orders.items():
-        b = base[(base.cohort == n) & (base.model == model) & (base.metric == "tpr")]
+        base = Run.of_sweep(sweep, (flags or {}).get(n), **_random(n, model, 0.0))
         for mod in order:
-            o = one[(one.cohort == n) & (one.model == model) & (one.modality == mod) & (one.rate == 1.0)
-                    & (one.metric == "tpr")]
-            for r in o.merge(b, on=["attribute", "group"], suffixes=("", "_0")).itertuples():
-                if r.attribute in ("race", "gender") and not not_compared(r.group) and np.isfinite(r.mean - r.mean_0):
-                    rows.append({"cohort": display_name(n), "modality lost": mod, "attribute": r.attribute, "group": r.group,
-                                 "TPR with it": r.mean_0, "TPR without it": r.mean, "change": r.mean - r.mean_0})
-    return pd.DataFrame(rows)
+            sel = t[(t.cohort == n) & (t.model == model) & (t.protocol == "one modality") & (t.modality == mod)]
+            if sel.empty:
+                continue
+            p = float(sel["rate"].max())
+            lost = Run.of_sweep(sweep, (flags or {}).get(n), cohort=n, model=model, protocol="one modality",
+                                rate=p, modality=mod)
+            for attr in ("race", "gender"):
+                for g in base.compared(attr):
+                    before, after = base.estimate("tpr", attr, g)[0], lost.estimate("tpr", attr, g)[0]
+                    if not np.isfinite(after - before):
+                        continue
+                    c = base.change(lost, ("tpr", attr, g))
+                    rows.append({"cohort": display_name(n), "modality lost": mod, "rate": p, "attribute": attr,
+                                 "group": g, "TPR with it": before, "TPR without it": after, "change": after - before,
+                                 "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": difference_word(c),
+                                 "change [95% CI]": fmt_change(after - before, c.ci_low, c.ci_high)})
+    return pd.DataFrame(rows, columns=["cohort", "modality lost", "rate", "attribute", "group", "TPR with it",
+                                       "TPR without it", "change", "ci_low", "ci_high", "verdict", "change [95% CI]"])
 
 
 def group_factor_note(factors: dict, skipped: list) -> str:
@@ -318,59 +685,106 @@ def group_factor_note(factors: dict, skipped: list) -> str:
             + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) if skipped else "."))
 
 
-RQ2_GAPS = (("race TPR gap", ("tpr_diff", "race", "gap")), ("race DP gap", ("dp_diff", "race", "gap")),
-            ("gender TPR gap", ("tpr_diff", "gender", "gap")))
+def _signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:
+    """The paired change of every signed gap of ``keys`` from run ``a`` to ``b``, in words, and the names of
+    those that clearly widen."""
+    parts, wider = [], []
+    for metric, attr in keys:
+        for g, ref, e in a.signed(metric, attr):
+            c = a.signed_change(b, metric, attr, g)
+            word = signed_change_word(e[0], c)
+            name = gap_name(metric, attr, g, ref)
+            parts.append(f"{name} {fmt_change(*c)} ({word})")
+            if word.startswith("widens"):
+                wider.append(name)
+    return parts, wider
 
 
-def rq2_answer(sweep, areas: pd.DataFrame, harm: pd.DataFrame, cohorts, models, rates) -> str:
-    """Chapter 05's answers, per cohort: for each model, the paired change of AUROC and of the race/gender
-    gaps from p = 0 to each low rate (0 < p <= 0.2) and which gaps clearly widen; the model whose AUROC
-    degrades least over the grid; the modality whose loss lowers a group's TPR most; and the change of the
-    race TPR gap under group-dependent against random missingness at the same average rate (p = 0.1, 0.3,
-    0.5). ``sweep``: a :class:`mmlib.missing.Sweep`."""
+def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | None = None) -> str:
+    """Chapter 05's answers, per cohort: for each model, the signed race and gender gaps with nothing missing
+    (each with its CI) and the paired change of AUROC and of every signed gap from p = 0 to each low rate
+    (0 < p <= 0.2), with which gaps clearly widen, and the paper's race TPR gap (max − min) along; how much AUROC
+    each model loses from p = 0 to the largest rate, and whether the least-losing model loses clearly less than
+    the next; the modality whose loss lowers a group's TPR most (``harm``: :func:`modality_harm`); and the
+    change of the signed race gaps under group-dependent against random missingness at the same average rate
+    (p = 0.1, 0.3, 0.5). ``sweep``: a :class:`mmlib.missing.Sweep`; ``flags``: ``{cohort: {attribute: {group:
+    flag}}}``. Every change whose paired 95% CI contains 0 is called no clear difference."""
     models = list(models)
     lead = models[0]
     low = [p for p in rates if 0 < p <= 0.2]
-
-    def rnd(n, m, p):
-        return dict(cohort=n, model=m, protocol="random", rate=p, modality="all")
-
+    top = max(rates)
+    flags = flags or {}
     lines = []
     for n in cohorts:
         lines.append(f"**{display_name(n)}.**")
         for m in models:
-            parts = []
+            zero = Run.of_sweep(sweep, flags.get(n), **_random(n, m, 0.0))
+            parts = [f"- `{m}`, nothing missing: {signed_gaps_text(zero)}."]
             for p in low:
-                au = sweep.difference(("auroc", "overall", "all"), rnd(n, m, 0.0), rnd(n, m, p))
-                gaps = {lab: sweep.difference(key, rnd(n, m, 0.0), rnd(n, m, p)) for lab, key in RQ2_GAPS}
-                worse = [lab for lab, v in gaps.items() if v.ci_low > 0]
-                parts.append(f"at p={p:g} AUROC {fmt_change(*au)}, " + ", ".join(f"{lab} {fmt_change(*v)}"
-                                                                                 for lab, v in gaps.items())
-                             + (f" (clearly wider: {', '.join(worse)})" if worse else " (no gap clearly wider)"))
-            lines.append(f"- `{m}`: " + "; ".join(parts) + ".")
-        a = areas[(areas.cohort == display_name(n)) & (areas.metric == metric_label("auroc"))].set_index("model")
-        if len(a):
-            smooth = a["change"].idxmax()
-            lines.append(f"- Smoothest degradation: `{smooth}` loses {-a.loc[smooth, 'change']:.3f} AUROC from p=0 to "
-                         f"p={max(rates):g}; " + ", ".join(f"`{m}` {-a.loc[m, 'change']:.3f}"
-                                                           for m in a.index if m != smooth) + ".")
+                at = Run.of_sweep(sweep, flags.get(n), **_random(n, m, p))
+                au = zero.change(at, ("auroc", "overall", "all"))
+                moves, wider = _signed_moves(zero, at)
+                paper = zero.change(at, ("tpr_diff", "race", "gap"))
+                parts.append(f"  - at p={p:g}: AUROC {fmt_change(*au)} ({difference_word(au)}); "
+                             + "; ".join(moves)
+                             + (f". Clearly wider: {', '.join(wider)}." if wider else ". No signed gap clearly wider.")
+                             + f" The paper's race TPR gap (max − min) {zero.estimate('tpr_diff', 'race')[0]:.3f} → "
+                             f"{at.estimate('tpr_diff', 'race')[0]:.3f} ({fmt_change(*paper)}: "
+                             f"{difference_word(paper, 'widens', 'narrows')}).")
+            lines.extend(parts)
+        loss = {}
+        for m in models:
+            z = Run.of_sweep(sweep, **_random(n, m, 0.0))
+            t = Run.of_sweep(sweep, **_random(n, m, top))
+            c = t.change(z, ("auroc", "overall", "all"))  # positive: AUROC lost
+            loss[m] = (c, z.replicates.get(("auroc", "overall", "all")), t.replicates.get(("auroc", "overall", "all")))
+        finite = {m: v for m, v in loss.items() if np.isfinite(v[0].change)}
+        if finite and top > 0:
+            ranked = sorted(finite, key=lambda m: finite[m][0].change)
+            best = ranked[0]
+            text = (f"- AUROC lost from p=0 to p={top:g}: " + ", ".join(
+                f"`{m}` {fmt_change(*finite[m][0])}" for m in ranked) + ".")
+            if len(ranked) > 1:
+                nxt = ranked[1]
+                (cb, zb, tb), (cn, zn, tn) = finite[best], finite[nxt]
+                d = Change.paired(cn.change, cb.change, np.asarray(zn) - np.asarray(tn), np.asarray(zb) - np.asarray(tb))
+                text += (f" `{best}` loses least; against `{nxt}` the difference is {fmt_change(*d)}: "
+                         + ("it degrades clearly more smoothly." if difference_word(d) == "falls" else
+                            "no clear difference." if difference_word(d) == "no clear difference" else
+                            "not estimable."))
+            lines.append(text)
         h = harm[harm.cohort == display_name(n)] if len(harm) else harm
         if len(h):
             w = h.loc[h["change"].idxmin()]
-            lines.append(f"- The loss that hurts a group most ({lead} model, TPR): losing **{w['modality lost']}** "
-                         f"lowers the TPR of **{group_word(w['group'])}** by {-w['change']:.3f} "
-                         f"({w['TPR with it']:.3f} → {w['TPR without it']:.3f}).")
-        gd = [(p, sweep.difference(("tpr_diff", "race", "gap"), rnd(n, lead, p),
-                                   dict(rnd(n, lead, p), protocol="group-dependent")))
-              for p in rates if p in (0.1, 0.3, 0.5)
-              and sweep.has(**dict(rnd(n, lead, p), protocol="group-dependent"))]
+            clear = h[h["verdict"] == "falls"]
+            if w["verdict"] == "falls":
+                lines.append(f"- The loss that hurts a group most ({lead} model, TPR): losing **{w['modality lost']}** "
+                             f"lowers the TPR of **{group_word(w['group'])}** from {w['TPR with it']:.3f} to "
+                             f"{w['TPR without it']:.3f} ({fmt_change(w['change'], w['ci_low'], w['ci_high'])}): it "
+                             f"hurts {group_word(w['group'])}; {len(clear)} of {len(h)} modality x group TPR changes "
+                             "are clear falls.")
+            else:
+                lines.append(f"- No modality's loss clearly lowers any group's TPR ({lead} model): the largest drop, "
+                             f"{group_word(w['group'])} without **{w['modality lost']}**, is "
+                             f"{fmt_change(w['change'], w['ci_low'], w['ci_high'])}: no clear difference.")
+        gd = []
+        for p in rates:
+            labels = dict(_random(n, lead, p), protocol="group-dependent")
+            if p in (0.1, 0.3, 0.5) and sweep.has(**labels):
+                r = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
+                g = Run.of_sweep(sweep, flags.get(n), **labels)
+                moves, _ = _signed_moves(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
+                gd.append(f"p={p:g}: " + ("; ".join(moves) if moves else
+                                          f"not estimable ({_why_not(r, 'race')})"))
         if gd:
-            lines.append("- Unequal missingness alone (paper model): the race TPR gap under group-dependent minus random "
-                         "missingness at the same average rate: " + ", ".join(f"p={p:g} {fmt_change(*v)}"
-                                                                              for p, v in gd) + ".")
+            lines.append(f"- Unequal missingness alone ({lead} model): change of the signed race gaps under "
+                         "group-dependent against random missingness at the same average rate (widens / narrows "
+                         "against the random run's gap): " + " | ".join(gd) + ".")
         lines.append("")
     lines.append("The paper reports that fairness degrades already at low missingness. A change whose paired 95% CI "
-                 "contains zero is not evidence of degradation; the lines above say which changes exclude it.")
+                 "contains zero is no clear difference, not evidence of degradation; the lines above say which "
+                 "changes exclude it. Signed gaps are a group's rate minus the reference group's (White, men); the "
+                 "paper's gaps (max − min) can never be below 0 and are biased upwards when groups do not differ.")
     return "\n".join(lines)
 
 
@@ -382,91 +796,140 @@ def largest_in_every_seed(per_seed: pd.DataFrame, modality: str, column: str = "
     return bool((wide.idxmax(axis=1) == modality).all())
 
 
-def gap_change_text(change: Change) -> str:
-    """A paired change of a gap in words: ``widens``/``narrows`` when its CI excludes 0, else ``no clear
-    change``, with the change and its interval."""
-    word = {"rises": "widens", "falls": "narrows"}.get(change.verdict, "no clear change")
-    return f"{word}, {fmt_change(*change)}"
+def clear_lead(per_seed: pd.DataFrame, column: str = "share", min_lead: float = MIN_LEAD) -> dict:
+    """Whether one modality clearly has the largest ``column`` (chapter 06's weight shares): the modality with the
+    largest mean, the runner-up, its lead (mean over seeds of the top modality's value minus the largest other
+    in the same seed), the smallest and the sd of that lead over seeds, in how many seeds it is on top, and
+    ``clear``: True only when it is on top in every seed (:func:`largest_in_every_seed`), there are at least two
+    seeds, the mean lead is at least ``min_lead`` and exceeds twice its sd over seeds (the seed spread separates
+    it). A lead of 0.001 is never clear."""
+    wide = per_seed.pivot(index="seed", columns="modality", values=column)
+    means = wide.mean()
+    top = means.idxmax()
+    rest = wide.drop(columns=top)
+    lead = wide[top] - rest.max(axis=1)
+    runner = rest.mean().idxmax() if rest.shape[1] else None
+    sd = float(lead.std(ddof=1)) if len(lead) > 1 else np.nan
+    on_top = int((wide.idxmax(axis=1) == top).sum())
+    clear = bool(on_top == len(wide) and len(wide) >= 2 and lead.mean() >= min_lead
+                 and np.isfinite(sd) and lead.mean() > 2 * sd)
+    return {"modality": top, "runner_up": runner, "lead": float(lead.mean()), "lead_min": float(lead.min()),
+            "lead_sd": sd, "seeds_on_top": on_top, "seeds": len(wide), "clear": clear}
 
 
-def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summary, robust: pd.DataFrame) -> str:
-    """Chapter 06's answers, per cohort: which modality the decision layer weighs most (share of the weight
-    norm) and every share; whether training alone ranks the modalities the same (Spearman correlation of
-    the norms); which modalities' share of the logit differs clearly between race groups; and what
-    per-modality calibration changes (AUROC, race TPR gap, each with its paired change, and the mean AUROC
-    over the missingness grid). ``layers``: ``{cohort: mmlib.decision.DecisionLayer}``."""
+def _lead_text(lead: dict) -> str:
+    """A :func:`clear_lead` result in words: the lead over the runner-up, its smallest value and sd over seeds,
+    and in how many seeds the modality is on top (in points of the share)."""
+    return (f"leads {lead['runner_up']} by {100 * lead['lead']:.1f} points on average, by "
+            f"{100 * lead['lead_min']:+.1f} in its weakest seed (sd {100 * lead['lead_sd']:.1f} over seeds), and is on top "
+            f"in {lead['seeds_on_top']} of {lead['seeds']} seeds")
+
+
+def remedy_effects(summary, orders: dict, base: str = "linear", remedy: str = "linear+calibrated") -> pd.DataFrame:
+    """Chapter 06: :func:`gap_effects` of the remedy (``remedy`` against ``base``, all modalities) for every
+    cohort of ``orders``, with a ``cohort`` column."""
+    parts = []
+    for n, order in orders.items():
+        a, b = (Run.of_summary(summary, n, m, order.full) for m in (base, remedy))
+        parts.append(gap_effects(a, b).assign(cohort=display_name(n)))
+    return pd.concat(parts, ignore_index=True)[["cohort", *EFFECT_COLUMNS]]
+
+
+def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summary, robust) -> str:
+    """Chapter 06's answers, per cohort: whether one modality clearly has the largest share of the decision
+    layer's weight norm (:func:`clear_lead`; otherwise that no modality clearly dominates, with the numbers) and
+    every share; whether training alone ranks the modalities the same (Spearman correlation of the norms);
+    which modalities' share of the logit differs clearly between race groups; and what per-modality calibration
+    changes: AUROC, every signed gap, every group's TPR and every paper's gap (max − min), each with its paired
+    change, saying what it hurts (:func:`gap_effects`), and the mean AUROC over the missingness grid with its
+    paired change (``robust``: the robustness :class:`mmlib.missing.Sweep`, conditions labelled ``cohort``,
+    ``model``, ``rate``). ``layers``: ``{cohort: mmlib.decision.DecisionLayer}``."""
     from scipy.stats import spearmanr
 
     lines = []
+    rule = (f"a lead is called clear only when it holds in every seed, is at least {100 * MIN_LEAD:g} point of the "
+            "total weight norm and exceeds twice its sd over seeds")
     for n, order in orders.items():
         g = layers[n].means(order)
-        top = g["share"].idxmax()
+        per = layers[n].per_seed.copy()
+        per["alone_share"] = per["alone"] / per.groupby("seed")["alone"].transform("sum")
+        lead, alone = clear_lead(per), clear_lead(per, "alone_share")
+        top = lead["modality"]
         rho = spearmanr(g["norm"], g["alone"]).statistic
         share_text = "shares: " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in g["share"].items())
-        if largest_in_every_seed(layers[n].per_seed, top):
-            lines.append(f"**{display_name(n)}.** The decision layer gives **{top}** the largest weight norm in every seed "
-                         f"({100 * g.loc[top, 'share']:.1f}% of the total on average; an equal split would be "
-                         f"{100 / len(g):.1f}%); {share_text}.")
+        if lead["clear"]:
+            lines.append(f"**{display_name(n)}.** The decision layer gives **{top}** the largest weight norm, clearly: "
+                         f"{100 * g.loc[top, 'share']:.1f}% of the total on average (an equal split would be "
+                         f"{100 / len(g):.1f}%); it {_lead_text(lead)}. The {share_text}.")
         else:
-            lines.append(f"**{display_name(n)}.** No modality has the largest weight norm in every seed: the decision layer "
-                         f"weighs the modalities about equally (an equal split would be {100 / len(g):.1f}%); "
-                         f"{share_text}.")
-        lines.append("- Trained alone, the weight norms rank the modalities "
-                     + ("in the same order" if list(g["norm"].rank()) == list(g["alone"].rank()) else "differently")
-                     + f" (Spearman correlation with the all-modality norms {rho:.2f}): "
-                     + ", ".join(f"{m} {v:.2f}" for m, v in g["alone"].items()) + ". "
-                     + ("The disparity persists without fusion, as the paper claims."
-                        if rho > 0.5 else "The disparity does not simply persist without fusion here."))
+            lines.append(f"**{display_name(n)}.** No modality clearly dominates the decision layer: **{top}** has the "
+                         f"largest mean share ({100 * g.loc[top, 'share']:.1f}%; an equal split would be "
+                         f"{100 / len(g):.1f}%) but {_lead_text(lead)}; {rule}. The {share_text}.")
+        same = lead["clear"] and alone["clear"] and alone["modality"] == top
+        lines.append("- Trained alone, "
+                     + (f"**{alone['modality']}** has the largest weight norm, clearly: it {_lead_text(alone)}"
+                        if alone["clear"] else
+                        f"no modality's weight norm clearly leads: {alone['modality']} {_lead_text(alone)}")
+                     + ". Norms " + ", ".join(f"{m} {v:.2f}" for m, v in g["alone"].items())
+                     + f" (Spearman correlation with the all-modality norms {rho:.2f}). "
+                     + ("The same modality leads clearly with and without fusion: the disparity persists without "
+                        "fusion, as the paper claims." if same else
+                        "Neither with nor without fusion does one modality clearly lead, so there is no clear disparity "
+                        "to persist." if not (lead["clear"] or alone["clear"]) else
+                        "The clear lead is not the same with and without fusion: the disparity does not simply "
+                        "persist without fusion here."))
         st = shares[(shares.cohort == display_name(n)) & (shares.attribute == "race")]
         clear = st[st.clear == "yes"]
         if len(st):
-            lines.append("- Race: " + ("no modality's share of the logit differs clearly between the race groups"
+            lines.append("- Race: " + ("no modality's share of the logit differs clearly between the race groups "
+                                       "(every difference's CI contains 0)"
                                        if clear.empty else "; ".join(
                 f"{r.modality}'s share differs by {fmt_change(r.difference, r.ci_low, r.ci_high)} ({r.groups})"
                 for r in clear.itertuples())) + ".")
-        a, b = ("linear", order.full), ("linear+calibrated", order.full)
-        au0, au1 = (summary.estimate("auroc", cohort=n, model=m[0]) for m in (a, b))
-        d_au = summary.difference(n, a, b, ("auroc", "overall", "all"))
-        r = robust[robust.cohort == n]
-        area = {m: curve_area(q["rate"], q["mean"]) for m in ("linear", "linear+calibrated")
-                for q in [select(r, "auroc", model=m)]}
-        lines.append(f"- Per-modality calibration: AUROC {au0.mean:.3f} → {au1.mean:.3f} (paired change "
-                     f"{fmt_change(*d_au)}); mean AUROC over the missingness grid {area['linear']:.3f} → "
-                     f"{area['linear+calibrated']:.3f}.")
-        gaps = {f"{attr} {g.split('_')[0].upper()} gap": summary.difference(n, a, b, (g, attr, "gap"))
-                for attr in ("race", "gender") for g in ("tpr_diff", "dp_diff")}
-        worse = [k for k, c in gaps.items() if c.verdict == "rises"]
-        lines.append("- Its effect on the gaps (paired change): " + "; ".join(
-            f"{k} {gap_change_text(c)}" for k, c in gaps.items()) + ". "
-            + (f"**The remedy widens the {', '.join(worse)}**: it hurts the fairness it was meant to help."
-               if worse else "No gap widens clearly."))
+        a, b = (Run.of_summary(summary, n, m, order.full) for m in ("linear", "linear+calibrated"))
+        area_text = ""
+        if robust is not None:
+            rates = sorted(robust.table.loc[robust.table.cohort == n, "rate"].unique())
+            au = {m: curve_area(rates, [Run.of_sweep(robust, cohort=n, model=m, rate=p).estimate("auroc")[0]
+                                        for p in rates]) for m in ("linear", "linear+calibrated")}
+            d = area_change(robust, ("auroc", "overall", "all"), dict(cohort=n, model="linear"),
+                            dict(cohort=n, model="linear+calibrated"), rates)
+            area_text = (f" Mean AUROC over the missingness grid {au['linear']:.3f} → {au['linear+calibrated']:.3f} "
+                         f"({fmt_change(*d)}: {difference_word(d)}).")
+        lines.append("- Per-modality calibration, paired change from the baseline (all modalities):" + area_text)
+        lines.append(gap_effects_text(gap_effects(a, b), "The calibration"))
         lines.append("")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ chapter 07
-CHANGE_KEYS = (("auroc", "overall", "all"), ("tpr_diff", "race", "gap"), ("dp_diff", "race", "gap"),
-               ("tpr_diff", "gender", "gap"))
-MITIGATION_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("tpr_diff", "race", "gap"),
-                   ("dp_diff", "race", "gap"), ("tpr_diff", "gender", "gap"))
+CHANGE_KEYS = (("auroc", "overall", "all"), ("tpr_signed", "race", "gap"), ("dp_signed", "race", "gap"),
+               ("tpr_signed", "gender", "gap"), ("tpr_diff", "race", "gap"))
+MITIGATION_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("tpr_signed", "race", "gap"),
+                   ("dp_signed", "race", "gap"), ("tpr_signed", "gender", "gap"), ("tpr_diff", "race", "gap"),
+                   ("dp_diff", "race", "gap"))
 
 
 def change_table(changes: pd.DataFrame, cohort: str, model: str, keys=CHANGE_KEYS) -> pd.DataFrame:
     """Chapter 07's change table of one cohort and model: one row per modality and perturbation, one column
-    per metric of ``keys``, cells ``change [95% CI]`` (:func:`mmlib.tables.fmt_change`)."""
+    per metric of ``keys`` (labelled by :func:`label`: signed gaps first, the paper's gap as such), cells
+    ``change [95% CI]`` (:func:`mmlib.tables.fmt_change`)."""
     sel = changes[(changes.cohort == cohort) & (changes.model == model)]
-    sel = sel.set_index(["metric", "attribute", "group"]).loc[list(keys)].reset_index()
-    sel["metric"] = [metric_label(m, a) for m, a in zip(sel["metric"], sel["attribute"])]
+    keys = [k for k in keys if k in set(zip(sel.metric, sel.attribute, sel.group))]
+    sel = sel.set_index(["metric", "attribute", "group"]).loc[keys].reset_index()
+    order = [label(m, a) for m, a, _ in keys]
+    sel["metric"] = [label(m, a) for m, a in zip(sel["metric"], sel["attribute"])]
     sel["change [95% CI]"] = [fmt_change(c, lo, hi) for c, lo, hi in zip(sel.change, sel.ci_low, sel.ci_high)]
     return sel.pivot_table(index=["modality", "perturbation"], columns="metric", values="change [95% CI]",
-                           aggfunc="first")
+                           aggfunc="first")[order]
 
 
 def mitigation_table(effects: pd.DataFrame, clean: pd.DataFrame, cohorts, models, perturbations,
                      keys=MITIGATION_KEYS) -> pd.DataFrame:
     """Chapter 07's mitigation table: for each cohort and model, the original and the consistency-fine-tuned
     variant (``<model>+consistency``): flip rate (%) under each perturbation (mean over modalities and seeds)
-    and the clean metrics of ``keys`` (``mean [95% CI]``)."""
+    and the clean metrics of ``keys`` (``mean [95% CI]``; signed gaps with their sign, the paper's gaps labelled
+    as such by :func:`label`)."""
     rows = []
     for n in cohorts:
         for name in models:
@@ -478,8 +941,11 @@ def mitigation_table(effects: pd.DataFrame, clean: pd.DataFrame, cohorts, models
                     if k in perturbations:
                         row[f"flip rate, {k} (%)"] = round(100 * e.loc[e.perturbation == k, "flip_rate"].mean(), 1)
                 for key in keys:
+                    if key not in c.index:
+                        continue
                     r = c.loc[key]
-                    row[metric_label(key[0], key[1])] = fmt_estimate(r["mean"], r["ci_low"], r["ci_high"])
+                    fmt = fmt_change if key[0] in RATE_OF else fmt_estimate
+                    row[label(key[0], key[1])] = fmt(r["mean"], r["ci_low"], r["ci_high"])
                 rows.append(row)
     return pd.DataFrame(rows).set_index(["cohort", "model", "variant"])
 
@@ -497,31 +963,43 @@ def control_table(real: pd.DataFrame, shuffled: pd.DataFrame, cohort: str, modal
     return pd.DataFrame(rows)
 
 
-GAP_NAMES = {("tpr_diff", "race"): "race TPR gap", ("dp_diff", "race"): "race DP gap",
-             ("tpr_diff", "gender"): "gender TPR gap", ("dp_diff", "gender"): "gender DP gap"}
-
-
 def mitigation_gap_changes(original: dict, tuned: dict) -> pd.DataFrame:
-    """Chapter 07: for each ``(cohort, model)``, the paired change of every race and gender TPR and DP gap from
-    the original model (``original[(cohort, model)]``, a :class:`mmlib.interference.Diagnosis`) to its
-    fine-tuned version (``tuned``), on the same test resamples, with its verdict (``rises`` = widens)."""
-    rows = []
-    for (n, m), d in original.items():
-        for (g, attr), label in GAP_NAMES.items():
-            c = d.clean_change(tuned[(n, m)], (g, attr, "gap"))
-            rows.append({"cohort": display_name(n), "model": m, "gap": label, "change": c.change, "ci_low": c.ci_low,
-                         "ci_high": c.ci_high, "verdict": c.verdict})
-    return pd.DataFrame(rows)
+    """Chapter 07: for each ``(cohort, model)``, :func:`gap_effects` from the original model
+    (``original[(cohort, model)]``, a :class:`mmlib.interference.Diagnosis`) to its fine-tuned version
+    (``tuned``), on the same test resamples: AUROC, every signed gap, every group's TPR and every paper's gap
+    (max − min), each with its paired change, verdict and whether it hurts. Columns ``cohort, model`` and those
+    of :func:`gap_effects`."""
+    parts = [gap_effects(Run.of_diagnosis(d), Run.of_diagnosis(tuned[(n, m)])).assign(cohort=display_name(n), model=m)
+             for (n, m), d in original.items()]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["cohort", "model"] + [c for c in out.columns if c not in ("cohort", "model")]]
 
 
-def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: pd.DataFrame,
+def group_gap_table(group_gaps: pd.DataFrame, model: str, measure: str = "mean_abs_dp") -> pd.DataFrame:
+    """Chapter 07: how differently each perturbation moves the groups, for one ``model``: one row per cohort,
+    modality and perturbation, one column per compared group (``attribute: group − reference``), cells
+    ``difference [95% CI]`` of ``measure`` (``mean_abs_dp`` or ``flip_rate``) from
+    :attr:`mmlib.interference.Diagnosis.group_gaps`."""
+    g = group_gaps[(group_gaps.model == model) & (group_gaps.measure == measure)]
+    if g.empty:
+        return pd.DataFrame()
+    g = g.assign(who=[f"{a}: {x} − {r}" for a, x, r in zip(g.attribute, g.group, g.reference)],
+                 cohort=[display_name(c) for c in g.cohort],
+                 cell=[fmt_change(d, lo, hi) for d, lo, hi in zip(g.difference, g.ci_low, g.ci_high)])
+    return g.pivot_table(index=["cohort", "modality", "perturbation"], columns="who", values="cell", aggfunc="first")
+
+
+def interference_answer(effects: pd.DataFrame, group_gaps: pd.DataFrame, control: pd.DataFrame,
                         mitigation: pd.DataFrame, cohorts, models, perturbations,
                         gap_changes: pd.DataFrame | None = None) -> str:
     """Chapter 07's answers, per cohort: for each model, which modality's switch flips the most decisions and
-    the range of flip rates under blank or irrelevant content; which modality's interference moves the race
-    groups most differently (first model); the positive control's separation; and each model's interference
-    flip rate, AUROC and race TPR gap before and after consistency fine-tuning, and (``gap_changes``:
-    :func:`mitigation_gap_changes`) which gaps the fine-tuning widens clearly."""
+    the range of flip rates under blank or irrelevant content; whether interference (blank and irrelevant)
+    moves the race groups differently, first model (``group_gaps``: :attr:`mmlib.interference.Diagnosis.group_gaps`,
+    each group's mean |Δp| minus the reference group's with its CI; no clear difference when the CI contains 0);
+    the positive control's separation; and for each model the interference flip rate before and after
+    consistency fine-tuning (``mitigation``: :func:`mitigation_table`) and (``gap_changes``:
+    :func:`mitigation_gap_changes`) the paired change of AUROC, every signed gap, every group's TPR and every
+    paper's gap, saying what the fine-tuning hurts."""
     models = list(models)
     lead = models[0]
     overall = effects[effects.attribute == "overall"]
@@ -534,20 +1012,27 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
             sw = s[s.perturbation == "switch"].set_index("modality")["flip_rate"] if "switch" in perturbations else None
             noise = s[s.perturbation != "switch"].groupby("modality")["flip_rate"].mean()
             part = f"- `{name}`: "
-            if sw is not None:
+            if sw is not None and len(sw):
                 part += f"switching **{sw.idxmax()}** flips the most decisions ({100 * sw.max():.1f}%); "
             if len(noise):
                 part += (f"blank or irrelevant content flips {100 * noise.min():.1f}-{100 * noise.max():.1f}% of "
                          f"decisions, most for **{noise.idxmax()}**.")
             lines.append(part)
-        b = by_group[(by_group.cohort == n) & (by_group.perturbation != "switch") & (by_group.attribute == "race")]
-        if len(b):
-            piv = b.groupby(["modality", "group"])["mean_abs_dp"].mean().unstack().dropna(axis=1, how="all").dropna()
-            if piv.shape[1] >= 2 and len(piv):
-                m = (piv.iloc[:, 1] - piv.iloc[:, 0]).abs().idxmax()
-                lines.append(f"- By race (`{lead}`, blank and irrelevant): interference through **{m}** moves "
-                             f"{piv.columns[1]} stays by {piv.loc[m].iloc[1]:.3f} on average against "
-                             f"{piv.loc[m].iloc[0]:.3f} for {piv.columns[0]} stays.")
+        gg = group_gaps if group_gaps is not None else pd.DataFrame()
+        if len(gg):
+            gg = gg[(gg.cohort == n) & (gg.model == lead) & (gg.perturbation != "switch") & (gg.attribute == "race")
+                    & (gg.measure == "mean_abs_dp")].dropna(subset=["difference"])
+        if len(gg):
+            clear = gg[(gg.ci_low > 0) | (gg.ci_high < 0)]
+            w = gg.loc[gg["difference"].abs().idxmax()]
+            lines.append(f"- By race (`{lead}`, blank and irrelevant, mean |Δp| of each group minus {w['reference']} "
+                         f"stays): {len(clear)} of {len(gg)} modality x perturbation x group differences are clear. "
+                         f"The largest, {w['perturbation']} **{w['modality']}**, moves {w['group']} stays by "
+                         f"{w['value_group']:.3f} against {w['value_reference']:.3f} "
+                         f"({fmt_change(w['difference'], w['ci_low'], w['ci_high'])}: "
+                         + difference_word((w['difference'], w['ci_low'], w['ci_high']),
+                                           f"{w['group']} stays are moved clearly more",
+                                           f"{w['group']} stays are moved clearly less") + ").")
         ct = control[control.cohort == display_name(n)] if len(control) else control
         if len(ct) and "switch" in perturbations:
             sw = ct[ct.perturbation == "switch"].iloc[0]
@@ -559,26 +1044,23 @@ def interference_answer(effects: pd.DataFrame, by_group: pd.DataFrame, control: 
         for name in models:
             a = mitigation.sort_index().loc[(display_name(n), name)]
             k = [c for c in a.columns if c.startswith("flip rate") and "switch" not in c]
+            head = f"- Mitigation, `{name}`"
             if k:
-                g = gap_changes[(gap_changes.cohort == display_name(n)) & (gap_changes.model == name)] \
-                    if gap_changes is not None else pd.DataFrame()
-                wider = g[g.verdict == "rises"] if len(g) else g
-                verdict = ("" if not len(g) else
-                           " Fine-tuning **widens** " + "; ".join(f"the {r.gap} ({fmt_change(r.change, r.ci_low, r.ci_high)})"
-                                                              for r in wider.itertuples())
-                           + " (paired): the mitigation hurts fairness there." if len(wider) else
-                           " No gap widens clearly (paired changes: " + "; ".join(
-                               f"{r.gap} {fmt_change(r.change, r.ci_low, r.ci_high)}" for r in g.itertuples()) + ").")
-                lines.append(f"- Mitigation, `{name}`: interference flip rate (blank and irrelevant) "
-                             f"{a.loc['original', k].mean():.1f}% → {a.loc['consistency', k].mean():.1f}%; "
-                             f"AUROC {a.loc['original', 'AUROC']} → {a.loc['consistency', 'AUROC']}; race TPR gap "
-                             f"{a.loc['original', 'TPR difference (race)']} → {a.loc['consistency', 'TPR difference (race)']}."
-                             + verdict)
+                head += (f": interference flip rate (blank and irrelevant) {a.loc['original', k].mean():.1f}% → "
+                         f"{a.loc['consistency', k].mean():.1f}%")
+            g = (gap_changes[(gap_changes.cohort == display_name(n)) & (gap_changes.model == name)]
+                 if gap_changes is not None else pd.DataFrame())
+            lines.append(head + ("; paired change from the original to the fine-tuned model:" if len(g) else "."))
+            if len(g):
+                lines.append(gap_effects_text(g, "The fine-tuning"))
         lines.append("")
     return "\n".join(lines)
 
 
-__all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "Change", "group_word", "single_modality_answer",
-           "step_table", "order_table", "direction", "rq1_answer", "largest_in_every_seed", "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note",
-           "rq2_answer", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
-           "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth"]
+__all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "SIGNED_KEYS", "PAPER_GAP_KEYS", "PAPER_GAP", "MIN_LEAD",
+           "BEST_SINGLE_COLUMN", "BEST_SINGLE_NAME", "BEST_SINGLE_CI", "EFFECT_COLUMNS", "Change", "Run", "label", "difference_word", "signed_change_word", "gap_name",
+           "group_word", "single_modality_answer", "step_table", "order_table", "direction", "rq1_answer",
+           "signed_gaps_text", "gap_effects", "gap_effects_text", "area_change", "largest_in_every_seed", "clear_lead",
+           "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note", "rq2_answer",
+           "remedy_effects", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
+           "group_gap_table", "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth"]

@@ -98,6 +98,41 @@ def perturbation_effects(p_clean: np.ndarray, p_pert: np.ndarray, t_clean: np.nd
     return rows
 
 
+def group_effect_gaps(p_clean: np.ndarray, p_pert: np.ndarray, t_clean: np.ndarray, affected: np.ndarray,
+                      groups: dict[str, np.ndarray], flags: dict, boot, effect_rows: list[dict] | None = None) -> list[dict]:
+    """How differently a perturbation moves the groups: for each attribute of ``groups`` and each compared group
+    (``flags``: :func:`mmlib.metrics.estimable`'s) other than the reference (:data:`mmlib.metrics.REFERENCE`),
+    its flip rate and mean |delta p| among the ``affected`` stays minus the reference group's, with the 95% CI of
+    the difference on the resamples of ``boot`` (:func:`mmlib.metrics.group_mean_difference`; stratified, so
+    paired with every other number of the diagnostic). Rows: ``attribute, group, reference, measure
+    (flip_rate / mean_abs_dp), value_group, value_reference, difference, ci_low, ci_high``. Groups whose
+    :func:`perturbation_effects` row (``effect_rows``) is withheld, or without affected stays, are left out
+    (chapter 07)."""
+    from .metrics import REFERENCE, group_mean_difference
+
+    t = np.asarray(t_clean)[:, None]
+    values = {"flip_rate": ((p_clean >= t) != (p_pert >= t)).astype(np.float64),
+              "mean_abs_dp": np.abs(p_pert - p_clean)}
+    withheld = {(r["attribute"], r["group"]) for r in (effect_rows or [])
+                if r["attribute"] != "overall" and not np.isfinite(r["flip_rate"])}
+    rows = []
+    for attr, g in groups.items():
+        ref = REFERENCE.get(attr)
+        compared = [k for k, why in flags.get(attr, {}).items() if not why]
+        if ref not in compared or (attr, ref) in withheld:
+            continue
+        labels = np.where(affected, np.asarray(g).astype(str), "")
+        for k in compared:
+            if k == ref or (attr, k) in withheld or not ((labels == k).any() and (labels == ref).any()):
+                continue
+            for measure, v in values.items():
+                ma, mb, diff, lo, hi = group_mean_difference(v, labels, k, ref, boot)
+                rows.append({"attribute": attr, "group": k, "reference": ref, "measure": measure,
+                             "value_group": ma, "value_reference": mb, "difference": diff, "ci_low": lo,
+                             "ci_high": hi})
+    return rows
+
+
 def _bernoulli_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """KL(p || q) between Bernoulli distributions, elementwise."""
     p, q = p.clamp(eps, 1 - eps), q.clamp(eps, 1 - eps)
@@ -221,22 +256,29 @@ class Diagnosis:
     perturbation and group), ``changes`` (every metric clean, perturbed and the paired change with its CI),
     ``clean`` (the clean predictions' metrics with CIs) and ``clean_replicates`` (their bootstrap resamples,
     ``{(metric, attribute, group): (B,) array}``, for paired comparisons of two models diagnosed on the same
-    stays: :meth:`clean_change`). :meth:`labelled` adds ``cohort`` and ``model`` columns to the tables."""
+    stays: :meth:`clean_change`), ``flags`` (which groups are compared, :func:`mmlib.metrics.estimable`'s, by
+    attribute) and ``group_gaps`` (each compared group's flip rate and mean |dp| minus the reference group's
+    under every modality and perturbation, with CIs: :func:`group_effect_gaps`). :meth:`labelled` adds
+    ``cohort`` and ``model`` columns to the tables."""
 
     effects: pd.DataFrame
     changes: pd.DataFrame
     clean: pd.DataFrame
     clean_replicates: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    group_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def labelled(self, **labels) -> "Diagnosis":
         return Diagnosis(*(t.assign(**labels) for t in (self.effects, self.changes, self.clean)),
-                         self.clean_replicates)
+                         self.clean_replicates, self.flags, self.group_gaps.assign(**labels))
 
     @staticmethod
     def concat(items: list["Diagnosis"]) -> "Diagnosis":
-        """Several labelled diagnoses as one (rows in order; the replicates are per diagnosis and dropped)."""
+        """Several labelled diagnoses as one (rows in order; the replicates and flags are per diagnosis and
+        dropped)."""
         return Diagnosis(*(pd.concat([getattr(d, k) for d in items], ignore_index=True)
-                           for k in ("effects", "changes", "clean")))
+                           for k in ("effects", "changes", "clean")),
+                         group_gaps=pd.concat([d.group_gaps for d in items], ignore_index=True))
 
     def clean_change(self, other: "Diagnosis", key: tuple[str, str, str]):
         """Paired change of clean metric ``key`` from this model to ``other`` (both diagnosed on the same test
@@ -262,7 +304,8 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     - ``effects``: rows of :func:`perturbation_effects` with ``modality`` and ``perturbation``;
     - ``changes``: every metric clean, perturbed, and the change with its paired 95% bootstrap CI (the same
       resamples for both, stratified by race x gender);
-    - ``clean``: :func:`mmlib.metrics.summarise_vectors` of the clean predictions (mean over seeds, CI).
+    - ``clean``: :func:`mmlib.metrics.summarise_vectors` of the clean predictions (mean over seeds, CI);
+    - ``group_gaps``: :func:`group_effect_gaps` of every modality x perturbation (race and gender).
     """
     from .metrics import ci95, evaluation_groups, summarise_vectors
     from .train import predict
@@ -281,17 +324,23 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
         return p, summarise_vectors(y, p, (p >= thr[:, None]).astype(int), attrs, flags, boot)
 
     clean_p, (clean, clean_reps) = scored(x)
-    effects, changes = [], []
+    effects, changes, gaps = [], [], []
+    by = {"race": attrs["race"], "gender": attrs["gender"]}
     for j, m in enumerate(order):
         for i, kind in enumerate(perturbations):
             xp = perturb(x, mk, j, kind, seed * 1000 + 10 * j + i, blank, irrelevant)
             pert_p, (t, reps) = scored(xp)
-            for r in perturbation_effects(clean_p, pert_p, thr, mk[:, j], {"race": attrs["race"], "gender": attrs["gender"]}):
-                effects.append({"modality": m, "perturbation": kind, **r})
+            rows = perturbation_effects(clean_p, pert_p, thr, mk[:, j], by)
+            effects += [{"modality": m, "perturbation": kind, **r} for r in rows]
+            gaps += [{"modality": m, "perturbation": kind, **r}
+                     for r in group_effect_gaps(clean_p, pert_p, thr, mk[:, j], by, flags, boot, rows)]
             for r in t.merge(clean, on=["metric", "attribute", "group"], suffixes=("", "_clean")).itertuples():
                 key = (r.metric, r.attribute, r.group)  # metrics without replicates (per-group AUROC/ECE): no CI
                 lo, hi = ci95(reps[key] - clean_reps[key]) if key in reps else (np.nan, np.nan)
                 changes.append({"modality": m, "perturbation": kind, "metric": r.metric, "attribute": r.attribute,
                                 "group": r.group, "clean": r.mean_clean, "perturbed": r.mean,
                                 "change": r.mean - r.mean_clean, "ci_low": lo, "ci_high": hi})
-    return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean, clean_reps)
+    gap_columns = ["modality", "perturbation", "attribute", "group", "reference", "measure", "value_group",
+                   "value_reference", "difference", "ci_low", "ci_high"]
+    return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean, clean_reps, flags,
+                     pd.DataFrame(gaps, columns=gap_columns))

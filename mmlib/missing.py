@@ -161,8 +161,9 @@ class Sweep:
 
     :meth:`evaluate` scores one condition (:func:`evaluate_condition`) and labels its rows with the keyword
     ``labels`` (e.g. ``cohort``, ``model``, ``protocol``, ``rate``, ``modality``); :attr:`table` is every row
-    so far; :meth:`difference` is the paired change of a metric between two conditions of one cohort (the
-    same bootstrap resamples), as a :class:`mmlib.metrics.Change`.
+    so far; :meth:`condition` is one condition's rows and replicates; :meth:`difference` is the paired change of
+    a metric between two conditions of one cohort (the same bootstrap resamples), as a
+    :class:`mmlib.metrics.Change`.
 
     Example::
 
@@ -175,6 +176,7 @@ class Sweep:
     def __init__(self):
         self._rows: list[pd.DataFrame] = []
         self._table: pd.DataFrame | None = None  # the concatenation, kept until a condition is added
+        self._by_key: dict[tuple, pd.DataFrame] = {}
         self.replicates: dict[tuple, dict] = {}
 
     @staticmethod
@@ -188,6 +190,7 @@ class Sweep:
         t = t.assign(**labels)
         self._rows.append(t)
         self._table = None
+        self._by_key[self._key(labels)] = t
         self.replicates[self._key(labels)] = r
         return t
 
@@ -195,6 +198,7 @@ class Sweep:
         """Keep rows scored elsewhere (e.g. chapter 07's clean predictions) under ``labels``."""
         self._rows.append(table.assign(**labels))
         self._table = None
+        self._by_key[self._key(labels)] = self._rows[-1]
         self.replicates[self._key(labels)] = replicates or {}
 
     @property
@@ -203,6 +207,14 @@ class Sweep:
         if self._table is None:
             self._table = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
         return self._table
+
+    def condition(self, **labels) -> tuple[pd.DataFrame, dict]:
+        """The rows and the replicates of the condition with exactly these labels (chapters 05-06 read them
+        through :class:`mmlib.findings.Run`)."""
+        key = self._key(labels)
+        if key not in self._by_key:
+            raise KeyError(f"no condition labelled {labels}; the sweep has {len(self._by_key)} conditions")
+        return self._by_key[key], self.replicates[key]
 
     def has(self, **labels) -> bool:
         """Whether a condition with exactly these labels was evaluated."""

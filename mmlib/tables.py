@@ -358,6 +358,21 @@ def fidelity_overview(fidelity: pd.DataFrame) -> pd.DataFrame:
 PAPER_COLUMNS = (("f1", "overall"), ("auroc", "overall"), ("auprc", "overall"), ("balanced_accuracy", "overall"),
                  ("dp_diff", "race"), ("dp_diff", "gender"), ("tpr_diff", "race"), ("tpr_diff", "gender"),
                  ("eo_diff", "race"), ("eo_diff", "gender"))
+#: the signed gaps (group − reference) by race and gender, for :func:`results_table` next to the paper's columns
+SIGNED_COLUMNS = (("tpr_signed", "race"), ("dp_signed", "race"), ("fpr_signed", "race"), ("tpr_signed", "gender"),
+                  ("dp_signed", "gender"), ("fpr_signed", "gender"))
+#: how a column of the paper's gaps (max − min over groups) is marked
+PAPER_GAP_MARK = "the paper's gap (max − min)"
+
+
+def column_label(metric: str, attribute: str = "overall") -> str:
+    """Column name of a (metric, attribute) pair in :func:`results_table`: ``AUROC``, ``TPR gap, signed (group −
+    reference) (race)``; the paper's gaps (``dp_diff``, ``dp_ratio``, ``tpr_diff``, ``eo_diff``) are marked
+    :data:`PAPER_GAP_MARK`, since they can never be below 0 and are biased upwards when groups do not differ."""
+    from .metrics import ATTRIBUTE_LABELS, GAPS, METRIC_LABELS
+
+    name = METRIC_LABELS[metric] + ("" if attribute == "overall" else f" ({ATTRIBUTE_LABELS[attribute]})")
+    return f"{name}, {PAPER_GAP_MARK}" if metric in GAPS else name
 
 
 def fmt_estimate(mean: float, ci_low: float = np.nan, ci_high: float = np.nan, sd: float = np.nan, *,
@@ -388,9 +403,10 @@ def fmt_change(change: float, ci_low: float, ci_high: float, *, digits: int = 3)
 def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] | None = None,
                   columns=PAPER_COLUMNS, digits: int = 3) -> pd.DataFrame:
     """The paper's Tables 1-2 layout: one row per modality set (in ``rows`` order, default as they appear),
-    one column per (metric, attribute), cells ``mean ± sd [95% CI]`` (:func:`fmt_estimate`); a gap whose
-    row is flagged (e.g. a group too small to compare) gets a trailing ``*``."""
-    from .metrics import ATTRIBUTE_LABELS, METRIC_LABELS, select
+    one column per (metric, attribute) named by :func:`column_label` (the paper's gaps marked as such), cells
+    ``mean ± sd [95% CI]`` (:func:`fmt_estimate`); a gap whose row is flagged (e.g. a group too small to
+    compare) gets a trailing ``*``. ``columns=PAPER_COLUMNS + SIGNED_COLUMNS`` adds the signed gaps."""
+    from .metrics import select
 
     t = table[(table["cohort"] == cohort) & (table["model"] == model)]
     if t.empty:
@@ -398,7 +414,7 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
     rows = rows or list(dict.fromkeys(t["modalities"]))
     out = {}
     for metric, attr in columns:
-        col = METRIC_LABELS[metric] + ("" if attr == "overall" else f" ({ATTRIBUTE_LABELS[attr]})")
+        col = column_label(metric, attr)
         vals = []
         for r in rows:
             hit = select(t, metric, attr, modalities=r)

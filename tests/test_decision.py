@@ -120,8 +120,8 @@ def test_group_shares(trained):
                                "difference", "ci_low", "ci_high", "clear"]
     assert len(g) == 4 and set(g["cohort"]) == {"toy"}, "labelled with the cohort's display name"
     assert list(zip(g.modality, g.attribute, g.groups)) == [
-        ("good", "race", "White − non-White"), ("good", "gender", "F − M"),
-        ("noise", "race", "White − non-White"), ("noise", "gender", "F − M")]
+        ("good", "race", "non-White − White"), ("good", "gender", "F − M"),
+        ("noise", "race", "non-White − White"), ("noise", "gender", "F − M")]
     assert np.allclose(g["difference"], g["share in first"] - g["share in second"])
     assert (g["ci_low"] <= g["ci_high"]).all()
     assert (g["clear"] == np.where((g.ci_low > 0) | (g.ci_high < 0), "yes", "no")).all()
@@ -134,5 +134,5 @@ def test_group_shares(trained):
     te = data.rows("test")
     white = data.stays["race"].to_numpy()[te] == "White"
     share = np.mean([np.abs(res.contributions[s][:, 0]) / np.abs(res.contributions[s]).sum(1) for s in SEEDS], axis=0)
-    assert g.iloc[0]["share in first"] == pytest.approx(share[white].mean())
-    assert g.iloc[0]["share in second"] == pytest.approx(share[~white].mean())
+    assert g.iloc[0]["share in first"] == pytest.approx(share[~white].mean()), "group minus the reference (White)"
+    assert g.iloc[0]["share in second"] == pytest.approx(share[white].mean())

@@ -90,9 +90,13 @@ def test_order_table_counts_every_order(rising):
     au = o.loc["AUROC"]
     assert au["mean rises at every step"] == 4 and au["some clear fall"] == 2 and au["mean falls at every step"] == 0
     assert au[findings.BEST_SINGLE_COLUMN] == pytest.approx(0.75 - 0.60)
-    # for a gap the comparison is with the most predictive single modality (a), not the fairest (c)
+    # for a gap the comparison is with the most predictive single modality (a), not the fairest (c, 0.05) nor
+    # the one the gap itself ranks first (b, 0.12: the largest gap, i.e. the worst)
     gap = o.loc["TPR difference (equal opportunity) (race)"]
     assert gap[findings.BEST_SINGLE_COLUMN] == pytest.approx(0.20 - 0.10)
+    assert (o[findings.BEST_SINGLE_NAME] == "a").all(), "one modality, chosen by AUROC, for every metric"
+    assert gap[findings.BEST_SINGLE_CI] == "[+0.100, +0.100]"
+    assert "AUROC" in findings.BEST_SINGLE_COLUMN and "same modality for every metric" in findings.BEST_SINGLE_COLUMN
 
 
 def test_rq1_answer_states_the_path_and_counts(rising):
@@ -103,12 +107,21 @@ def test_rq1_answer_states_the_path_and_counts(rising):
     assert "AUROC 0.600 → 0.700 → 0.750: the mean never falls; 2 steps are a clear rise and 0 a clear fall" in text
     assert "TPR difference (equal opportunity) by race: 0.100 → 0.040 → 0.200; it changes direction 1 time" in text
     assert "+b -0.060 [-0.060, -0.060]" in text
-    assert "beat the best single modality by 0.150 AUROC" in text
+    assert "beat the best single modality (a, by AUROC) by +0.150 [+0.150, +0.150] AUROC (paired)" in text
     assert "`late` AUROC 0.740, signed race TPR gap -0.070" in text
     assert ("With all modalities, `paper`: the signed TPR gap by race (largest difference from White) -0.200 "
             "[-0.210, -0.190]: the group is clearly below the reference") in text
     assert "signed DP gap by gender (largest difference from M) +0.000 [-0.010, +0.010]: no clear difference" in text
     assert "- Worst group, all modalities: worst-group AUROC (race) 0.700 [0.690, 0.710] (overall AUROC 0.750" in text
+
+
+def test_rq1_answer_says_no_clear_difference_when_the_full_set_is_inside_the_interval(rising):
+    rising.replicates[("c", "paper", "a+b+c")][("auroc", "overall", "all")] = 0.75 + WIDE * 4
+    o = findings.order_table(rising, "c", "paper", ORDER)
+    text = findings.rq1_answer(rising, {"c": ORDER}, {"c": findings.step_table(rising, "c", "paper", ORDER)},
+                               {"c": o}, ["paper"])
+    assert "do **not** clearly beat the best single modality (a, by AUROC): +0.150 [" in text
+    assert "AUROC (paired), no clear difference." in text
 
 
 def test_single_modality_answer_names_best_worst_and_overlap():
@@ -130,72 +143,6 @@ def test_single_modality_answer_names_best_worst_and_overlap():
     assert "logistic regression ranks" not in findings.single_modality_answer(s, {"c": ["a", "b"]}, ["paper"])
 
 
-def _sweep_rows(model, rates, values, metric="auroc", attribute="overall", group="all"):
-    return pd.DataFrame({"metric": metric, "attribute": attribute, "group": group, "mean": values, "sd": 0.0,
-                         "ci_low": np.nan, "ci_high": np.nan, "cohort": "mimic_eye", "model": model,
-                         "protocol": "random", "rate": rates, "modality": "all"})
-
-
-def test_degradation_areas_and_rq2_answer():
-    rates = [0.0, 0.1, 0.2, 0.4]
-    sweep = missing.Sweep()
-    for model, vals in (("paper", [0.8, 0.78, 0.74, 0.70]), ("late", [0.8, 0.8, 0.79, 0.78])):
-        for p, v in zip(rates, vals):
-            t = pd.concat([_sweep_rows(model, [p], [v]).iloc[:, :7],
-                           _sweep_rows(model, [p], [0.05 + p / 2], "tpr_diff", "race", "gap").iloc[:, :7]])
-            reps = {("auroc", "overall", "all"): v + np.linspace(-0.001, 0.001, B),
-                    ("tpr_diff", "race", "gap"): 0.05 + p / 2 + np.linspace(-0.001, 0.001, B)}
-            sweep.add(t, reps, cohort="mimic_eye", model=model, protocol="random", rate=p, modality="all")
-    areas = findings.degradation_areas(sweep.table)
-    paper = areas[(areas.model == "paper") & (areas.metric == "AUROC")].iloc[0]
-    assert paper["cohort"] == "MIMIC-Eye" and paper["change"] == pytest.approx(-0.10)
-    assert paper["area"] == pytest.approx(np.trapezoid([0.8, 0.78, 0.74, 0.70], rates) / 0.4)
-    text = findings.rq2_answer(sweep, areas, pd.DataFrame(), ["mimic_eye"], ["paper", "late"], rates)
-    assert "`paper`: at p=0.1 AUROC -0.020 [-0.020, -0.020], race TPR gap +0.050 [+0.050, +0.050]" in text
-    assert "(clearly wider: race TPR gap)" in text
-    assert "race DP gap –" in text, "a gap the sweep did not bootstrap is shown as not estimable"
-    assert "Smoothest degradation: `late` loses 0.020 AUROC from p=0 to p=0.4; `paper` 0.100." in text
-
-
-def test_modality_harm_reports_compared_groups_only():
-    base = pd.DataFrame({"cohort": "c", "model": "paper", "metric": "tpr", "attribute": ["race", "race", "gender"],
-                         "group": ["White", "Unknown", "F"], "mean": [0.8, 0.7, 0.75]})
-    one = base.assign(modality="x", rate=1.0, mean=[0.6, 0.1, 0.74])
-    harm = findings.modality_harm(one, base, "paper", {"c": ["x"]})
-    assert list(harm["group"]) == ["White", "F"]
-    assert harm["change"].tolist() == pytest.approx([-0.2, -0.01])
-    assert findings.group_word("F") == "women" and findings.group_word("White") == "White stays"
-
-
-def test_change_mitigation_and_control_tables_and_answer():
-    changes = pd.DataFrame([{"cohort": "c", "model": "paper", "modality": "x", "perturbation": "blank", "metric": m,
-                             "attribute": a, "group": g, "change": ch, "ci_low": ch - 0.01, "ci_high": ch + 0.01}
-                            for (m, a, g), ch in zip(findings.CHANGE_KEYS, (-0.05, 0.02, 0.0, 0.01))])
-    ct = findings.change_table(changes, "c", "paper")
-    assert ct.loc[("x", "blank"), "AUROC"] == "-0.050 [-0.060, -0.040]"
-    effects = pd.DataFrame([{"cohort": "c", "model": mod, "modality": "x", "perturbation": k, "attribute": "overall",
-                             "group": "all", "flip_rate": fr, "mean_abs_dp": 0.1}
-                            for mod, k, fr in (("paper", "blank", 0.20), ("paper", "switch", 0.40),
-                                               ("paper+consistency", "blank", 0.05),
-                                               ("paper+consistency", "switch", 0.30))])
-    clean = pd.DataFrame([{"cohort": "c", "model": mod, "metric": m, "attribute": a, "group": g, "mean": v,
-                           "ci_low": v - 0.1, "ci_high": v + 0.1}
-                          for mod, v in (("paper", 0.7), ("paper+consistency", 0.6))
-                          for m, a, g in findings.MITIGATION_KEYS])
-    side = findings.mitigation_table(effects, clean, ["c"], ["paper"], ["blank", "switch"])
-    assert side.loc[("c", "paper", "original"), "flip rate, blank (%)"] == 20.0
-    assert side.loc[("c", "paper", "consistency"), "AUROC"] == "0.600 [0.500, 0.700]"
-    shuffled = effects[effects.model == "paper"].assign(flip_rate=[0.01, 0.02])
-    control = findings.control_table(effects[effects.model == "paper"], shuffled, "c", "x", ["blank", "switch"])
-    assert control["flip rate, shuffled (%)"].tolist() == pytest.approx([1.0, 2.0])
-    text = findings.interference_answer(effects[effects.model == "paper"], effects.iloc[:0], control, side, ["c"],
-                                        ["paper"], ["blank", "switch"])
-    assert "switching **x** flips the most decisions (40.0%); blank or irrelevant content flips 20.0-20.0%" in text
-    assert "flips 40.0% of decisions when it is real and 2.0% when it was shuffled (no signal); the diagnostic separates them." in text
-    assert "interference flip rate (blank and irrelevant) 20.0% → 5.0%; AUROC 0.700 [0.600, 0.800] → 0.600 [0.500, 0.700]" in text
-    assert "gaps are wider" not in text, "the gaps did not change"
-
-
 def test_change_formatting_is_signed():
     c = Change(0.0123, -0.004, 0.031)
     assert c.verdict == "no clear change" and not c.clear
@@ -209,37 +156,6 @@ def test_largest_weight_only_when_largest_in_every_seed():
     assert findings.largest_in_every_seed(per, "a")
 
 
-def test_gap_change_words():
-    assert findings.gap_change_text(Change(0.026, 0.01, 0.04)) == "widens, +0.026 [+0.010, +0.040]"
-    assert findings.gap_change_text(Change(-0.02, -0.03, -0.01)).startswith("narrows")
-    assert findings.gap_change_text(Change(0.01, -0.01, 0.03)).startswith("no clear change")
-
-
-def test_decision_layer_answer_says_when_the_remedy_widens_a_gap():
-    from mmlib.decision import DecisionLayer
-
-    order = ModalityOrder(["a", "b"])
-    vals = {}
-    for model, au, race_dp in (("linear", 0.70, 0.03), ("linear+calibrated", 0.71, 0.06)):
-        vals[(model, order.full, "auroc", "overall")] = au
-        for g in ("tpr_diff", "dp_diff"):
-            for attr in ("race", "gender"):
-                vals[(model, order.full, g, attr)] = race_dp if (g, attr) == ("dp_diff", "race") else 0.02
-    s = _summary(vals)
-    per = pd.DataFrame({"seed": [0, 0, 1, 1], "modality": ["a", "b"] * 2, "share": [0.7, 0.3, 0.6, 0.4],
-                        "norm": [2.0, 1.0, 2.0, 1.0], "alone": [1.5, 1.0, 1.6, 1.1]})
-    layers = {"c": DecisionLayer(per, pd.DataFrame(), {})}
-    shares = pd.DataFrame(columns=["cohort", "modality", "attribute", "clear"])
-    robust = pd.DataFrame({"cohort": "c", "model": ["linear"] * 2 + ["linear+calibrated"] * 2, "metric": "auroc",
-                           "attribute": "overall", "group": "all", "rate": [0.0, 0.5] * 2,
-                           "mean": [0.7, 0.6, 0.71, 0.65]})
-    text = findings.decision_layer_answer(layers, {"c": order}, shares, s, robust)
-    assert "gives **a** the largest weight norm in every seed (65.0% of the total on average" in text
-    assert "race DP gap widens, +0.030 [+0.030, +0.030]" in text and "race TPR gap no clear change" in text
-    assert "**The remedy widens the race DP gap**" in text
-    assert "mean AUROC over the missingness grid 0.650 → 0.680" in text
-
-
 def test_group_factor_note():
     note = findings.group_factor_note({"mds_ed": {"White": 0.1, "non-White": 0.25}}, [])
     assert note == ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that "
@@ -248,30 +164,368 @@ def test_group_factor_note():
         "Rates skipped because a group's rate would exceed 1: MIMIC-Eye p=0.9: too high")
 
 
-def test_mitigation_gap_changes_are_paired_and_say_when_a_gap_widens():
+# ------------------------------------------------------------------ runs with per-group rows (chapters 05-07)
+NOISE = np.linspace(-0.01, 0.01, B)
+#: independent noise: a paired change between a run with NOISE and one with WIDE has a CI that contains 0
+WIDE = np.random.default_rng(1).normal(0.0, 0.05, B)
+
+
+def _world(auroc=0.8, tpr_w=0.75, tpr_n=0.70, sr_w=0.30, sr_n=0.30, tpr_m=0.70, tpr_f=0.70, sr_m=0.30, sr_f=0.30):
+    """Every row chapters 05-07 read, for race (White / non-White / Unknown) and gender, consistent with the
+    per-group rates: signed gaps = group − reference, the paper's gaps = |difference|."""
+    v = {("auroc", "overall", "all"): auroc, ("f1", "overall", "all"): 0.5,
+         ("tpr", "race", "White"): tpr_w, ("tpr", "race", "non-White"): tpr_n, ("tpr", "race", "Unknown"): 0.2,
+         ("selection_rate", "race", "White"): sr_w, ("selection_rate", "race", "non-White"): sr_n,
+         ("selection_rate", "race", "Unknown"): 0.9,
+         ("tpr", "gender", "M"): tpr_m, ("tpr", "gender", "F"): tpr_f,
+         ("selection_rate", "gender", "M"): sr_m, ("selection_rate", "gender", "F"): sr_f}
+    for attr, (tr, tg, sr, sg) in (("race", (tpr_w, tpr_n, sr_w, sr_n)), ("gender", (tpr_m, tpr_f, sr_m, sr_f))):
+        v.update({("tpr_signed", attr, "gap"): tg - tr, ("dp_signed", attr, "gap"): sg - sr,
+                  ("tpr_diff", attr, "gap"): abs(tg - tr), ("dp_diff", attr, "gap"): abs(sg - sr),
+                  ("eo_diff", attr, "gap"): abs(tg - tr)})
+    return v
+
+
+def _rows_reps(values: dict, wide=()):
+    """Rows (metric, attribute, group, mean, sd, ci_low, ci_high) and replicates (mean + NOISE, or + WIDE for
+    the keys in ``wide``)."""
+    rows, reps = [], {}
+    for key, mean in values.items():
+        r = mean + (WIDE if key in wide else NOISE)
+        lo, hi = np.percentile(r, [2.5, 97.5])
+        rows.append({"metric": key[0], "attribute": key[1], "group": key[2], "mean": mean, "sd": 0.01,
+                     "ci_low": lo, "ci_high": hi})
+        reps[key] = r
+    return pd.DataFrame(rows), reps
+
+
+def _summary_of(runs: dict) -> Summary:
+    """A Summary of cohort ``c`` from ``{(model, modalities): (rows, reps)}``."""
+    tables, reps = [], {}
+    for (model, mods), (rows, r) in runs.items():
+        tables.append(rows.assign(cohort="c", model=model, modalities=mods, n_modalities=len(mods.split("+")),
+                                  n=100, n_pos=30, n_seeds=3, flag=""))
+        reps[("c", model, mods)] = r
+    return Summary(pd.concat(tables, ignore_index=True), reps)
+
+
+def test_change_words_never_call_a_change_inside_its_interval_a_narrowing_or_a_widening():
+    assert findings.difference_word(Change(0.02, -0.01, 0.05)) == "no clear difference"
+    assert findings.difference_word(Change(0.02, 0.01, 0.05)) == "rises"
+    assert findings.difference_word(Change(np.nan, np.nan, np.nan)) == "not estimable"
+    # a signed gap: widens / narrows by its size, only when the change is clear
+    assert findings.signed_change_word(-0.03, Change(-0.02, -0.03, -0.01)) == "widens"
+    assert findings.signed_change_word(-0.03, Change(0.02, 0.01, 0.03)) == "narrows"
+    assert findings.signed_change_word(-0.01, Change(0.03, 0.02, 0.04)) == "widens, reversing its sign"
+    assert findings.signed_change_word(-0.03, Change(-0.02, -0.05, 0.01)) == "no clear difference"
+    # the paper's gap (max − min)
+    assert findings.gap_change_text(Change(0.026, 0.01, 0.04)) == "widens, +0.026 [+0.010, +0.040]"
+    assert findings.gap_change_text(Change(-0.02, -0.03, -0.01)).startswith("narrows")
+    assert findings.gap_change_text(Change(0.01, -0.01, 0.03)) == "no clear difference, +0.010 [-0.010, +0.030]"
+
+
+def test_run_signed_gaps_two_groups_use_the_signed_row_more_groups_each_minus_white():
+    rows, reps = _rows_reps(_world(tpr_w=0.80, tpr_n=0.70))
+    run = findings.Run(rows, reps)
+    assert run.compared("race") == ["White", "non-White"], "Unknown is reported, not compared"
+    [(g, ref, e)] = run.signed("tpr_signed", "race")
+    assert (g, ref) == ("non-White", "White") and e[0] == pytest.approx(-0.10)
+    text = findings.signed_gaps_text(run)
+    assert "race TPR gap (non-White − White) -0.100 [-0.110, -0.09" in text
+    assert "(the group is clearly below); race DP gap (non-White − White) +0.000 [" in text
+    assert "gender TPR gap (women − men) +0.000" in text and "(no clear difference)" in text
+    # race5: each group minus White, paired on the resamples, and the worst group
+    five = {("tpr", "race", "White"): 0.80, ("tpr", "race", "Black"): 0.65, ("tpr", "race", "Asian"): 0.82,
+            ("tpr", "race", "Hispanic"): 0.78, ("tpr", "race", "Other"): 0.10, ("tpr", "race", "Unknown"): 0.1,
+            ("tpr_signed", "race", "gap"): 0.0}  # the largest-in-size row is not what race5 reads
+    rows, reps = _rows_reps(five, wide={("tpr", "race", "Asian")})
+    run = findings.Run(rows, reps, flags={"race": {"Other": "too small to estimate (n=12 < 30)"}})
+    gaps = {g: e for g, _, e in run.signed("tpr_signed", "race")}
+    assert list(gaps) == ["Asian", "Black", "Hispanic"], "flagged and Unknown groups are not compared"
+    assert gaps["Black"][0] == pytest.approx(-0.15) and gaps["Black"][1] == pytest.approx(-0.15)
+    assert gaps["Asian"][1] < 0 < gaps["Asian"][2], "Asian's replicates are noisy: its CI contains 0"
+    assert run.worst("tpr_signed", "race")[0] == "Black"
+    text = findings.signed_gaps_text(run, (("tpr_signed", "race"),))
+    assert "race TPR gap (Black − White) -0.150 [-0.150, -0.150] (the group is clearly below)" in text
+    assert "race TPR gap (Asian − White) +0.020" in text and "worst race group for the TPR gap: Black (-0.150" in text
+
+
+def test_gaps_of_groups_too_small_to_compare_are_said_to_be_not_estimable():
+    vals = _world()
+    vals.update({k: np.nan for k in vals if k[1] == "race" and k[2] == "gap"})
+    rows, reps = _rows_reps(vals)
+    run = findings.Run(rows, reps, flags={"race": {"non-White": "too few events to estimate"}})
+    text = findings.signed_gaps_text(run)
+    assert "race TPR gap not estimable (no other group large enough to compare with White stays)" in text
+    run = findings.Run(rows, reps, flags={"race": {"White": "too few events to estimate"}})
+    assert "race DP gap not estimable (White stays too few to compare)" in findings.signed_gaps_text(run)
+    text = findings.gap_effects_text(findings.gap_effects(run, run), "The calibration")
+    assert "Not estimable (a group too small to compare): race TPR gap (max − min), race DP gap (max − min)" in text
+    assert "nan" not in text
+
+
+def test_gap_effects_say_a_mitigation_hurts_when_a_gap_widens_or_a_group_tpr_falls():
+    # chapter 06's case: the calibration widened MDS-ED's race DP gap from 0.030 to 0.056 without a word
+    before = findings.Run(*_rows_reps(_world(auroc=0.70, sr_w=0.30, sr_n=0.33, tpr_n=0.75)))
+    after = findings.Run(*_rows_reps(_world(auroc=0.71, sr_w=0.30, sr_n=0.356, tpr_n=0.70, tpr_f=0.72),
+                                     wide={("auroc", "overall", "all"), ("tpr_signed", "gender", "gap"),
+                                           ("tpr", "gender", "F"), ("tpr_diff", "gender", "gap"),
+                                           ("eo_diff", "gender", "gap")}))
+    eff = findings.gap_effects(before, after).set_index("what")
+    dp = eff.loc["race DP gap (non-White − White)"]
+    assert dp["before"] == pytest.approx(0.030) and dp["after"] == pytest.approx(0.056)
+    assert dp["verdict"] == "widens" and dp["hurts"]
+    paper = eff[eff.kind == findings.PAPER_GAP].set_index("attribute", append=True)
+    assert paper.loc[("race DP gap (max − min)", "race"), "verdict"] == "widens"
+    assert eff.loc["TPR of non-White stays", "verdict"] == "falls" and eff.loc["TPR of non-White stays", "hurts"]
+    assert eff.loc["gender TPR gap (women − men)", "verdict"] == "no clear difference"
+    assert not eff.loc["gender TPR gap (women − men)", "hurts"]
+    assert eff.loc["AUROC", "verdict"] == "no clear difference"
+    text = findings.gap_effects_text(findings.gap_effects(before, after), "The calibration")
+    assert "race DP gap (non-White − White) +0.030 → +0.056 (+0.026 [+0.026, +0.026]: **it hurts**: the gap widens)" in text
+    assert "TPR of non-White stays 0.750 → 0.700 (-0.050 [-0.050, -0.050]: **it hurts non-White stays**: their TPR falls)" in text
+    assert "gender TPR gap (women − men) +0.000 → +0.020 (+0.020 [" in text
+    line = next(ln for ln in text.splitlines() if "Signed gaps" in ln)
+    assert "gender TPR gap (women − men) +0.000 → +0.020 (+0.020" in line and line.count("no clear difference") >= 1
+    assert ("**The calibration hurts** the race TPR gap (non-White − White) (it widens), the race DP gap (non-White − "
+            "White) (it widens), non-White stays (their TPR falls)") in text
+    # nothing changes: nothing hurts, and no change is called a narrowing
+    same = findings.gap_effects_text(findings.gap_effects(before, before), "The calibration")
+    assert "makes no gap clearly wider and lowers no group's TPR clearly" in same
+    assert "narrows" not in same and "widens" not in same
+
+
+def test_area_change_is_paired_over_the_grid():
+    sweep = missing.Sweep()
+    for model, vals in (("a", [0.8, 0.7, 0.6]), ("b", [0.8, 0.75, 0.7])):
+        for p, v in zip([0.0, 0.5, 1.0], vals):
+            rows, reps = _rows_reps({("auroc", "overall", "all"): v})
+            sweep.add(rows, reps, cohort="c", model=model, rate=p)
+    c = findings.area_change(sweep, ("auroc", "overall", "all"), dict(cohort="c", model="a"),
+                             dict(cohort="c", model="b"), [0.0, 0.5, 1.0])
+    assert c.change == pytest.approx(missing.curve_area([0, 0.5, 1], [0.8, 0.75, 0.7])
+                                     - missing.curve_area([0, 0.5, 1], [0.8, 0.7, 0.6]))
+    assert c.ci_low == pytest.approx(c.change) and c.verdict == "rises"
+
+
+def _sweep_world():
+    """A random-missingness sweep of two models on MIMIC-Eye: `paper` loses AUROC and its signed race TPR gap
+    widens from −0.05 at p=0 to −0.10 at p=0.1 (clear); its gender TPR gap moves by +0.02 with a CI containing 0;
+    `late` barely moves. One-modality and group-dependent conditions for `paper`."""
+    sweep = missing.Sweep()
+    rates = [0.0, 0.1, 0.2, 0.4]
+    paper = {"auroc": [0.80, 0.78, 0.74, 0.70], "tpr_n": [0.70, 0.65, 0.62, 0.55], "tpr_f": [0.70, 0.72, 0.70, 0.70]}
+    for i, p in enumerate(rates):
+        wide = {("tpr_signed", "gender", "gap"), ("tpr", "gender", "F")} if p == 0.1 else set()
+        rows, reps = _rows_reps(_world(auroc=paper["auroc"][i], tpr_n=paper["tpr_n"][i], tpr_f=paper["tpr_f"][i]), wide)
+        sweep.add(rows, reps, cohort="mimic_eye", model="paper", protocol="random", rate=p, modality="all")
+        rows, reps = _rows_reps(_world(auroc=[0.80, 0.80, 0.79, 0.78][i]))
+        sweep.add(rows, reps, cohort="mimic_eye", model="late", protocol="random", rate=p, modality="all")
+    rows, reps = _rows_reps(_world(tpr_n=0.60, tpr_f=0.69), wide={("tpr", "gender", "F")})
+    sweep.add(rows, reps, cohort="mimic_eye", model="paper", protocol="one modality", rate=1.0, modality="x")
+    rows, reps = _rows_reps(_world(tpr_n=0.68, auroc=0.78))
+    sweep.add(rows, reps, cohort="mimic_eye", model="paper", protocol="group-dependent", rate=0.1, modality="all")
+    return sweep, rates
+
+
+def test_degradation_areas_label_the_papers_gaps_and_include_the_signed_ones():
+    sweep, rates = _sweep_world()
+    rnd = sweep.table[sweep.table.protocol == "random"]
+    areas = findings.degradation_areas(rnd)
+    paper = areas[(areas.model == "paper") & (areas.metric == "AUROC")].iloc[0]
+    assert paper["cohort"] == "MIMIC-Eye" and paper["change"] == pytest.approx(-0.10)
+    assert paper["area"] == pytest.approx(np.trapezoid([0.8, 0.78, 0.74, 0.70], rates) / 0.4)
+    signed = areas[(areas.model == "paper") & (areas.metric == "signed TPR gap (race)")].iloc[0]
+    assert signed["at p=0"] == pytest.approx(-0.05) and signed["change"] == pytest.approx(-0.15)
+    assert "TPR difference (race), the paper's gap (max − min)" in set(areas.metric)
+
+
+def test_modality_harm_has_paired_intervals_and_leaves_unknown_out():
+    sweep, _ = _sweep_world()
+    harm = findings.modality_harm(sweep, "paper", {"mimic_eye": ["x"]})
+    assert list(harm["group"]) == ["White", "non-White", "F", "M"]
+    h = harm.set_index("group")
+    assert h.loc["non-White", "change"] == pytest.approx(-0.10) and h.loc["non-White", "verdict"] == "falls"
+    assert h.loc["non-White", "ci_high"] == pytest.approx(-0.10)
+    assert h.loc["White", "verdict"] == "no clear difference", "a change of exactly 0 is no clear difference"
+    assert h.loc["F", "verdict"] == "no clear difference" and h.loc["F", "ci_low"] < 0 < h.loc["F", "ci_high"]
+    assert h.loc["non-White", "change [95% CI]"] == "-0.100 [-0.100, -0.100]"
+
+
+def test_rq2_answer_states_signed_gaps_first_and_no_clear_difference_inside_the_interval():
+    sweep, rates = _sweep_world()
+    harm = findings.modality_harm(sweep, "paper", {"mimic_eye": ["x"]})
+    text = findings.rq2_answer(sweep, harm, ["mimic_eye"], ["paper", "late"], rates)
+    assert "- `paper`, nothing missing: race TPR gap (non-White − White) -0.050 [-0.060, -0.04" in text
+    assert "] (the group is clearly below); race DP gap (non-White − White) +0.000 [" in text
+    p1 = next(ln for ln in text.splitlines() if ln.startswith("  - at p=0.1") and "-0.020 [-0.020, -0.020]" in ln)
+    assert "AUROC -0.020 [-0.020, -0.020] (falls)" in p1
+    assert "race TPR gap (non-White − White) -0.050 [-0.050, -0.050] (widens)" in p1
+    assert "race DP gap (non-White − White) +0.000 [+0.000, +0.000] (no clear difference)" in p1
+    assert "gender TPR gap (women − men) +0.020 [" in p1 and "(no clear difference)" in p1.split("gender TPR gap")[1]
+    assert "Clearly wider: race TPR gap (non-White − White)." in p1
+    assert "The paper's race TPR gap (max − min) 0.050 → 0.100 (+0.050 [+0.050, +0.050]: widens)" in p1
+    assert "AUROC lost from p=0 to p=0.4: `late` +0.020 [+0.020, +0.020], `paper` +0.100 [+0.100, +0.100]." in text
+    assert "`late` loses least; against `paper` the difference is -0.080 [-0.080, -0.080]: it degrades clearly more smoothly." in text
+    assert ("losing **x** lowers the TPR of **non-White stays** from 0.700 to 0.600 (-0.100 [-0.100, -0.100]): it "
+            "hurts non-White stays; 1 of 4 modality x group TPR changes are clear falls.") in text
+    assert "p=0.1: race TPR gap (non-White − White) +0.030 [+0.030, +0.030] (narrows)" in text
+    assert "narrows" not in p1 and "widens" not in p1.split("gender TPR gap")[1].split(";")[0]
+
+
+def test_rq2_answer_says_when_no_loss_clearly_hurts_a_group():
+    sweep, rates = _sweep_world()
+    harm = findings.modality_harm(sweep, "paper", {"mimic_eye": ["x"]})
+    harm = harm[harm.group != "non-White"]
+    text = findings.rq2_answer(sweep, harm, ["mimic_eye"], ["paper"], rates)
+    assert "No modality's loss clearly lowers any group's TPR (paper model): the largest drop, women without **x**, is -0.010 [" in text
+    assert "]: no clear difference." in text
+
+
+def test_a_lead_of_0_001_is_not_called_largest():
+    # chapter 06 called one modality's weight "largest" by a margin of 0.001 (in every seed)
+    per = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2, 2], "modality": ["a", "b", "c"] * 3,
+                        "share": [0.3345, 0.3335, 0.332, 0.3345, 0.3335, 0.332, 0.3345, 0.3335, 0.332]})
+    assert findings.largest_in_every_seed(per, "a"), "on top in every seed ..."
+    lead = findings.clear_lead(per)
+    assert lead["modality"] == "a" and lead["runner_up"] == "b" and lead["lead"] == pytest.approx(0.001)
+    assert not lead["clear"], "... but by 0.001: not a clear lead"
+    # a large lead that one seed contradicts is not clear either; a large consistent lead is
+    per2 = per.assign(share=[0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.3, 0.5, 0.2])
+    assert not findings.clear_lead(per2)["clear"] and findings.clear_lead(per2)["seeds_on_top"] == 2
+    per3 = per.assign(share=[0.5, 0.3, 0.2, 0.52, 0.28, 0.2, 0.49, 0.31, 0.2])
+    assert findings.clear_lead(per3)["clear"]
+    # a lead whose seed spread is as large as itself is not clear
+    per4 = per.assign(share=[0.36, 0.34, 0.30, 0.45, 0.25, 0.30, 0.345, 0.335, 0.32])
+    assert findings.largest_in_every_seed(per4, "a") and not findings.clear_lead(per4)["clear"]
+
+
+def _decision_inputs(shares):
+    from mmlib.decision import DecisionLayer
+
+    order = ModalityOrder(["a", "b"])
+    s = _summary_of({("linear", order.full): _rows_reps(_world(auroc=0.70, sr_w=0.30, sr_n=0.33)),
+                     ("linear+calibrated", order.full): _rows_reps(_world(auroc=0.71, sr_w=0.30, sr_n=0.356))})
+    per = pd.DataFrame({"seed": [0, 0, 1, 1], "modality": ["a", "b"] * 2, "share": shares,
+                        "norm": [2.0, 1.0, 2.0, 1.0], "alone": [1.5, 1.0, 1.6, 1.1]})
+    layers = {"c": DecisionLayer(per, pd.DataFrame(), {})}
+    shares_t = pd.DataFrame(columns=["cohort", "modality", "attribute", "clear"])
+    robust = missing.Sweep()
+    for m, vals in (("linear", [0.7, 0.6]), ("linear+calibrated", [0.71, 0.65])):
+        for p, v in zip([0.0, 0.5], vals):
+            robust.add(*_rows_reps({("auroc", "overall", "all"): v}), cohort="c", model=m, rate=p)
+    return layers, {"c": order}, shares_t, s, robust
+
+
+def test_decision_layer_answer_states_every_gap_and_says_the_remedy_hurts():
+    text = findings.decision_layer_answer(*_decision_inputs([0.7, 0.3, 0.6, 0.4]))
+    assert "gives **a** the largest weight norm, clearly: 65.0% of the total on average" in text
+    assert "leads b by 30.0 points on average" in text
+    assert "Trained alone, **a** has the largest weight norm, clearly" in text
+    assert "the disparity persists without fusion, as the paper claims" in text
+    assert "race DP gap (non-White − White) +0.030 → +0.056 (+0.026 [+0.026, +0.026]: **it hurts**: the gap widens)" in text
+    assert "race DP gap (max − min) 0.030 → 0.056" in text
+    assert "race TPR gap (non-White − White) -0.050 → -0.050 (+0.000 [+0.000, +0.000]: no clear difference)" in text
+    assert "**The calibration hurts** the race DP gap (non-White − White) (it widens)" in text
+    assert "Mean AUROC over the missingness grid 0.650 → 0.680 (+0.030 [+0.030, +0.030]: rises)" in text
+
+
+def test_decision_layer_answer_says_no_modality_clearly_dominates_by_a_small_margin():
+    text = findings.decision_layer_answer(*_decision_inputs([0.5005, 0.4995, 0.5005, 0.4995]))
+    assert "No modality clearly dominates the decision layer: **a** has the largest mean share (50.0%" in text
+    assert "leads b by 0.1 points on average" in text and "gives **a** the largest weight norm" not in text
+    assert "The clear lead is not the same with and without fusion" in text
+    layers, orders, shares, s, robust = _decision_inputs([0.5005, 0.4995, 0.5005, 0.4995])
+    layers["c"].per_seed["alone"] = [1.0, 1.001, 1.0, 1.001]
+    text = findings.decision_layer_answer(layers, orders, shares, s, robust)
+    assert "Trained alone, no modality's weight norm clearly leads: b leads a by 0.0 points" in text
+    assert "so there is no clear disparity to persist" in text
+    assert "remedy_effects" in findings.__all__
+    eff = findings.remedy_effects(_decision_inputs([0.7, 0.3, 0.6, 0.4])[3], {"c": ModalityOrder(["a", "b"])})
+    assert list(eff.columns[:2]) == ["cohort", "kind"] and eff["hurts"].sum() == 2
+
+
+def _diagnosis(values, wide=()):
     from mmlib.interference import Diagnosis
 
-    def diag(race_tpr):
-        clean = pd.DataFrame([{"metric": g, "attribute": a, "group": "gap",
-                               "mean": race_tpr if (g, a) == ("tpr_diff", "race") else 0.05}
-                              for (g, a) in findings.GAP_NAMES])
-        reps = {(g, a, "gap"): (race_tpr if (g, a) == ("tpr_diff", "race") else 0.05) + np.linspace(-0.01, 0.01, B)
-                for (g, a) in findings.GAP_NAMES}
-        return Diagnosis(pd.DataFrame(), pd.DataFrame(), clean, reps)
+    rows, reps = _rows_reps(values, wide)
+    return Diagnosis(pd.DataFrame(), pd.DataFrame(), rows, reps)
 
-    changes = findings.mitigation_gap_changes({("mimic_eye", "paper"): diag(0.014)}, {("mimic_eye", "paper"): diag(0.034)})
-    row = changes.set_index("gap").loc["race TPR gap"]
-    assert row["change"] == pytest.approx(0.020) and row["ci_low"] == pytest.approx(0.020) and row["verdict"] == "rises"
-    assert (changes.set_index("gap").drop(index="race TPR gap")["verdict"] == "no clear change").all()
+
+def test_change_mitigation_and_control_tables_and_answer():
+    keys = findings.CHANGE_KEYS
+    changes = pd.DataFrame([{"cohort": "c", "model": "paper", "modality": "x", "perturbation": "blank", "metric": m,
+                             "attribute": a, "group": g, "change": ch, "ci_low": ch - 0.01, "ci_high": ch + 0.01}
+                            for (m, a, g), ch in zip(keys, (-0.05, 0.02, 0.0, 0.01, 0.03))])
+    ct = findings.change_table(changes, "c", "paper")
+    assert list(ct.columns) == ["AUROC", "signed TPR gap (race)", "signed DP gap (race)", "signed TPR gap (gender)",
+                                "TPR difference (race), the paper's gap (max − min)"]
+    assert ct.loc[("x", "blank"), "AUROC"] == "-0.050 [-0.060, -0.040]"
+    effects = pd.DataFrame([{"cohort": "c", "model": mod, "modality": "x", "perturbation": k, "attribute": "overall",
+                             "group": "all", "flip_rate": fr, "mean_abs_dp": 0.1}
+                            for mod, k, fr in (("paper", "blank", 0.20), ("paper", "switch", 0.40),
+                                               ("paper+consistency", "blank", 0.05),
+                                               ("paper+consistency", "switch", 0.30))])
+    original, tuned = _diagnosis(_world(auroc=0.7)), _diagnosis(_world(auroc=0.6))
+    clean = pd.concat([original.clean.assign(cohort="c", model="paper"),
+                       tuned.clean.assign(cohort="c", model="paper+consistency")], ignore_index=True)
+    side = findings.mitigation_table(effects, clean, ["c"], ["paper"], ["blank", "switch"])
+    assert side.loc[("c", "paper", "original"), "flip rate, blank (%)"] == 20.0
+    assert side.loc[("c", "paper", "consistency"), "AUROC"] == "0.600 [0.591, 0.609]"
+    assert side.loc[("c", "paper", "original"), "signed TPR gap (race)"] == "-0.050 [-0.060, -0.041]"
+    assert "TPR difference (race), the paper's gap (max − min)" in side.columns
+    shuffled = effects[effects.model == "paper"].assign(flip_rate=[0.01, 0.02])
+    control = findings.control_table(effects[effects.model == "paper"], shuffled, "c", "x", ["blank", "switch"])
+    assert control["flip rate, shuffled (%)"].tolist() == pytest.approx([1.0, 2.0])
+    gaps = pd.DataFrame([{"cohort": "c", "model": "paper", "modality": "x", "perturbation": "blank", "attribute": "race",
+                          "group": "non-White", "reference": "White", "measure": "mean_abs_dp", "value_group": v + d,
+                          "value_reference": v, "difference": d, "ci_low": lo, "ci_high": hi}
+                         for v, d, lo, hi in ((0.03, 0.02, 0.01, 0.03),)])
+    assert findings.group_gap_table(gaps, "paper").loc[("c", "x", "blank"), "race: non-White − White"] == \
+        "+0.020 [+0.010, +0.030]"
+    gap_changes = findings.mitigation_gap_changes({("c", "paper"): original}, {("c", "paper"): tuned})
+    text = findings.interference_answer(effects[effects.model == "paper"], gaps, control, side, ["c"], ["paper"],
+                                        ["blank", "switch"], gap_changes)
+    assert "switching **x** flips the most decisions (40.0%); blank or irrelevant content flips 20.0-20.0%" in text
+    assert "flips 40.0% of decisions when it is real and 2.0% when it was shuffled (no signal); the diagnostic separates them." in text
+    assert ("1 of 1 modality x perturbation x group differences are clear. The largest, blank **x**, moves non-White "
+            "stays by 0.050 against 0.030 (+0.020 [+0.010, +0.030]: non-White stays are moved clearly more)") in text
+    assert "interference flip rate (blank and irrelevant) 20.0% → 5.0%" in text
+    assert "AUROC 0.700 → 0.600 (-0.100 [-0.100, -0.100]: **it hurts**: AUROC falls)" in text
+    assert "**The fine-tuning hurts** AUROC (it falls)" in text
+    # a group difference whose CI contains 0 is no clear difference
+    text = findings.interference_answer(effects[effects.model == "paper"], gaps.assign(ci_low=-0.01), control, side,
+                                        ["c"], ["paper"], ["blank", "switch"], gap_changes)
+    assert "0 of 1 modality x perturbation x group differences are clear" in text
+    assert "(+0.020 [-0.010, +0.030]: no clear difference)" in text
+
+
+def test_mitigation_gap_changes_say_the_fine_tuning_hurts_when_a_gap_widens():
+    # chapter 07's case: consistency fine-tuning widened MIMIC-Eye's race TPR gap (0.015 -> 0.024) without a word
+    original = _diagnosis(_world(tpr_w=0.800, tpr_n=0.785))
+    tuned = _diagnosis(_world(tpr_w=0.800, tpr_n=0.776, sr_f=0.31), wide={("dp_signed", "gender", "gap"),
+                                                                          ("selection_rate", "gender", "F"),
+                                                                          ("dp_diff", "gender", "gap")})
+    changes = findings.mitigation_gap_changes({("mimic_eye", "paper"): original}, {("mimic_eye", "paper"): tuned})
+    assert list(changes.columns[:3]) == ["cohort", "model", "kind"]
+    c = changes.set_index("what")
+    row = c.loc["race TPR gap (non-White − White)"]
+    assert row["before"] == pytest.approx(-0.015) and row["after"] == pytest.approx(-0.024)
+    assert row["change"] == pytest.approx(-0.009) and row["verdict"] == "widens" and row["hurts"]
+    assert c.loc["TPR of non-White stays", "hurts"] and not c.loc["TPR of White stays", "hurts"]
+    assert c.loc["gender DP gap (women − men)", "verdict"] == "no clear difference"
     effects = pd.DataFrame([{"cohort": "mimic_eye", "model": "paper", "modality": "x", "perturbation": "blank",
                              "attribute": "overall", "group": "all", "flip_rate": 0.2, "mean_abs_dp": 0.1}])
-    side = pd.DataFrame([{"cohort": "MIMIC-Eye", "model": "paper", "variant": v, "flip rate, blank (%)": f,
-                          "AUROC": "0.800", "TPR difference (race)": t}
-                         for v, f, t in (("original", 20.0, "0.014"), ("consistency", 8.0, "0.034"))]
-                        ).set_index(["cohort", "model", "variant"])
-    text = findings.interference_answer(effects, effects.iloc[:0], pd.DataFrame(), side, ["mimic_eye"], ["paper"],
-                                        ["blank"], changes)
-    assert "Fine-tuning **widens** the race TPR gap (+0.020 [+0.020, +0.020]) (paired)" in text
+    side = pd.DataFrame([{"cohort": "MIMIC-Eye", "model": "paper", "variant": v, "flip rate, blank (%)": f}
+                         for v, f in (("original", 20.0), ("consistency", 8.0))]).set_index(["cohort", "model", "variant"])
+    text = findings.interference_answer(effects, None, pd.DataFrame(), side, ["mimic_eye"], ["paper"], ["blank"],
+                                        changes)
+    assert "race TPR gap (non-White − White) -0.015 → -0.024 (-0.009 [-0.009, -0.009]: **it hurts**: the gap widens)" in text
+    assert "race TPR gap (max − min) 0.015 → 0.024 (+0.009 [+0.009, +0.009]: **it hurts**: the gap widens)" in text
+    assert ("**The fine-tuning hurts** the race TPR gap (non-White − White) (it widens), non-White stays (their TPR "
+            "falls), the race TPR gap (max − min) (it widens), the race EO gap (max − min) (it widens)") in text
+    assert "gender DP gap (women − men) +0.000 → +0.010 (+0.010 [" in text
+    assert "narrows" not in text
 
 
 def test_signed_gap_text_names_the_groups_and_says_whether_the_difference_is_clear():

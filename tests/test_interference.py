@@ -58,6 +58,38 @@ def test_flip_rate_and_delta_p():
     assert b["n"] == 1 and b["flip_rate"] == 1.0
 
 
+def test_group_effect_gaps_are_each_group_minus_the_reference_with_an_interval():
+    from mmlib.metrics import Bootstrap
+
+    rng = np.random.default_rng(0)
+    n = 400
+    race = np.array(["White", "non-White", "Unknown", "Other"])[rng.integers(0, 4, n)]
+    p0 = rng.uniform(0.1, 0.9, (2, n))
+    # non-White stays are moved by 0.2, White stays by 0.05: a clear difference; Unknown is never compared
+    shift = np.where(race == "non-White", 0.2, 0.05)
+    p1 = np.clip(p0 + shift, 0, 1)
+    affected = rng.random(n) < 0.8
+    flags = {"race": {"White": "", "non-White": "", "Unknown": "race not recorded: reported, not compared",
+                      "Other": "too small to estimate (n=3 < 30)"}}
+    boot = Bootstrap.draw(race, n_boot=50, seed=0)
+    rows = interference.group_effect_gaps(p0, p1, np.array([0.5, 0.5]), affected, {"race": race}, flags, boot)
+    assert {(r["group"], r["measure"]) for r in rows} == {("non-White", "flip_rate"), ("non-White", "mean_abs_dp")}
+    dp = next(r for r in rows if r["measure"] == "mean_abs_dp")
+    sel = affected & (race == "non-White")
+    assert dp["value_group"] == pytest.approx(np.abs(p1 - p0)[:, sel].mean())
+    assert dp["reference"] == "White" and dp["difference"] == pytest.approx(dp["value_group"] - dp["value_reference"])
+    assert dp["ci_low"] > 0, "a clear difference: its CI excludes 0"
+    # the same movement for every group: the interval of the difference contains 0
+    same = interference.group_effect_gaps(p0, np.clip(p0 + 0.1, 0, 1), np.array([0.5, 0.5]), affected,
+                                          {"race": race}, flags, boot)
+    flip = next(r for r in same if r["measure"] == "flip_rate")
+    assert flip["ci_low"] <= 0 <= flip["ci_high"]
+    # a withheld group (a credentialed source's small group) is left out
+    withheld = [{"attribute": "race", "group": "non-White", "flip_rate": np.nan}]
+    assert interference.group_effect_gaps(p0, p1, np.array([0.5, 0.5]), affected, {"race": race}, flags, boot,
+                                          withheld) == []
+
+
 def test_consistency_finetuning_is_deterministic_and_reduces_interference(toy_data):
     data = toy_data(n=400)
     blank, irr = _vectors()
@@ -97,6 +129,14 @@ def test_diagnose_covers_every_modality_and_perturbation(toy_data):
     same = dg.clean_change(dg, ("tpr_diff", "race", "gap"))
     assert same.change == same.ci_low == same.ci_high == 0.0, "a model against itself changes nothing"
     assert dg.labelled(cohort="toy").clean_replicates is dg.clean_replicates
+    assert dg.flags["race"] == {"White": "", "non-White": ""}, "which groups are compared travels with the diagnosis"
+    gaps = dg.labelled(cohort="toy").group_gaps
+    assert set(gaps["attribute"]) == {"race", "gender"} and (gaps["cohort"] == "toy").all()
+    assert len(gaps[(gaps.attribute == "race")]) == 2 * 3 * 2, "every modality x perturbation x measure"
+    assert set(gaps.loc[gaps.attribute == "gender", "group"]) == {"F"} and set(gaps["reference"]) == {"White", "M"}
+    assert gaps["difference"].notna().all() and (gaps["ci_low"] <= gaps["ci_high"]).all()
+    both = interference.Diagnosis.concat([dg.labelled(model="a"), dg.labelled(model="b")])
+    assert len(both.group_gaps) == 2 * len(gaps)
     overall = eff[eff.attribute == "overall"]
     assert len(overall) == 2 * 3 and overall["flip_rate"].between(0, 1).all()
     # the label lives in modality "good": replacing it moves predictions more than replacing the noise

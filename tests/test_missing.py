@@ -132,6 +132,10 @@ def test_sweep_labels_concatenates_and_knows_its_conditions(sweep_setup):
     assert sweep.has(rate=0.5, model="paper", cohort="toy"), "keyword order does not matter"
     assert not sweep.has(cohort="toy", model="paper"), "labels must match exactly, not a subset"
     assert not sweep.has(cohort="toy", model="paper", rate=0.3)
+    rows, reps = sweep.condition(rate=0.5, model="paper", cohort="toy")
+    assert rows is t1 and reps is sweep.replicates[sweep._key(dict(cohort="toy", model="paper", rate=0.5))]
+    with pytest.raises(KeyError, match="no condition labelled"):
+        sweep.condition(cohort="toy", model="paper")
 
 
 def test_sweep_difference(sweep_setup):

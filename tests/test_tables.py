@@ -149,3 +149,17 @@ def test_fidelity_overview_keeps_one_all_row_per_source_and_finding():
     t = tables.fidelity_overview(_fidelity())
     assert t.index.names == ["cohort", "source", "finding"] and len(t) == 2
     assert list(t.columns) == ["n_pos", "sensitivity", "specificity"] and (t["specificity"] == 0.912).all()
+
+
+def test_results_table_marks_the_papers_gaps_and_can_add_the_signed_ones():
+    rows = [{"cohort": "c", "model": "paper", "modalities": "a", "metric": m, "attribute": a, "group": g,
+             "mean": v, "sd": 0.01, "ci_low": v - 0.02, "ci_high": v + 0.02, "flag": ""}
+            for m, a, g, v in (("auroc", "overall", "all", 0.8), ("tpr_diff", "race", "gap", 0.05),
+                               ("tpr_signed", "race", "gap", -0.05))]
+    t = tables.results_table(pd.DataFrame(rows), "c", "paper", columns=(("auroc", "overall"), ("tpr_diff", "race"),
+                                                                         ("tpr_signed", "race")))
+    assert list(t.columns) == ["AUROC", "TPR difference (equal opportunity) (race), the paper's gap (max − min)",
+                               "TPR gap, signed (group − reference) (race)"]
+    assert t.iloc[0, 2] == "-0.050 ± 0.010 [-0.070, -0.030]"
+    assert tables.column_label("dp_diff", "gender").endswith(tables.PAPER_GAP_MARK)
+    assert set(tables.SIGNED_COLUMNS) >= {("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender")}
