@@ -67,12 +67,12 @@ MODALITY_SEES = {
 #: Chance that a modality shows a condition truthfully (at informativeness 1); where it does not, the modality
 #: sees an independent draw at the condition's prevalence. Absent = 0 (the modality cannot see it).
 CONDITION_SEEN = {
-    "pneumonia": {"arrival": 0.3, "vitals": 0.6, "cxr": 1.0, "labs": 0.6, "codes": 0.1},
-    "heart_failure": {"arrival": 0.2, "vitals": 0.4, "cxr": 1.0, "codes": 1.0, "labs": 0.5, "ecg": 0.4},
+    "pneumonia": {"arrival": 0.3, "vitals": 0.6, "cxr": 0.85, "labs": 0.6, "codes": 0.1},
+    "heart_failure": {"arrival": 0.2, "vitals": 0.4, "cxr": 0.85, "codes": 1.0, "labs": 0.5, "ecg": 0.4},
     "sepsis": {"arrival": 0.5, "vitals": 1.0, "labs": 1.0, "ecg": 0.3, "codes": 0.1},
     "acs": {"arrival": 0.6, "vitals": 0.2, "ecg": 1.0, "labs": 1.0, "codes": 0.3},
     "af": {"arrival": 0.2, "vitals": 0.8, "ecg": 1.0, "codes": 0.6},
-    "copd": {"arrival": 0.2, "vitals": 0.5, "cxr": 0.8, "codes": 1.0},
+    "copd": {"arrival": 0.2, "vitals": 0.5, "cxr": 0.6, "codes": 1.0},
     "aki": {"arrival": 0.1, "labs": 1.0, "ecg": 0.4, "codes": 0.3},
     "hypertension": {"arrival": 0.4, "vitals": 1.0, "ecg": 0.6, "codes": 1.0, "cxr": 0.2},
 }

@@ -47,7 +47,7 @@ def triage_acuity(view: pd.DataFrame, knobs: BiasKnobs, rng: np.random.Generator
     """ESI triage level 1 (most severe) .. 5 as recorded, and as it would be without under-triage."""
     c = view
     score = (view["severity"].to_numpy() + 0.9 * c.sepsis + 0.7 * c.acs + 0.4 * c.pneumonia
-             + 0.4 * c.heart_failure + rng.normal(0, 0.45, len(view)))
+             + 0.4 * c.heart_failure + rng.normal(0, 0.55, len(view)))
     cuts = np.array([-1.7, -0.6, 0.9, 2.2])  # score above cut k => at least that severe
     unbiased = 5 - np.searchsorted(cuts, score, side="right")
     recorded = 5 - np.searchsorted(cuts, score - knobs.effect("under_triage", view["race5"].to_numpy()),

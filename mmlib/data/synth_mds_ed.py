@@ -79,7 +79,9 @@ def series_stats(values: np.ndarray, minutes: np.ndarray) -> dict[str, np.ndarra
 
 def _lab_truth(view: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """True lab values implied by a (labs view of the) latent state, under the release's lab names and in
-    MIMIC-IV's units (:data:`mmlib.schema.LAB_UNITS`): renal, metabolic, inflammatory, cardiac and blood count."""
+    MIMIC-IV's units (:data:`mmlib.schema.LAB_UNITS`): renal, metabolic, inflammatory, cardiac and blood count.
+    The labs view's severity is mostly the renal-metabolic part (:data:`mmlib.data.latent.MODALITY_SEES`), and it
+    shows in creatinine, urea, bicarbonate, lactate, potassium and hemoglobin."""
     n = len(view)
     c = view[list(CONDITIONS)].astype(float)
     sev = view["severity"].to_numpy()
@@ -100,15 +102,15 @@ def _lab_truth(view: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         "absolute_lymphocyte_count": wbc * lymph / 100,
         "platelet_count": np.round(np.clip(240 - 60 * c.sepsis + rng.normal(0, 60, n), 20, 700)),
         "sodium": sodium, "chloride": np.round(sodium - 36 + rng.normal(0, 2, n)),
-        "bicarbonate": np.round(np.clip(25 - 3 * c.sepsis - 3 * c.aki - sevp + rng.normal(0, 2, n), 8, 40)),
-        "potassium": 4.1 + 0.9 * c.aki + rng.normal(0, 0.4, n),
-        "creatinine": ln(0.95, 0.25) * (1 + 1.6 * c.aki + 0.3 * c.sepsis),
-        "urea_nitrogen": np.round(ln(16, 0.3) * (1 + 1.3 * c.aki + 0.3 * c.heart_failure)),
+        "bicarbonate": np.round(np.clip(25 - 3 * c.sepsis - 3 * c.aki - 2.5 * sevp + rng.normal(0, 2, n), 8, 40)),
+        "potassium": 4.1 + 0.9 * c.aki + 0.15 * sev + rng.normal(0, 0.4, n),
+        "creatinine": ln(0.95, 0.25) * (1 + 1.6 * c.aki + 0.3 * c.sepsis + 0.5 * sevp),
+        "urea_nitrogen": np.round(ln(16, 0.3) * (1 + 1.3 * c.aki + 0.3 * c.heart_failure + 0.5 * sevp)),
         "glucose": np.round(ln(115, 0.25) * (1 + 0.15 * c.sepsis)),
         "calcium,_total": 9.3 - 0.3 * c.sepsis + rng.normal(0, 0.4, n),
         "magnesium": 2.0 + 0.2 * c.aki + rng.normal(0, 0.2, n),
         "phosphate": 3.5 + 1.5 * c.aki + rng.normal(0, 0.5, n),
-        "lactate": ln(1.3, 0.3) * (1 + 1.5 * c.sepsis + 0.2 * sevp),
+        "lactate": ln(1.3, 0.3) * (1 + 1.5 * c.sepsis + 0.8 * sevp),
         "troponin_t": ln(0.01, 0.6) * (1 + 25 * c.acs + 2 * c.heart_failure),
         "creatine_kinase_(ck)": np.round(ln(120, 0.6) * (1 + 3 * c.acs)),
         "creatine_kinase,_mb_isoenzyme": ln(2.5, 0.5) * (1 + 8 * c.acs),
@@ -162,7 +164,10 @@ def mds_ed_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informative
     male = pop.gender.to_numpy() == "M"
 
     # --- admission and ICU (decisions, subject to label bias)
-    icu_need = lg - 2.0 + 0.6 * c.sepsis.to_numpy()
+    # ICU within 24 h is driven by organ failure beyond general acuity: the renal-metabolic and cardiac parts
+    # of severity (which the labs and the ECG see, and triage hardly does) weigh again
+    icu_need = (lg - 2.0 + 0.6 * c.sepsis.to_numpy() + 0.5 * pop["severity_metabolic"].to_numpy()
+                + 0.4 * pop["severity_cardiac"].to_numpy())
     u = ro.random(n)
     icu = u < 1 / (1 + np.exp(-(icu_need - knobs.effect("label_bias", race5))))
     icu_unbiased = u < 1 / (1 + np.exp(-icu_need))
