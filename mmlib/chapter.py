@@ -13,7 +13,7 @@ named objects instead of spelling upstream file names or JSON keys:
 - ``ch.frame("04", "summary")`` -- an upstream table, by its declared name;
 - ``ch.save("summary", table)`` -- write one of the chapter's own artifacts, by its declared name.
 
-:data:`ARTIFACTS` declares, in one place, every file a chapter writes and what it holds. Chapters 01-07 use
+:data:`ARTIFACTS` declares, in one place, every file a chapter writes and what it holds. Chapters 01-08 use
 this module; the build pipeline (:mod:`mmlib.pipeline`) only executes them and resolves where their artifact
 folders are.
 """
@@ -45,7 +45,8 @@ ARTIFACTS: dict[str, dict[str, tuple[str, str]]] = {
            "summary": ("summary.parquet", "every estimate with its CI and flag"),
            "training_log": ("training_log.parquet", "one row per fit"),
            "models": ("models_{cohort}.pt", "the networks trained on all modalities, every seed"),
-           "config": ("config.json", "TrainingRecord: configuration, seeds, models, orders, every_order")},
+           "config": ("config.json", "TrainingRecord: configuration, seeds, models, orders, every_order"),
+           "targets": ("targets.parquet", "the paper's findings on adding modalities as targets, and whether this run meets them")},
     "05": {"sweep": ("sweep.parquet", "every missingness condition's metrics with their CIs"),
            "degradation_areas": ("degradation_areas.parquet", "area under each degradation curve"),
            "findings": ("summary.json", "timings, grid, skipped rates, group factors")},
@@ -59,6 +60,15 @@ ARTIFACTS: dict[str, dict[str, tuple[str, str]]] = {
            "changes": ("changes.parquet", "every metric's change under every perturbation, paired CIs"),
            "clean": ("clean.parquet", "clean performance and fairness of original and fine-tuned models"),
            "findings": ("summary.json", "timings and settings")},
+    "08": {"attribution": ("attribution.parquet", "every estimand of every knob setting, model and group with its CI "
+                                                  "and its paired change from all knobs off"),
+           "recovery": ("recovery.parquet", "each knob's injected effect at the strong setting and all off: recovered "
+                                            "or not, and which of the paper's gaps see it"),
+           "power": ("power.parquet", "per estimand and knob: response per unit of knob scale, SE, smallest "
+                                      "detectable scale at each profile's size"),
+           "inputs": ("inputs.parquet", "where each setting enters: stays whose input or target differs from all off"),
+           "predictions": ("predictions.parquet", "every run's validation and test predictions, with its setting"),
+           "findings": ("summary.json", "settings, what was rebuilt and reused, timings")},
 }
 
 #: chapter -> resumable pieces -> folder name (under :func:`mmlib.pipeline.resume_dir`, not in the artifact):

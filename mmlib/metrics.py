@@ -26,8 +26,8 @@ Two kinds of gap, side by side:
   paper's tables, labelled as such.
 - **signed gaps** (``dp_signed``, ``tpr_signed``, ``fpr_signed``): a group's rate minus the reference group's
   (:data:`REFERENCE`: White, men, White men) -- for two compared groups, the other group minus the reference
-  (non-White minus White, women minus men); for more, the group whose difference from the reference is largest
-  in size, with its sign. A negative TPR gap means the group's positives are found less often than the
+  (non-White minus White, women minus men); for more, the group whose mean difference from the reference is
+  largest in size, with its sign (chosen once, on the mean over seeds: :func:`worst_group_once`). A negative TPR gap means the group's positives are found less often than the
   reference's. Its bootstrap interval contains the estimate and, with no difference, covers 0 at about its
   nominal rate (checked by simulation in ``tests/test_metrics.py``): the primary fairness estimand.
 
@@ -224,6 +224,38 @@ def signed_gaps(per_group: dict[str, dict], compared: list[str], reference: str 
             size = np.where(np.isnan(d), -1.0, np.abs(d))
             out[name] = np.take_along_axis(d, size.argmax(0)[None], 0)[0]
     return out
+
+
+def worst_group_once(values: dict, reps: dict, flags: dict[str, dict[str, str]]) -> None:
+    """Fix the group of each signed gap (:data:`SIGNED`) over more than two compared groups once, on the mean of
+    ``values`` (per-seed or per-vector arrays keyed ``(metric, attribute, group)``): the group whose mean
+    difference from the reference is largest in size. Rewrites the ``gap`` rows of ``values`` and of the
+    bootstrap replicates ``reps`` (where present) as that group's rate minus the reference's, in place.
+
+    :func:`signed_gaps` picks the group element by element, which is right for one vector but not for a mean
+    over seeds or resamples: different seeds or resamples would pick different groups with different signs,
+    which cancel (a clear Black - White TPR gap of -0.085 [-0.169, -0.021] read as -0.020 [-0.184, +0.067]).
+    Used by :func:`summarise` and :func:`summarise_vectors` (chapters 03-07)."""
+    for a, fl in flags.items():
+        ref = REFERENCE.get(a)
+        compared = [g for g, why in fl.items() if not why]
+        others = [g for g in compared if g != ref]
+        if ref not in compared or len(others) < 2:
+            continue
+        for name, rate in zip(SIGNED, RATES):
+            if (rate, a, ref) not in values:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = {g: float(np.nanmean(np.asarray(values[(rate, a, g)], float)
+                                             - np.asarray(values[(rate, a, ref)], float))) for g in others}
+            means = {g: m for g, m in means.items() if np.isfinite(m)}
+            if not means:
+                continue
+            g = max(means, key=lambda k: abs(means[k]))
+            values[(name, a, "gap")] = np.asarray(values[(rate, a, g)], float) - np.asarray(values[(rate, a, ref)], float)
+            if (rate, a, g) in reps and (rate, a, ref) in reps:
+                reps[(name, a, "gap")] = reps[(rate, a, g)] - reps[(rate, a, ref)]
 
 
 def gaps_from_groups(by_group: pd.DataFrame, compared: list[str]) -> dict[str, float]:
@@ -633,11 +665,13 @@ def _summarise_run(key: tuple, sub: pd.DataFrame, ref: pd.DataFrame, boot: Boots
         for k, v in boot.replicates(y, prob, pred, attrs, flags).items():
             boot_sum[k] = boot_sum.get(k, 0) + v
     keyreps = {k: v / len(seeds) for k, v in boot_sum.items()}
+    values = {k: np.array([p.get(k, np.nan) for p in points], dtype=float) for k in points[0]}
+    worst_group_once(values, keyreps, flags)
     n_mod = int(sub["n_modalities"].iloc[0])
     rows = []
     for k in points[0]:
         metric, attr, group = k
-        vals = np.array([p.get(k, np.nan) for p in points], dtype=float)
+        vals = values[k]
         if attr == "overall":
             sel, flag = np.ones(len(y), bool), ""
         elif group == "gap":
@@ -698,6 +732,7 @@ def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs
             r = np.mean([fn(boot.counts, yf, probs[k]) for k in ks], axis=0)
             # resampled on a subset of the vectors: centre on the mean of all of them (same spread)
             reps[key] = r + (np.nanmean(points[key]) - np.nanmean(points[key][ks]))
+    worst_group_once(points, reps, flags)
     rows = [{"metric": key[0], "attribute": key[1], "group": key[2], **_estimate(v, reps.get(key))}
             for key, v in points.items()]
     for r in rows:  # a small group's rates give its counts back: withheld for a credentialed source
@@ -719,3 +754,20 @@ def group_mean_difference(values: np.ndarray, groups: np.ndarray, a: str, b: str
     ra, rb = (w @ (v * ia)) / (w @ ia), (w @ (v * ib)) / (w @ ib)
     ma, mb = float((v * ia).sum() / ia.sum()), float((v * ib).sum() / ib.sum())
     return (ma, mb, ma - mb, *ci95(ra - rb))
+
+
+def label_shift(y: np.ndarray, groups: np.ndarray, need: np.ndarray, group: str, reference: str,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """The difference in the **recorded** outcome between ``group`` and ``reference`` stays at equal true need: the
+    coefficient of group membership in a least-squares fit of the 0/1 label ``y`` on ``[1, need, group]`` over the
+    stays of the two groups (a linear probability model; ``need`` on the log-odds scale). Label bias lowers it for
+    the groups whose outcome is under-recorded; with no label bias the recorded outcome depends on need alone and it
+    is 0 up to sampling. ``weights`` ``(B, n)`` (bootstrap counts) give one value per row, else one value. The
+    data-level estimand of label bias, which no model can inherit without seeing the group (chapter 08)."""
+    y = np.asarray(y, dtype=np.float64)
+    keep = ((groups == group) | (groups == reference)).astype(np.float64)
+    x = np.column_stack([np.ones(len(need)), need, (groups == group).astype(np.float64)])
+    w = (np.ones((1, len(need))) if weights is None else weights) * keep
+    xtwx = np.einsum("bn,ni,nj->bij", w, x, x)
+    xtwy = np.einsum("bn,ni,n->bi", w, x, y)
+    return np.linalg.solve(xtwx, xtwy[..., None])[..., 2, 0]

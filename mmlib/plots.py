@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import disclosure
-from .metrics import group_order
+from .metrics import SIGNED, group_order
 from .tables import rates_by_group
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -372,6 +372,12 @@ def _grid(n: int, ncols: int, width: float, height: float, **kw):
     return fig, list(axes.flat)
 
 
+def _parity_line(ax, metric: str) -> None:
+    """A thin line at 0 on the axis of a signed gap (:data:`mmlib.metrics.SIGNED`): parity between the groups."""
+    if metric in SIGNED:
+        ax.axhline(0, color="0.35", lw=0.8, ls="--", zorder=0)
+
+
 def _line_band(ax, x, frame: pd.DataFrame, color, alpha: float = 0.12, **kw) -> None:
     """The ``mean`` column as a line with markers and its 95% CI (``ci_low``/``ci_high``) as a band."""
     ax.plot(x, frame["mean"], color=color, marker="o", **kw)
@@ -395,6 +401,7 @@ def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[st
         for model, seq in sequences.items():
             d = _pick(table, cohort, model, metric, attr).reindex(seq)
             _line_band(ax, np.arange(1, len(seq) + 1), d, palette[model], alpha=0.1, label=model, zorder=3)
+        _parity_line(ax, metric)
         ax.set_xticks(np.arange(1, max(len(s) for s in sequences.values()) + 1))
         ax.set_xlabel("number of modalities (added in the default order)", fontsize=9)
         ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
@@ -434,6 +441,7 @@ def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: s
                     continue
                 _line_band(ax, 100 * t["rate"], t, palette[m], ls=dashes[st], ms=3,
                            label=m if st == styles[0] else None)
+        _parity_line(ax, metric)
         ax.set_xlabel("modalities missing at inference (%)", fontsize=9)
         ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
     handles, names = axes[0].get_legend_handles_labels()
@@ -462,6 +470,7 @@ def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str
             for m in models:
                 t = d[d["model"] == m].sort_values("rate")
                 _line_band(ax, 100 * t["rate"], t, palette[m], ms=3, label=m)
+            _parity_line(ax, metric)
             if i == 0:
                 ax.set_title(f"{mod} missing", fontsize=10)
             if i == len(keys) - 1:
@@ -496,8 +505,13 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
                 continue
             grid.index = [f"{100 * v:.0f}" for v in grid.index]
             grid.columns = [f"{100 * v:.0f}" for v in grid.columns]
-            sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis" if attr == "overall" else "magma_r",
-                        ax=ax, cbar=False, annot_kws={"fontsize": 8})
+            if metric in SIGNED:  # signed gap: two-sided colours centred at 0 (parity)
+                lim = max(float(np.nanmax(np.abs(grid.to_numpy()))), 1e-9)
+                style = {"cmap": "RdBu", "center": 0.0, "vmin": -lim, "vmax": lim}
+            else:
+                style = {"cmap": "viridis" if attr == "overall" else "magma_r"}
+            sns.heatmap(grid, annot=True, fmt="+.3f" if metric in SIGNED else ".3f", ax=ax, cbar=False,
+                        annot_kws={"fontsize": 8}, **style)
             ax.set_xlabel("missing at inference (%)", fontsize=9)
             ax.set_ylabel("missing in training (%)", fontsize=9)
     fig.suptitle(title or "train x test missingness")
@@ -574,4 +588,87 @@ def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbati
         ax.legend(fontsize=7, title="race group / gender", title_fontsize=8)
     fig.suptitle(title or "mean change of the predicted probability by group")
     fig.tight_layout()
+    return fig
+
+
+def attribution_forest(table: pd.DataFrame, cohort: str, estimands: dict, models: list[str], title: str = "",
+                       settings: list[str] | None = None) -> plt.Figure:
+    """Chapter 08's attribution figure for one cohort: one panel per estimand (``estimands``: key -> (panel title,
+    axis label)), one row per setting with a knob on (``settings``: their order), the paired change from the all-off
+    cohort with its 95% CI, one colour per model (grey for the data's own estimands); the dashed line is no change.
+    ``table`` is :attr:`mmlib.attribution.Evaluation.table` (the first group of an estimand is drawn: order it with
+    :func:`mmlib.attribution.display_first`)."""
+    t = table[(table["cohort"] == cohort) & table["knob"].notna() & table["estimand"].isin(list(estimands))]
+    t = t.drop_duplicates(["setting", "model", "estimand"])  # one group per estimand: order the table first
+    rows = settings or list(dict.fromkeys(t["setting"]))
+    keys = [k for k in estimands if k in set(t["estimand"])]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(2.9 * max(1, len(keys)) + 2.2, 0.36 * len(rows) + 1.9),
+                             sharey=True, squeeze=False)
+    palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    y = {s: i for i, s in enumerate(rows)}
+    for ax, key in zip(axes[0], keys):
+        sub = t[t["estimand"] == key]
+        drawn = [m for m in [*models, "(data)"] if m in set(sub["model"])]
+        for j, m in enumerate(drawn):
+            d = sub[sub["model"] == m]
+            off = (j - (len(drawn) - 1) / 2) * 0.22
+            ys = np.array([y[s] for s in d["setting"]]) + off
+            ax.errorbar(d["change"], ys, xerr=[d["change"] - d["change_low"], d["change_high"] - d["change"]],
+                        fmt="o", ms=4, lw=1, capsize=2, color=palette.get(m, "0.4"), label=m)
+        ax.axvline(0, color="0.3", ls="--", lw=0.8)
+        ax.set_title(estimands[key][0], fontsize=9)
+        ax.set_xlabel(estimands[key][1], fontsize=9)
+    if not keys:
+        axes[0][0].text(0.5, 0.5, "nothing estimable", ha="center", va="center", transform=axes[0][0].transAxes)
+    axes[0][0].set_yticks(range(len(rows)), rows)
+    axes[0][0].invert_yaxis()
+    axes[0][0].set_ylabel("knob switched on alone (scale)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle(title or f"{cohort}: change from all knobs off (group − White), 95% CI", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def power_curves(curve: pd.DataFrame, marks: dict, title: str = "", strong: float | None = None,
+                 knobs: list[str] | None = None) -> plt.Figure:
+    """Chapter 08's power figure: for each knob (panel; ``knobs``, default those in ``curve``), the smallest knob
+    scale each estimand detects with 80% power against the number of test stays (both axes logarithmic;
+    :func:`mmlib.attribution.mde_curve`); a panel without a curve says that no measure responds clearly. Dotted
+    vertical lines: the test stays of the profiles in ``marks`` (name -> stays); the dashed horizontal line at 1 is
+    the knob's default size (and ``strong``, lighter, when given)."""
+    knobs = list(knobs or dict.fromkeys(curve["knob"]))
+    fig, axes = plt.subplots(1, max(1, len(knobs)), figsize=(3.0 * max(1, len(knobs)) + 1, 3.7), sharey=True,
+                             squeeze=False)
+    names = list(dict.fromkeys(curve["estimand"] + " · " + curve["model"]))
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
+    for ax, knob in zip(axes[0], knobs):
+        d = curve[curve["knob"] == knob]
+        for (est, model), g in d.groupby(["estimand", "model"], sort=False):
+            name = f"{est} · {model}"
+            ax.plot(g["test stays"], g["smallest scale"].clip(0.05, 200), color=palette[name], lw=1.5, label=name)
+        if d.empty:
+            ax.text(0.5, 0.5, "no measure\nresponds clearly", ha="center", va="center", fontsize=8, color="0.4",
+                    transform=ax.transAxes)
+        for prof, n in marks.items():
+            ax.axvline(n, color="0.5", ls=":", lw=1)
+            ax.text(n, 0.98, f" {prof}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="0.3")
+        ax.axhline(1, color="0.3", ls="--", lw=0.8)
+        if strong:
+            ax.axhline(strong, color="0.6", ls="--", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(50, 100_000)
+        ax.set_ylim(0.05, 200)
+        ax.set_title(knob, fontsize=9)
+        ax.set_xlabel("test stays")
+    axes[0][0].set_ylabel("smallest detectable knob scale (×default)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)),
+                   fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title or "Smallest injected effect detected (80% power, two-sided 5%)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig

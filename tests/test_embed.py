@@ -295,7 +295,10 @@ def test_batching_would_break_it_so_texts_run_alone():
     batched = runner.int8.run(None, {"input_ids": batch[:, :width], "attention_mask": mask[:, :width]})[0]
     alone = np.stack([runner.one(x) for x in ids])
     assert not np.array_equal(batched, alone)
-    assert _cos(batched, alone).min() > 0.99, "the same model all the same"
+    # dynamic int8 quantisation scales activations per run, and padding enters the scale: with onnxruntime 1.32
+    # the padded batch's vectors sit at cosine 0.89-0.91 of the same texts run alone -- the same model, moved
+    # far more than the encoder's own agreement with fp32 (test_default_path_shape_dtype_and_agreement)
+    assert 0.8 < _cos(batched, alone).min() and _cos(batched, alone).max() < 0.999
 
 
 def test_embed_modalities_is_the_same_bytes_whatever_the_cache_held(tmp_path):

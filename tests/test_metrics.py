@@ -341,3 +341,34 @@ def test_risk_shift_recovers_a_planted_shift_at_equal_need_and_covers_zero_witho
             assert row.ci_high < 0
     with pytest.raises(ValueError, match="against_truth"):
         metrics.risk_shift_table(pr.drop(columns="need"))
+
+
+def test_signed_gap_over_many_groups_fixes_its_group_once_across_seeds():
+    """With five race groups, one group (Black) has a clearly lower TPR in every seed while the others differ
+    from White by noise only: the signed gap is Black minus White on the seed mean, paired on the resamples,
+    and its interval excludes 0 -- not a mixture of whichever group was furthest in each seed or resample."""
+    rng = np.random.default_rng(5)
+    n = 2500
+    groups = np.array(["White", "Black", "Hispanic", "Asian", "Other"])
+    race = rng.choice(groups, n, p=[0.4, 0.15, 0.15, 0.15, 0.15])
+    gender = rng.choice(["F", "M"], n)
+    y = (rng.random(n) < 0.4).astype(int)
+    rows = []
+    for s in range(4):
+        r = np.random.default_rng(100 + s)
+        tpr = np.where(race == "Black", 0.55, 0.75)
+        pred = np.where(y == 1, r.random(n) < tpr, r.random(n) < 0.2).astype(int)
+        prob = np.clip(0.5 * pred + 0.25 + r.normal(0, 0.1, n), 0.01, 0.99)
+        rows.append(pd.DataFrame({"cohort": "c", "model": "m", "modalities": "a", "n_modalities": 1, "seed": s,
+                                  "stay_id": np.arange(n), "split": "test", "prob": prob, "pred": pred, "label": y,
+                                  "race": race, "gender": gender,
+                                  "race_gender": np.char.add(np.char.add(race.astype(str), " "), gender)}))
+    summ = metrics.summarise(pd.concat(rows, ignore_index=True), n_boot=200, progress=False)
+    gap = summ.estimate("tpr_signed", "race", cohort="c", model="m", modalities="a")
+    black = summ.estimate("tpr", "race", group="Black", cohort="c", model="m", modalities="a").mean
+    white = summ.estimate("tpr", "race", group="White", cohort="c", model="m", modalities="a").mean
+    assert gap.mean == pytest.approx(black - white)
+    assert gap.ci_low <= gap.mean <= gap.ci_high and gap.ci_high < -0.1
+    reps = summ.replicates[("c", "m", "a")]
+    np.testing.assert_allclose(reps[("tpr_signed", "race", "gap")],
+                               reps[("tpr", "race", "Black")] - reps[("tpr", "race", "White")])

@@ -145,3 +145,31 @@ def test_signed_gaps_forest_plot_marks_clear_differences():
     assert len(colours) == 2 and not np.allclose(colours[0], colours[1]), "clear (red) and not clear (blue)"
     assert {t.get_text() for t in fig.axes[0].get_yticklabels()} == {"a", "a+b"}
     plt.close(fig)
+
+
+def _sweep(metric: str, attribute: str) -> pd.DataFrame:
+    rows = []
+    for tr in (0.0, 0.5):
+        for rate in (0.0, 0.3, 0.6):
+            m = -0.1 + 0.2 * rate - 0.05 * tr
+            rows.append({"model": "paper", "metric": metric, "attribute": attribute, "group": "gap", "rate": rate,
+                         "train_rate": tr, "mean": m, "ci_low": m - 0.05, "ci_high": m + 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_signed_gaps_get_two_sided_colours_and_a_parity_line():
+    """A signed gap is drawn around 0: heatmap colours centred at 0 with signed annotations, curves with a
+    line at 0; the paper's gaps (never negative) keep their one-sided colours and no parity line."""
+    fig = plots.missingness_heatmaps(_sweep("tpr_signed", "race"), ["paper"], [("tpr_signed", "race")])
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts and all(t[0] in "+-" for t in texts)
+    mesh = ax.collections[0]
+    assert mesh.norm.vmin == pytest.approx(-mesh.norm.vmax) and mesh.norm.vmax > 0  # centred at parity
+    fig = plots.degradation_curves(_sweep("tpr_signed", "race")[lambda d: d.train_rate == 0], ["paper"],
+                                   [("tpr_signed", "race"), ("tpr_diff", "race")])
+    zero = [any(np.allclose(l.get_ydata(), 0) and len(l.get_ydata()) == 2 for l in ax.get_lines()) for ax in fig.axes[:2]]
+    assert zero == [True, False]
+    fig = plots.missingness_heatmaps(_sweep("tpr_diff", "race").assign(mean=lambda d: d["mean"].abs()), ["paper"],
+                                     [("tpr_diff", "race")])
+    assert fig.axes[0].collections[0].get_cmap().name == "magma_r"

@@ -272,7 +272,7 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
     truth = pd.DataFrame({"subject_id": subject, "stay_id": stay, "race5": race5, "severity": pop.severity,
                           **{c: pop[c] for c in CONDITIONS},
                           "sao2_true": vs.sao2.to_numpy(), "acuity_unbiased": acuity_unbiased,
-                          "admission_need": need, "admitted_unbiased": admitted_unbiased,
+                          "admission_need": need_logit(pop), "admitted_unbiased": admitted_unbiased,  # need in log-odds
                           "cxr_in_stay": has_cxr_stay, "cxr_minutes_after_arrival": np.where(has_cxr_stay, delay_min, np.nan),
                           **{f"finding_{f.lower().replace(' ', '_')}": findings_true[f].to_numpy() for f in findings_true},
                           **{f"cxr_{c}": render[c].to_numpy() for c in render.columns}})
