@@ -1,0 +1,173 @@
+"""The findings box each analysis chapter opens with: a few plain sentences with their numbers, computed from the
+same objects as the chapter's full answers (:mod:`mmlib.findings`), never typed.
+
+A chapter displays :func:`box` in a cell tagged ``findings`` near its end, once everything it summarises has been
+computed; the book (:func:`mmlib.book.stage_notebook`) moves that cell's output under the chapter's opening, so a
+reader meets the answer first and the evidence after it. The sentences follow the book's rules: a signed gap is a
+group's rate minus the reference group's with its 95% CI, and a difference whose interval contains 0 is "no clear
+difference".
+
+Chapters 03-07 use :func:`single_modalities`, :func:`adding_modalities`, :func:`losing_modalities`,
+:func:`decision_layer` and :func:`interference`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .findings import Run, _random, clear_lead, difference_word, gap_effects, signed_change_word, signed_gap_text
+from .schema import display_name
+from .tables import fmt_change, fmt_estimate
+
+TITLE = "What this chapter found"
+
+
+def box(sentences, title: str = TITLE) -> str:
+    """The findings box as Markdown (a Quarto callout; the Jupyter Book render translates it): ``title`` and one
+    bullet per sentence."""
+    items = [s for s in sentences if s]
+    if not items:
+        raise ValueError("box: expected at least one sentence")
+    return "\n".join(["::: {.callout-important}", f"## {title}", "", *[f"- {s}" for s in items], ":::"])
+
+
+def single_modalities(summary, modalities: dict, model: str) -> list[str]:
+    """Chapter 03: per cohort, the most and least predictive modality alone (mean AUROC of ``model`` over
+    seeds, with its 95% CI), and how many of the single modalities' signed TPR gaps (race and gender) are
+    clearly different from 0. ``modalities``: ``{cohort: [modality, ...]}``."""
+    out = []
+    for n, mods in modalities.items():
+        au = {m: summary.estimate("auroc", cohort=n, model=model, modalities=m) for m in mods}
+        best, worst = max(au, key=lambda m: au[m].mean), min(au, key=lambda m: au[m].mean)
+        gaps = [summary.estimate("tpr_signed", a, cohort=n, model=model, modalities=m)
+                for m in mods for a in ("race", "gender")]
+        finite = [g for g in gaps if np.isfinite(g.mean)]
+        clear = [g for g in finite if g.ci_low > 0 or g.ci_high < 0]
+        out.append(f"**{display_name(n)}**: alone, **{best}** predicts best (AUROC {fmt_estimate(*au[best][:3])}) "
+                   f"and **{worst}** least ({fmt_estimate(*au[worst][:3])}); {len(clear)} of {len(finite)} signed "
+                   "TPR gaps of the single modalities (race and gender) are clearly different from 0.")
+    return out
+
+
+def adding_modalities(summary, orders: dict, model: str) -> list[str]:
+    """Chapter 04 (RQ1): per cohort, the AUROC of all modalities against the best single modality (chosen by
+    AUROC) with the paired 95% CI of the gain, and the signed race and gender TPR gaps with all modalities.
+    ``orders``: ``{cohort: ModalityOrder}``; single modalities that were not trained are skipped."""
+    out = []
+    for n, order in orders.items():
+        have = set(summary.select("auroc", cohort=n, model=model)["modalities"])
+        singles = [m for m in order if m in have]
+        full = order.full
+        if full not in have:
+            continue
+        head = f"**{display_name(n)}**: "
+        if singles:
+            best = summary.best("auroc", singles, cohort=n, model=model)
+            gain = summary.difference(n, (model, best), (model, full), ("auroc", "overall", "all"))
+            au = summary.estimate("auroc", cohort=n, model=model, modalities=full)
+            head += (f"all modalities reach AUROC {au.mean:.3f} against {au.mean - gain.change:.3f} for the best "
+                     f"single one, **{best}** ({fmt_change(*gain[:3])}: "
+                     + difference_word(gain, "adding modalities clearly helps", "adding modalities clearly hurts")
+                     + "); ")
+        gaps = [signed_gap_text(summary, "tpr_signed", a, cohort=n, model=model, modalities=full)
+                for a in ("race", "gender")]
+        out.append(head + "with all modalities the " + "; the ".join(gaps) + ".")
+    return out
+
+
+def losing_modalities(sweep, cohorts, models, rates, flags: dict | None = None) -> list[str]:
+    """Chapter 05 (RQ2): per cohort, the AUROC each model loses from nothing missing to the largest random
+    missingness rate (paired 95% CI), how many signed gaps of the first model clearly widen at any rate of the
+    random protocol, and the change of its signed race TPR gap under group-dependent against random missingness
+    at the largest rate both protocols share. ``sweep``: a :class:`mmlib.missing.Sweep`."""
+    models, flags = list(models), flags or {}
+    lead, top = models[0], max(rates)
+    out = []
+    for n in cohorts:
+        zero = {m: Run.of_sweep(sweep, flags.get(n), **_random(n, m, 0.0)) for m in models}
+        loss = []
+        for m in models:
+            c = zero[m].change(Run.of_sweep(sweep, flags.get(n), **_random(n, m, top)), ("auroc", "overall", "all"))
+            loss.append(f"`{m}` {fmt_change(*c)}")
+        wider = set()
+        for p in rates:
+            if p == 0:
+                continue
+            at = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
+            for metric, attr in (("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender"),
+                                 ("dp_signed", "gender")):
+                for g, _, e in zero[lead].signed(metric, attr):
+                    c = zero[lead].signed_change(at, metric, attr, g)
+                    if signed_change_word(e[0], c).startswith("widens"):
+                        wider.add(f"{metric.split('_')[0].upper()} by {attr} ({g})")
+        s = (f"**{display_name(n)}**: from nothing missing to p = {top:g} missing at random, AUROC changes by "
+             + ", ".join(loss) + f"; {len(wider)} signed gap{'s' if len(wider) != 1 else ''} of `{lead}` clearly "
+             f"widen{'s' if len(wider) == 1 else ''} at some rate" + (f" ({', '.join(sorted(wider))})" if wider else "")
+             + ".")
+        shared = [p for p in rates if p > 0 and sweep.has(**dict(_random(n, lead, p), protocol="group-dependent"))]
+        if shared:
+            p = max(shared)
+            r = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
+            g = Run.of_sweep(sweep, flags.get(n), **dict(_random(n, lead, p), protocol="group-dependent"))
+            for grp, ref, e in r.signed("tpr_signed", "race"):
+                c = r.signed_change(g, "tpr_signed", "race", grp)
+                s += (f" Who is missing: at p = {p:g}, missingness that follows the cohort's own unequal access "
+                      f"instead of random missingness changes the race TPR gap ({grp} − {ref}, {e[0]:+.3f} at "
+                      f"random) by {fmt_change(*c)}: {signed_change_word(e[0], c)}.")
+                break
+        out.append(s)
+    return out
+
+
+def decision_layer(layers: dict, orders: dict, summary) -> list[str]:
+    """Chapter 06: per cohort, whether one modality clearly has the largest share of the decision layer's weight
+    norm (:func:`mmlib.findings.clear_lead`), and what per-modality calibration does: its paired AUROC change and
+    which gaps or groups it clearly hurts (:func:`mmlib.findings.gap_effects`). ``layers``: ``{cohort:
+    mmlib.decision.DecisionLayer}``; ``summary`` holds ``linear`` and ``linear+calibrated`` on all modalities."""
+    out = []
+    for n, order in orders.items():
+        lead = clear_lead(layers[n].per_seed)
+        share = layers[n].means(order)["share"]
+        first = (f"**{display_name(n)}**: **{lead['modality']}** has the largest share of the decision layer's weight, "
+                 f"clearly ({100 * share[lead['modality']]:.1f}%)" if lead["clear"] else
+                 f"**{display_name(n)}**: no modality clearly dominates the decision layer (shares "
+                 + ", ".join(f"{m} {100 * v:.1f}%" for m, v in share.items()) + ")")
+        eff = gap_effects(*(Run.of_summary(summary, n, m, order.full) for m in ("linear", "linear+calibrated")))
+        au = eff[eff.kind == "performance"].iloc[0]
+        bad = eff[eff.hurts]
+        out.append(first + f"; per-modality calibration changes AUROC by "
+                   f"{fmt_change(au.change, au.ci_low, au.ci_high)} and "
+                   + (f"**hurts**: {', '.join(bad['what'])} (paired 95% CIs excluding 0)." if len(bad) else
+                      "makes no gap clearly wider and lowers no group's TPR clearly."))
+    return out
+
+
+def interference(effects: pd.DataFrame, gap_changes: pd.DataFrame, cohorts, model: str) -> list[str]:
+    """Chapter 07: per cohort, for ``model``: the modality whose switch to another stay's content flips the most
+    decisions, the mean flip rate under blank or irrelevant content (interference) before and after consistency
+    fine-tuning, and what the fine-tuning clearly hurts (``gap_changes``:
+    :func:`mmlib.findings.mitigation_gap_changes`). ``effects`` holds the original model and ``<model>+consistency``."""
+    out = []
+    o = effects[effects.attribute == "overall"]
+    for n in cohorts:
+        s = o[(o.cohort == n) & (o.model == model)]
+        sw = s[s.perturbation == "switch"].set_index("modality")["flip_rate"]
+        noise = s[s.perturbation != "switch"]["flip_rate"].mean()
+        t = o[(o.cohort == n) & (o.model == f"{model}+consistency") & (o.perturbation != "switch")]["flip_rate"].mean()
+        text = f"**{display_name(n)}**, `{model}`: "
+        if len(sw):
+            text += f"switching **{sw.idxmax()}** for another stay's flips the most decisions ({100 * sw.max():.1f}%); "
+        text += f"blank or irrelevant content flips {100 * noise:.1f}% of decisions on average"
+        if np.isfinite(t):
+            text += f", {100 * t:.1f}% after consistency fine-tuning"
+        g = gap_changes[(gap_changes.cohort == display_name(n)) & (gap_changes.model == model)]
+        if len(g):
+            bad = g[g.hurts]
+            text += ("; the fine-tuning **hurts**: " + ", ".join(bad["what"]) + " (paired 95% CIs excluding 0)"
+                     if len(bad) else "; the fine-tuning makes no gap clearly wider and lowers no group's TPR clearly")
+        out.append(text + ".")
+    return out
+
+
+__all__ = ["TITLE", "box", "single_modalities", "adding_modalities", "losing_modalities", "decision_layer",
+           "interference"]
