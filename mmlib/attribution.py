@@ -24,11 +24,12 @@ What is rebuilt and what is reused (:class:`LabCohort`, :func:`build_lab`):
   generator parameters chapter 01 used (its ``synthetic_params.json``). No X-ray or ECG is rendered and nothing
   is written: every knob draws from its own named random stream, so switching it changes only what it claims
   to, and the rendered inputs stay byte-identical (``tests/test_attribution.py`` checks this).
-- **the loader's fields** of the changed tables are derived from them as :func:`mmlib.data.load_cohort` derives
-  them (:func:`mimic_eye_fields`, :func:`mds_ed_fields`, with the loader's own parsing and range checks); the
-  derivation is checked at run time against chapter 01's cohort (the same derivation of the as-built tables
-  must give chapter 01's fields exactly, or the chapter stops), and against the full path -- files written,
-  loaded and transcribed -- in the tests;
+- **the loader's fields** of the changed tables are derived by the loader's own derivation from in-memory
+  tables (:func:`cohort_fields`: :func:`mmlib.data.mimic_eye.cohort_from_tables`,
+  :func:`mmlib.data.mds_ed.cohort_from_table`, which :func:`mmlib.data.load_cohort` runs on the files it reads);
+  the as-built setting must give chapter 01's fields exactly, or the chapter stops (:func:`check_fields`: the
+  regenerated tables are the ones chapter 01 wrote), and the full path -- files written, loaded and
+  transcribed -- is compared with it in the tests;
 - **texts** are written by :func:`mmlib.text.structured_notes` only for stays whose fields changed; every other
   text is chapter 02's. X-ray reports are chapter 02's; an X-ray that a setting has and chapter 01's cohort
   lacks (unequal access) is transcribed by :func:`mmlib.text.transcribe_cxr` from chapter 01's image file (the
@@ -69,8 +70,7 @@ import pandas as pd
 from .data.latent import GROUP_EFFECTS, KNOB_DOCS, BiasKnobs
 from .metrics import (REFERENCE, Bootstrap, ci95, estimable, label_shift, not_compared, risk_shift,
                       summarise_vectors)
-from .schema import (CXR_TARGETS, CHEXPERT_NOT_MENTIONED_AS, CHEXPERT_TARGET_OF, FRONTAL_VIEWS, MODALITIES,
-                     PREDICTION_HOURS, TRUTH_OF_TARGET, VITAL_RANGES, VITALS, display_name)
+from .schema import CXR_TARGETS, MODALITIES, PREDICTION_HOURS, TRUTH_OF_TARGET, display_name
 
 #: The bias knobs, in :class:`~mmlib.data.latent.BiasKnobs` order.
 KNOBS = tuple(BiasKnobs.__dataclass_fields__)
@@ -172,201 +172,88 @@ def generator_params(cohort) -> dict:
 
 def simulate(cohort_name: str, gen: dict, knobs: dict):
     """The simulator's tables of ``cohort_name`` with generator parameters ``gen`` and bias knobs ``knobs``, in
-    memory, without rendering X-rays or ECGs: ``(tables the loader reads, latent truth)``. For MIMIC-Eye the
-    tables are the release's per-patient tables (:func:`mmlib.data.synth_mimic_eye.release_tables`)."""
+    memory, without rendering X-rays or ECGs: ``(tables, latent truth)``, the tables keyed by their path in the
+    release, as the loader's derivation takes them (:func:`cohort_fields`). MIMIC-Eye: the release's per-patient
+    tables (:func:`mmlib.data.synth_mimic_eye.release_tables`, over every patient) and
+    ``spreadsheets/Hosp/patients.csv``; MDS-ED: ``mds_ed.csv``."""
     from .data.synth import mds_ed_tables, mimic_eye_tables
     from .data.synth_mimic_eye import release_tables
+    from .schema import MIMIC_EYE_PATIENTS_CSV, MIMIC_EYE_SPREADSHEETS
 
     kn = BiasKnobs.from_dict(knobs)
     if cohort_name == "mimic_eye":
         st = mimic_eye_tables(gen["n"], gen["seed"], kn, gen.get("informativeness"), gen.get("race_mix"))
-        return release_tables(st, gen["seed"], gen.get("image_size", 256))["tables"], st.truth
+        rel = release_tables(st, gen["seed"], gen.get("image_size", 256))
+        patients = rel["spreadsheets"][MIMIC_EYE_PATIENTS_CSV.removeprefix(MIMIC_EYE_SPREADSHEETS + "/")]
+        return rel["tables"] | {MIMIC_EYE_PATIENTS_CSV: patients}, st.truth
     st = mds_ed_tables(gen["n"], gen["seed"], kn, gen.get("informativeness"), gen.get("race_mix"))
     return st.tables, st.truth
 
 
 # --------------------------------------------------------------------------------- the loader's fields
-def mimic_eye_fields(t: dict, stays: pd.DataFrame, hours: float = PREDICTION_HOURS["mimic_eye"]) -> dict:
-    """The fields :func:`mmlib.data.load_cohort` gives the stays of ``stays`` (chapter 01's MIMIC-Eye stays:
-    index ``stay_id``, ``subject_id``, ``intime``, ``age``, ``gender``) from a release's per-patient tables ``t``
-    (as :func:`simulate` returns them), derived as :func:`mmlib.data.mimic_eye.load_mimic_eye` derives them (its
-    parsing, range checks, time windows and index-stay rule): ``modalities`` (``arrival``, ``vitals``, ``codes``,
-    ``cxr``), ``availability``, ``targets`` (``admitted``: NaN where the disposition is neither admission nor home;
-    the X-ray labels) and ``cxr_labels`` (the stay's CheXpert labels as the loader maps them). Chapter 08."""
-    from .data.mimic_eye import _study_times
-    from .data.validate import blank_out_of_range, drop_duplicate_rows, numeric_field, parse_time
+def cohort_fields(cohort, tables: dict) -> dict:
+    """The fields the loader gives the stays of chapter 01's ``cohort`` when the release holds ``tables`` (a
+    setting's regenerated tables, :func:`simulate`), derived by the loader's own derivation --
+    :func:`mmlib.data.mimic_eye.cohort_from_tables` (on the rows of the cohort's patients: the derivation is per
+    patient) or :func:`mmlib.data.mds_ed.cohort_from_table` (on the table as the loader reads it back from the
+    twin's CSV, :func:`_as_read`) -- with chapter 01's prediction time and splits: ``modalities``,
+    ``availability`` and ``targets`` (every target column) for the stays of ``cohort``, and ``excluded``: the
+    stays the derivation leaves out of this setting (e.g. a disposition that is neither admission nor home); they
+    keep chapter 01's inputs (so no text of theirs is rewritten) and get no target, so :func:`build_lab` leaves
+    them out of every setting. Raises when a knob changes a MIMIC-Eye patient's index stay or an MDS-ED stay's ECG
+    record (chapter 02's reports would not be the setting's). Chapter 08."""
+    from .data.mds_ed import cohort_from_table
+    from .data.mimic_eye import cohort_from_tables
 
-    ids = stays.index
-    ranges: dict = {}
+    ids = cohort.stays.index
+    hours = float(cohort.info.get("prediction_hours", PREDICTION_HOURS[cohort.name]))
+    where = f"{cohort.root} (regenerated by chapter 08)"
+    if cohort.name == "mimic_eye":
+        subjects = cohort.stays["subject_id"]
+        out = cohort_from_tables({rel: df[df["subject_id"].isin(subjects)] for rel, df in tables.items()},
+                                 np.sort(subjects.unique()), hours, where)
+        moved = out["index_stays"].reindex(subjects).to_numpy() != ids.to_numpy()
+        if moved.any():
+            raise RuntimeError(f"chapter 08: the regenerated MIMIC-Eye release picks another index stay for "
+                               f"{int(moved.sum())} patient(s) (e.g. subject {subjects[moved].iloc[0]}); a knob "
+                               "changed more than its fields")
+    else:
+        out = cohort_from_table(_as_read(tables["mds_ed.csv"], cohort.primary_target), hours, cohort.primary_target,
+                                cohort.info.get("split_fractions", (0.7, 0.1, 0.2)), where)
+        rec = out["modalities"]["ecg"]["record"].reindex(ids)
+        if (rec.notna() & (rec != cohort.modalities["ecg"]["record"])).any():
+            raise RuntimeError("chapter 08: a knob changed which ECG a stay has; chapter 02's ECG reports cannot be "
+                               "reused")
+    kept = ids.isin(out["stays"].index)
+    here, gone = ids[kept], ids[~kept]
 
-    def table(name):
-        return drop_duplicate_rows(t[name], name, {})
+    def fill(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
+        return pd.concat([new.loc[here], old.loc[gone]]).reindex(ids) if len(gone) else new.reindex(ids)
 
-    ed = table("ED/edstays.csv")
-    ed = ed[ed["stay_id"].isin(ids)].set_index("stay_id").reindex(ids)
-    if ed["subject_id"].isna().any() or (ed["subject_id"].astype(np.int64) != stays["subject_id"]).any():
-        raise RuntimeError("chapter 08: the regenerated MIMIC-Eye tables lack some of chapter 01's index stays")
-    intime = stays["intime"]
-    outtime = parse_time(ed["outtime"], "ED/edstays.csv column 'outtime'")
-    # the index-stay rule: the stay of the first frontal X-ray taken during an ED stay, else the first stay
-    all_ed = table("ED/edstays.csv")
-    all_ed = all_ed[all_ed["subject_id"].isin(stays["subject_id"])].copy()
-    all_ed["intime"] = parse_time(all_ed["intime"], "ED/edstays.csv column 'intime'")
-    all_ed["outtime"] = parse_time(all_ed["outtime"], "ED/edstays.csv column 'outtime'")
-    meta = table("CXR-JPG/cxr_meta.csv").copy()
-    meta["dicom_id"] = meta["dicom_id"].astype("string").str.strip()
-    meta["study_time"] = _study_times(meta, "CXR-JPG/cxr_meta.csv")
-    meta = meta.drop(columns=[c for c in ("stay_id",) if c in meta])  # the importer's link; re-linked by time
-    fr = meta[meta["ViewPosition"].astype("string").str.strip().str.upper().isin(FRONTAL_VIEWS).fillna(False).to_numpy()]
-    pairs = all_ed[["subject_id", "stay_id", "intime", "outtime"]].merge(fr[["subject_id", "study_time"]], on="subject_id")
-    pairs = pairs[(pairs["study_time"] >= pairs["intime"]) & (pairs["study_time"] <= pairs["outtime"])]
-    by_cxr = pairs.sort_values(["subject_id", "study_time", "stay_id"]).drop_duplicates("subject_id")
-    by_cxr = by_cxr.set_index("subject_id")["stay_id"]
-    index = all_ed.sort_values(["subject_id", "intime", "stay_id"]).drop_duplicates("subject_id")
-    index = index.set_index("subject_id")["stay_id"]
-    index.loc[by_cxr.index] = by_cxr
-    moved = index.reindex(stays["subject_id"]).to_numpy() != ids.to_numpy()
-    if moved.any():
-        raise RuntimeError(f"chapter 08: the regenerated MIMIC-Eye release picks another index stay for "
-                           f"{int(moved.sum())} patient(s); a knob changed more than its fields")
-
-    # --- outcome
-    dispo = ed["disposition"].astype("string").str.strip().str.upper()
-    admitted = (dispo == "ADMITTED").astype(float).where(dispo.isin(["ADMITTED", "HOME"]).fillna(False))
-
-    # --- arrival and triage vitals
-    tri = table("ED/triage.csv")
-    tri = tri[tri["stay_id"].isin(ids)].set_index("stay_id", drop=False).reindex(ids)
-    for c in (*VITALS, "acuity"):
-        tri[c] = blank_out_of_range(numeric_field(tri, c, "ED/triage.csv", "stay_id"), *VITAL_RANGES[c],
-                                    f"ED/triage.csv:{c}", ranges)
-    arrival = pd.DataFrame({"arrival_transport": ed["arrival_transport"], "chiefcomplaint": tri["chiefcomplaint"],
-                            "acuity": tri["acuity"], "pain": tri["pain"].astype("string"),
-                            "age": stays["age"], "gender": stays["gender"]}, index=ids)
-    vit_cols = list(VITALS)
-    vitals = tri[vit_cols].add_prefix("triage_")
-    vs = table("ED/vitalsign.csv")
-    vs = vs[vs["stay_id"].isin(ids)].copy()
-    vs["charttime"] = parse_time(vs["charttime"], "ED/vitalsign.csv column 'charttime'")
-    for c in vit_cols:
-        vs[c] = blank_out_of_range(numeric_field(vs, c, "ED/vitalsign.csv", "stay_id"), *VITAL_RANGES[c],
-                                   f"ED/vitalsign.csv:{c}", ranges)
-    outside = ((vs["charttime"] < vs["stay_id"].map(intime)) | (vs["charttime"] > vs["stay_id"].map(outtime))
-               | vs["charttime"].isna())
-    vs = vs[~outside]
-    vs = vs[vs["charttime"] <= vs["stay_id"].map(intime + pd.Timedelta(hours=hours))]
-    g = vs.sort_values(["stay_id", "charttime"]).groupby("stay_id")
-    summary = pd.concat({"n": g.size()}, axis=1)
-    for c in vit_cols:
-        summary[f"{c}_min"] = g[c].min()
-        summary[f"{c}_max"] = g[c].max()
-        summary[f"{c}_last"] = g[c].last()
-    vitals = vitals.join(summary.add_prefix("series_"))
-    vitals["series_n"] = vitals["series_n"].fillna(0).astype(int)
-
-    # --- codes of hospital admissions that ended before this arrival
-    adm = table("Hosp/admissions.csv").copy()
-    adm["admittime"] = parse_time(adm["admittime"], "Hosp/admissions.csv column 'admittime'")
-    adm["ended"] = parse_time(adm["dischtime"], "Hosp/admissions.csv column 'dischtime'")
-    dx = table("Hosp/diagnoses_icd.csv").merge(adm[["hadm_id", "admittime", "ended"]], on="hadm_id", how="inner")
-    pairs = stays[["subject_id", "intime"]].reset_index().merge(dx, on="subject_id", how="inner")
-    pairs = pairs[(pairs["admittime"] < pairs["intime"]) & (pairs["ended"] < pairs["intime"])].sort_values(
-        ["stay_id", "admittime", "hadm_id", "seq_num"])
-    pairs["code"] = "ICD" + pairs["icd_version"].astype(int).astype(str) + ":" + pairs["icd_code"].astype(str).str.strip()
-    cg = pairs.groupby("stay_id")
-    codes = pd.DataFrame({"codes": cg["code"].agg(" ".join), "n_prior_admissions": cg["hadm_id"].nunique()}).reindex(ids)
-    codes["n_prior_admissions"] = codes["n_prior_admissions"].fillna(0).astype(int)
-
-    # --- the first frontal X-ray between arrival and the prediction time
-    pred = intime + pd.Timedelta(hours=hours)
-    m = stays[["subject_id", "intime"]].reset_index().merge(fr, on="subject_id", how="inner")
-    m = m[(m["study_time"] >= m["intime"]) & (m["study_time"] <= m["stay_id"].map(pred))]
-    m = m.sort_values(["stay_id", "study_time", "dicom_id"]).drop_duplicates("stay_id").set_index("stay_id")
-    m["path"] = ("patient_" + m["subject_id"].astype(str) + "/CXR-JPG/s" + m["study_id"].astype(str) + "/"
-                 + m["dicom_id"].astype(str) + ".jpg")
-    cxr = m[["study_id", "dicom_id", "ViewPosition", "study_time", "path"]].reindex(ids)
-    cxr["minutes_after_arrival"] = (cxr["study_time"] - intime).dt.total_seconds() / 60
-
-    # --- the stay's CheXpert labels, mapped as the loader maps them
-    chex = table("CXR-JPG/cxr_chexpert.csv").set_index("study_id")
-    has = cxr["path"].notna()
-    labels = {}
-    for label, col in CXR_TARGETS.items():
-        raw = cxr["study_id"].map(pd.to_numeric(chex[label], errors="coerce"))
-        y = raw.map(CHEXPERT_TARGET_OF).where(raw.notna(), CHEXPERT_NOT_MENTIONED_AS)
-        labels[col] = y.where(has & cxr["study_id"].isin(chex.index), np.nan).astype(float)
-    availability = pd.DataFrame({"arrival": True, "vitals": vitals[[f"triage_{c}" for c in vit_cols]].notna().any(axis=1)
-                                 | (vitals["series_n"] > 0), "codes": codes["codes"].notna(), "cxr": has}, index=ids)
-    return {"modalities": {"arrival": arrival, "vitals": vitals, "codes": codes, "cxr": cxr},
-            "availability": availability, "targets": pd.DataFrame({"admitted": admitted, **labels})}
+    return {"modalities": {m: fill(out["modalities"][m], cohort.modalities[m]) for m in MODALITIES[cohort.name]},
+            "availability": fill(out["availability"], cohort.availability).astype(bool),
+            "targets": out["stays"][out["targets"]].reindex(ids).astype(float), "excluded": gone}
 
 
-def mds_ed_fields(t: dict, stays: pd.DataFrame, ecg: pd.DataFrame) -> dict:
-    """The fields :func:`mmlib.data.load_cohort` gives the stays of ``stays`` (chapter 01's MDS-ED stays) from the
-    simulator's ``mds_ed.csv`` table, derived as :func:`mmlib.data.mds_ed.load_mds_ed` derives them (the stay's
-    first ECG row, its feature columns, the physiological ranges, -999 as undefined): ``modalities`` (``arrival``,
-    ``vitals``, ``labs``; ``ecg`` is chapter 01's, ``ecg``), ``availability`` and ``targets`` (every
-    ``deterioration_*`` column, NaN where undefined). Chapter 08."""
-    from .data.mds_ed import FEATURES, LEVEL_STATS, REQUIRED
-    from .data.validate import clip_to_range
-    from .schema import DIAGNOSES, MDS_ED_UNDEFINED, MDS_ED_VITAL_RANGES
-
-    df = t["mds_ed.csv"]
-    # the columns the loader reads (its duplicate-row rule looks at those only)
-    targets = [c for c in df.columns if c.startswith("deterioration_")]
-    targets += [c for c in (f"diagnoses_{d}" for d in DIAGNOSES) if c in df.columns]
-    df = df[list(dict.fromkeys([*REQUIRED, *[c for c in FEATURES if c in df.columns], *targets]))]
-    df = df[~df.duplicated()]
-    df = df[~df["general_data"].duplicated()]
-    df = df[df["general_ecg_no_within_stay"] == 0]
-    df = df.set_index(df["general_ed_stay_id"].astype(np.int64)).reindex(stays.index)
-    if df["general_data"].isna().any():
-        raise RuntimeError("chapter 08: the regenerated MDS-ED table lacks some of chapter 01's stays")
-    if (df["general_data"].astype(np.int64) != ecg["record"]).any():
-        raise RuntimeError("chapter 08: a knob changed which ECG a stay has; chapter 02's ECG reports cannot be reused")
-    features = [c for c in FEATURES if c in df.columns]
-    ranges = {f"vitals_{v}_{s}": MDS_ED_VITAL_RANGES[v] for v in VITALS for s in LEVEL_STATS} | {
-        "vitals_acuity": MDS_ED_VITAL_RANGES["acuity"]}
-    # the release's CSV writes floats as numpy's str() (:func:`mmlib.data.synth_mds_ed.write_mds_ed`) and the loader
-    # reads them back: the same round trip here, so that the fields are the loaded ones to the last bit
-    feat = pd.DataFrame(_csv_round_trip(df[features].to_numpy(dtype=float)), index=df.index, columns=features)
-    feat, _ = clip_to_range(feat, ranges)
-    vit = [c for c in features if c.startswith("vitals_") and c != "vitals_acuity"]
-    lab = [c for c in features if c.startswith("labvalues_")]
-    arrival = pd.DataFrame({"age": stays["age"], "gender": stays["gender"],
-                            **{c: feat[c] for c in ("biometrics_bmi", "biometrics_weight", "biometrics_height",
-                                                    "vitals_acuity") if c in feat.columns}})
-    targets = pd.DataFrame({c: df[c].astype(float).replace(MDS_ED_UNDEFINED, np.nan)
-                            for c in df.columns if c.startswith("deterioration_")})
-    availability = pd.DataFrame({"arrival": True, "vitals": feat[vit].notna().any(axis=1),
-                                 "labs": feat[lab].notna().any(axis=1), "ecg": True}, index=stays.index)
-    return {"modalities": {"arrival": arrival, "vitals": feat[vit], "labs": feat[lab], "ecg": ecg},
-            "availability": availability, "targets": targets}
-
-
-def _csv_round_trip(block: np.ndarray) -> np.ndarray:
-    """``block`` written as the twin writes its floats (numpy's ``str``) and read back as the loader reads them
-    (:func:`pandas.read_csv`'s default parser, which can differ from the written value in the last bit); each
-    distinct value is parsed once."""
+def _as_read(df: pd.DataFrame, primary_target: str) -> pd.DataFrame:
+    """MDS-ED's simulated table as :func:`mmlib.data.mds_ed.load_mds_ed` reads it back from the twin's CSV: the
+    columns it reads, each float written as the twin writes it (numpy's ``str``,
+    :func:`mmlib.data.synth_mds_ed.write_mds_ed`) and parsed by :func:`pandas.read_csv` (which can differ from the
+    written value in the last bit), so that the derived fields are the loaded ones to the last bit. Chapter 08."""
     from io import StringIO
 
-    out = np.array(block, dtype=float)
-    finite = np.isfinite(out)
-    if not finite.any():
-        return out
-    u, inv = np.unique(out[finite], return_inverse=True)
-    parsed = pd.read_csv(StringIO("v\n" + "\n".join(u.astype(str).tolist())), dtype=float)["v"].to_numpy()
-    out[finite] = parsed[inv]
-    return out
+    from .data.mds_ed import table_columns
 
-
-def cohort_fields(cohort, tables: dict) -> dict:
-    """:func:`mimic_eye_fields` or :func:`mds_ed_fields` of ``tables`` for the stays of chapter 01's ``cohort``."""
-    if cohort.name == "mimic_eye":
-        return mimic_eye_fields(tables, cohort.stays, float(cohort.info.get("prediction_hours", PREDICTION_HOURS["mimic_eye"])))
-    fields = mds_ed_fields(tables, cohort.stays, cohort.modalities["ecg"])
-    fields["availability"]["ecg"] = cohort.availability["ecg"]
-    return fields
+    cols, _, _ = table_columns(df.columns, primary_target, "mds_ed.csv (regenerated by chapter 08)")
+    df = df[cols]
+    floats = df.select_dtypes(include="float").columns
+    block = df[floats].to_numpy(dtype=float)
+    finite = np.isfinite(block)
+    if finite.any():
+        u, inv = np.unique(block[finite], return_inverse=True)  # each distinct value is parsed once
+        parsed = pd.read_csv(StringIO("v\n" + "\n".join(u.astype(str).tolist())), dtype=float)["v"].to_numpy()
+        block[finite] = parsed[inv]
+    return pd.concat([df.drop(columns=floats), pd.DataFrame(block, index=df.index, columns=floats)], axis=1)[cols]
 
 
 def changed_rows(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
@@ -391,7 +278,8 @@ def changed_rows(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
 def check_fields(cohort, fields: dict) -> None:
     """Stop unless ``fields`` (derived from the as-built tables) are chapter 01's fields exactly: every modality's
     frame, the availability and the primary target, for every stay. This is the run-time guard that the
-    derivation of :func:`cohort_fields` is the loader's (chapter 08)."""
+    derivation from the regenerated tables is chapter 01's cohort: the simulator regenerates the tables chapter 01
+    wrote, and the fields are derived as chapter 01's loader derived them (chapter 08)."""
     problems = []
     for m, frame in fields["modalities"].items():
         cols = [c for c in frame.columns if c != "study_time"]
@@ -405,10 +293,12 @@ def check_fields(cohort, fields: dict) -> None:
     yb = cohort.stays[cohort.primary_target]
     if not ((y == yb) | (y.isna() & yb.isna())).all():
         problems.append(f"the target {cohort.primary_target}")
+    if len(fields.get("excluded", [])):
+        problems.append(f"{len(fields['excluded'])} stays excluded (e.g. {fields['excluded'][0]})")
     if problems:
         raise RuntimeError(f"chapter 08: re-deriving {display_name(cohort.name)} from its regenerated tables does not "
                            f"give chapter 01's cohort: {'; '.join(problems)}. The simulator or the loader changed "
-                           "since mmlib.attribution was written; update cohort_fields")
+                           "since chapter 01 ran (re-run chapter 01), or chapter 01 loaded it with other options")
 
 
 # ------------------------------------------------------------------------------------------- the lab cohorts
@@ -417,7 +307,9 @@ class LabCohort:
     """One setting of one cohort, ready for the models: its :class:`mmlib.train.FusionData` (chapter 01's stays and
     split, the setting's embeddings, labels and truth), what was rebuilt (``new_texts``: modality -> stays whose
     text is new; ``embedded``: texts run through the encoder now; ``transcribed``: X-rays read now), the X-ray
-    labels and true findings of its stays (MIMIC-Eye), and a fingerprint of its inputs and labels."""
+    labels and true findings of its stays (MIMIC-Eye), the structured fields its notes are written from
+    (``structured``: :func:`structured_fields`, what the probe of :func:`train_probe` reads) and a fingerprint of
+    its inputs and labels."""
 
     cohort: str
     setting: Setting
@@ -428,6 +320,7 @@ class LabCohort:
     cxr_labels: pd.DataFrame | None = None
     findings: pd.DataFrame | None = None
     seconds: float = 0.0
+    structured: pd.DataFrame | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -506,16 +399,16 @@ def _new_texts(cohort, fields: dict, base_texts: pd.DataFrame, opts: TextOptions
 
 
 def lab_cohort(cohort, base_data, base_texts: pd.DataFrame, setting: Setting, tables: dict, truth: pd.DataFrame,
-               opts: TextOptions, cxr_reports: dict | None = None) -> LabCohort:
+               opts: TextOptions, cxr_reports: dict | None = None, fields: dict | None = None) -> LabCohort:
     """One setting of ``cohort`` (chapter 01's cohort, ``base_data`` its :class:`mmlib.train.FusionData` with
     chapter 02's embeddings, ``base_texts`` chapter 02's texts) from the setting's regenerated ``tables`` and latent
     ``truth`` (:func:`simulate`): the loader's fields (:func:`cohort_fields`), new texts where they changed, their
-    embeddings, the recorded target and the truth (``cxr_reports``: X-ray reports already read, by dicom id).
-    Chapter 08."""
+    embeddings, the recorded target and the truth (``cxr_reports``: X-ray reports already read, by dicom id;
+    ``fields``: :func:`cohort_fields` of ``tables`` when already derived). Chapter 08."""
     from .embed import embed_texts
 
     t0 = time.perf_counter()
-    fields = cohort_fields(cohort, tables)
+    fields = cohort_fields(cohort, tables) if fields is None else fields
     texts, new, transcribed = _new_texts(cohort, fields, base_texts, opts, cxr_reports)
     pos = pd.Series(np.arange(len(base_data.stays)), index=base_data.stays.index)
     x, mask = base_data.x.copy(), base_data.mask.copy()
@@ -543,7 +436,7 @@ def lab_cohort(cohort, base_data, base_texts: pd.DataFrame, setting: Setting, ta
         findings = pd.DataFrame({col: tr[f"finding_{label.lower().replace(' ', '_')}"].astype(float)
                                  for label, col in CXR_TARGETS.items()}, index=idx)
     return LabCohort(cohort.name, setting, data, new, embedded, transcribed, cxr_labels, findings,
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, structured_fields(fields, idx))
 
 
 def _truth(truth: pd.DataFrame, target: str, idx: pd.Index, name: str) -> pd.DataFrame | None:
@@ -640,9 +533,10 @@ def build_lab(cohorts: dict, data: dict, texts: dict, settings: list, opts: Text
                                        embedded=0, transcribed=0, seconds=0.0)
                 continue
             tables, truth = simulate(n, gen, s.knob_dict)
+            fields = cohort_fields(c, tables)
             if s.label == AS_BUILT:
-                check_fields(c, cohort_fields(c, tables))
-            per[s.label] = lab_cohort(c, base, texts[n].loc[ids], s, tables, truth, opts, reports)
+                check_fields(c, fields)
+            per[s.label] = lab_cohort(c, base, texts[n].loc[ids], s, tables, truth, opts, reports, fields)
         keep = np.ones(len(base.stays), bool)
         for lc in per.values():
             keep &= ~np.isnan(lc.data.y)
@@ -675,12 +569,13 @@ class LabRuns:
     seconds: float
 
 
-def train_lab(lab: Lab, models, seeds, cfg, n_jobs: int = 1) -> LabRuns:
+def train_lab(lab: Lab, models, seeds, cfg, n_jobs: int = 1, probe: bool = False) -> LabRuns:
     """Train ``models`` on all modalities for every setting and seed (:func:`mmlib.train.run_grid`, one fit per
     call, the fits of every setting spread over ``n_jobs`` worker processes; each fit is seeded and single-threaded,
     so the numbers do not depend on ``n_jobs``), once per distinct fingerprint: a setting whose inputs and labels
     equal an earlier one's gets its predictions (column ``trained_as`` names the setting that trained them); the
-    :data:`RETRAINED` setting is trained again with :func:`retrain_seeds` (chapter 08)."""
+    :data:`RETRAINED` setting is trained again with :func:`retrain_seeds`; with ``probe``, the structured-feature
+    probe of :func:`train_probe` is fitted in every setting too, as the model :data:`PROBE` (chapter 08)."""
     from joblib import Parallel, delayed
 
     from .train import run_grid
@@ -708,7 +603,121 @@ def train_lab(lab: Lab, models, seeds, cfg, n_jobs: int = 1) -> LabRuns:
     preds = [pd.concat(by_fp[(n, per[s.label].fingerprint if s.label != RETRAINED else RETRAINED)],
                        ignore_index=True).assign(setting=s.label)
              for n, per in lab.cohorts.items() for s in lab.settings]
+    if probe:
+        pp, pl = train_probe(lab, cfg.threshold, seeds)
+        preds.append(pp)
+        logs.append(pl)
     return LabRuns(pd.concat(preds, ignore_index=True), pd.concat(logs, ignore_index=True), time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------- the structured-feature probe
+#: The model name of the structured-feature probe (:func:`train_probe`).
+PROBE = "structured probe"
+#: The probe's L2 penalty (scikit-learn's ``C``: inverse strength) on standardised features.
+PROBE_C = 0.1
+#: Modalities whose notes are read from an image or a signal, not written from the loader's fields.
+READ_MODALITIES = ("cxr", "ecg")
+#: Columns of the fields that identify or locate a record rather than describe the patient (and ``codes``, the
+#: earlier admissions' code list, a text the probe does not parse: its count ``n_prior_admissions`` is kept).
+PROBE_SKIP = ("subject_id", "study_id", "dicom_id", "path", "record", "codes")
+
+
+def structured_fields(fields: dict, index: pd.Index) -> pd.DataFrame:
+    """The structured fields the notes are written from, one row per stay of ``index``: every column of each
+    modality frame of ``fields`` (:func:`cohort_fields`) from which :mod:`mmlib.text` writes a note (all but
+    :data:`READ_MODALITIES`), named ``modality: column`` (identifiers and times left out, :data:`PROBE_SKIP`), and
+    whether each modality is recorded (``has modality``, 0/1). What the structured probe reads (:func:`probe_design`,
+    :func:`train_probe`; chapter 08)."""
+    parts = []
+    for m, frame in fields["modalities"].items():
+        if m in READ_MODALITIES:
+            continue
+        f = frame.reindex(index)
+        keep = [c for c in f.columns if c not in PROBE_SKIP and not pd.api.types.is_datetime64_any_dtype(f[c])]
+        parts.append(f[keep].add_prefix(f"{m}: "))
+    parts.append(fields["availability"].reindex(index).astype(float).add_prefix("has "))
+    return pd.concat(parts, axis=1)
+
+
+def probe_design(frame: pd.DataFrame, train: np.ndarray, min_count: int = 10) -> np.ndarray:
+    """The structured probe's design matrix for ``frame`` (:func:`structured_fields`), every transformation fitted
+    on the rows ``train`` (boolean mask) only: a numeric (or boolean) column standardised, a missing value set to the
+    training mean with a missing indicator beside it (when some training rows miss it); a text column one-hot, one
+    column per value seen at least ``min_count`` times among the training rows (rarer values and missing: all 0).
+    Columns constant on the training rows are left out. Chapter 08."""
+    train = np.asarray(train, dtype=bool)
+    if len(train) != len(frame) or not train.any():
+        raise ValueError(f"probe_design: expected a boolean training mask with one entry per row of the fields "
+                         f"({len(frame)}) and some training rows; got {len(train)} entries, {int(train.sum())} true")
+    cols = []
+    for c in frame.columns:
+        s = frame[c]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+            miss = ~np.isfinite(v)
+            tr = v[train & ~miss]
+            if len(tr) == 0:
+                continue
+            sd = float(tr.std())
+            if sd > 0:
+                cols.append(np.where(miss, 0.0, (v - tr.mean()) / sd))
+            if 0 < miss[train].mean() < 1:
+                cols.append(miss.astype(float))
+        else:
+            t = s.astype("string").str.strip().fillna("").to_numpy(dtype=object)
+            counts = pd.Series(t[train]).value_counts()
+            for level in sorted(counts.index[(counts >= min_count) & (counts.index != "")]):
+                ind = (t == level).astype(float)
+                if 0 < ind[train].mean() < 1:
+                    cols.append(ind)
+    return np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+
+
+def train_probe(lab: Lab, threshold: float | str = 0.5, seeds=(0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The structured-feature probe (chapter 08): for every cohort and setting of ``lab``, a logistic regression
+    (scikit-learn, L2 with ``C`` = :data:`PROBE_C`) on the structured fields the notes are written from
+    (:attr:`LabCohort.structured`, :func:`probe_design`), fitted on the setting's training stays and labels (those
+    the embedding models are trained on), its decision threshold chosen by ``threshold`` on the validation stays
+    (:func:`mmlib.train.choose_threshold`). It tells whether a knob's effect is in the fields at all, next to what
+    the embedding models make of the notes. Deterministic: one fit per setting, recorded under the first of
+    ``seeds`` (the :data:`RETRAINED` setting under its first retraining seed, so retraining adds no noise).
+    Returns the predictions of the validation and test stays (the columns of :func:`train_lab`'s, model
+    :data:`PROBE`) and one log row per fit."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .train import choose_threshold
+
+    preds, logs = [], []
+    for n, per in lab.cohorts.items():
+        for s in lab.settings:
+            t0 = time.perf_counter()
+            lc = per[s.label]
+            d = lc.data
+            if lc.structured is None:
+                raise ValueError(f"chapter 08: the {s.label} setting of {display_name(n)} carries no structured fields "
+                                 "for the probe (LabCohort.structured)")
+            split = d.stays["split"].to_numpy()
+            tr, va = split == "train", split == "val"
+            x = probe_design(lc.structured.loc[d.stays.index], tr)
+            y = np.asarray(d.y, dtype=float)
+            if np.isnan(y[tr | va]).any() or len(np.unique(y[tr])) < 2:
+                raise ValueError(f"chapter 08: the probe of {display_name(n)}, {s.label}, needs both classes and no "
+                                 "undefined label among the training and validation stays")
+            fit = LogisticRegression(C=PROBE_C, max_iter=5000).fit(x[tr], y[tr].astype(int))
+            p = fit.predict_proba(x)[:, 1]
+            thr = choose_threshold(y[va], p[va], threshold)
+            seed = retrain_seeds(seeds)[0] if s.label == RETRAINED else list(seeds)[0]
+            keep = np.isin(split, ["val", "test"])
+            st = d.stays[keep]
+            preds.append(pd.DataFrame({
+                "cohort": n, "model": PROBE, "modalities": "structured fields", "seed": seed,
+                "stay_id": st.index.to_numpy(), "split": split[keep], "prob": p[keep], "threshold": thr,
+                "pred": (p[keep] >= thr).astype(np.int8), "label": y[keep].astype(np.int8),
+                "race": st["race"].to_numpy(), "gender": st["gender"].to_numpy(),
+                "race_gender": st["race_gender"].to_numpy(), "trained_as": s.label, "setting": s.label}))
+            logs.append({"cohort": n, "model": PROBE, "seed": seed, "setting": s.label, "features": x.shape[1],
+                         "threshold": thr, "seconds": time.perf_counter() - t0})
+    return pd.concat(preds, ignore_index=True), pd.DataFrame(logs)
 
 
 # ---------------------------------------------------------------------------------------------- estimands
@@ -1075,6 +1084,25 @@ def recovery_table(ev: Evaluation, strong: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def recovery_by_path(recovery: pd.DataFrame) -> pd.DataFrame:
+    """The input knobs' recovery side by side (chapter 08): per cohort and knob whose estimand is the risk shift at
+    equal need, the knob's effect at the strong setting (change from all off, 95% CI; :func:`recovery_table`) through
+    the structured fields (:data:`PROBE`) and through each embedding model, each marked ``recovered`` or ``not``."""
+    r = recovery[(recovery["estimand"] == ESTIMANDS["risk_shift|truth"]) & (recovery["model"] != "")] \
+        if len(recovery) else recovery
+    if r.empty:
+        return pd.DataFrame({"through": ["no input knob's effect is measurable here (no race group large enough to "
+                                         "compare)"]})
+    r = r.assign(cell=[f"{e} ({'recovered' if ok == 'yes' else 'not'})" for e, ok in
+                       zip(r["effect (vs all off)"], r["recovered"])])
+    wide = r.pivot_table(index=["cohort", "knob"], columns="model", values="cell", aggfunc="first")
+    order = [PROBE] * (PROBE in wide.columns) + [m for m in dict.fromkeys(r["model"]) if m != PROBE]
+    wide = wide[order].reindex(pd.MultiIndex.from_frame(r[["cohort", "knob"]].drop_duplicates()))
+    wide.columns.name = "through"
+    return wide.rename(columns={PROBE: "the structured fields (probe)", **{m: f"the notes ({m})" for m in order
+                                                                           if m != PROBE}}).fillna("")
+
+
 #: The estimands whose value with no bias is 0 (so their all-off interval should cover it): the signed ones.
 NULL_ESTIMANDS = ("tpr_signed|recorded", "dp_signed|recorded", "tpr_signed|truth", "risk_shift|truth",
                   "label_shift|truth", "documentation_gap|truth")
@@ -1188,12 +1216,45 @@ def _scale_text(x: float) -> str:
     return "not at any size (no clear response)" if not np.isfinite(x) else f"×{x:.2g}"
 
 
+def _path_sentences(recovery: pd.DataFrame, lead: str, strong: float, n_test: dict) -> list[str]:
+    """One sentence per cohort (chapter 08's answers): for each input knob (risk-shift estimand), whether the
+    structured probe recovers it and whether the ``lead`` embedding model does, and what that says: the knob is in
+    the fields but the notes' embeddings wash it out, both find it, or it is not recoverable at this size."""
+    key = ESTIMANDS["risk_shift|truth"]
+    out = []
+    for cohort in dict.fromkeys(recovery["cohort"]):
+        rc = recovery[(recovery["cohort"] == cohort) & (recovery["estimand"] == key)]
+        bits = []
+        for knob in dict.fromkeys(rc["knob"]):
+            p = _row(rc, knob=knob, model=PROBE)
+            e = _row(rc, knob=knob, model=lead)
+            if p is None or e is None:
+                continue
+            pv, mv = p["recovered"] == "yes", e["recovered"] == "yes"
+            what = ("the knob is in the data, but the path through the notes' embeddings washes it out" if pv and not mv
+                    else "both find it" if pv and mv
+                    else "the embedding model finds it although the probe on the fields does not clearly" if mv
+                    else f"not recoverable at this size: even the fields the notes are written from do not show it "
+                         f"clearly on {n_test.get(cohort, 0):,} test stays")
+            bits.append(f"*{knob}* ×{strong:g}: through the structured fields the risk shift moves by "
+                        f"{p['effect (vs all off)']} ({'recovered' if pv else 'not recovered'}), through the notes "
+                        f"(`{lead}` model) by {e['effect (vs all off)']} ({'recovered' if mv else 'not recovered'}): "
+                        + what)
+        if bits:
+            out.append(f"**Through the fields or through the notes? {cohort}** (the probe: a logistic regression on the "
+                       "structured fields each note is written from, trained on the same stays): "
+                       + "; ".join(bits) + ".")
+    return out
+
+
 def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: pd.DataFrame, strong: float,
             profile: str = "demo", lead_model: str | None = None, shift: pd.DataFrame | None = None) -> str:
     """Chapter 08's answers in plain sentences, every number computed from the tables above it: the null check, each
     knob's recovery at the strong setting and which of the paper's gaps see it, which estimand responds to which
-    knob, how far the input knobs move the notes' embeddings (``shift``: :func:`embedding_shift`), and the power
-    analysis at the ``profile``'s cohort size (``lead_model``: the model the sentences follow, default the first)."""
+    knob, how far the input knobs move the notes' embeddings (``shift``: :func:`embedding_shift`), whether each
+    input knob is recovered through the structured fields (the probe, :func:`train_probe`, when trained) and
+    through the notes (:func:`_path_sentences`), and the power analysis at the ``profile``'s cohort size
+    (``lead_model``: the model the sentences follow, default the first)."""
     t = ev.table
     models = [m for m in dict.fromkeys(t["model"]) if m != DATA_MODEL]
     lead = lead_model or (models[0] if models else DATA_MODEL)
@@ -1254,6 +1315,7 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
             s += f"; the paper's gaps that see it: {seen}"
             parts.append(s)
         out.append(f"**{cohort}**, strong setting. " + ". ".join(parts) + ".")
+    out.extend(_path_sentences(recovery, lead, strong, {display_name(k): v for k, v in ev.n_test.items()}))
     # --- which estimand responds to which knob
     resp = []
     for key in ("tpr_signed|recorded", "dp_signed|recorded", "tpr_signed|truth", "risk_shift|truth"):

@@ -4,6 +4,8 @@ every knob off the signed estimands cover 0, and a planted bias is found with it
 conditions on the truth; the tables have the expected shape."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from mmlib import attribution as A
 from mmlib import metrics, train
 from mmlib.data import load_cohort
+from mmlib.data.races import race_binary_of
 from mmlib.data.synth import generate
 from mmlib.schema import MODALITIES
 
@@ -112,44 +115,56 @@ def _numeric_inputs(fields: dict, modalities, dim: int = 12):
     return x, mask
 
 
-@pytest.fixture(scope="module")
-def small_lab(tmp_path_factory):
-    """An MDS-ED lab of 2,400 stays (all off, retrained, under-triage and label bias strong, as built) through the
-    real generator, loader, field derivation, training, resamples and estimands; numeric stand-ins for the
-    embeddings (arrival, vitals, labs)."""
-    root = tmp_path_factory.mktemp("biglab")
-    path, _ = generate("mds_ed", {"n": 2400, "seed": 11}, data_dir=root, progress=False)
-    base = load_cohort("mds_ed", path, progress=False)
-    gen = A.generator_params(base)
-    settings = A.lab_settings(gen["bias_knobs"], ["under_triage", "label_bias"], scales=(3.0,))
-    mods = ["arrival", "vitals", "labs"]
-    st = base.stays
-    frame = pd.DataFrame({"split": st["split"].astype(str), "race": st["race_binary"].astype(str),
-                          "gender": st["gender"].astype(str)}, index=st.index)
+def _lab(name: str, settings, fields_of: dict, truth_of: dict, stays: pd.DataFrame, target: str, mods,
+         patients: int):
+    """A :class:`mmlib.attribution.Lab` of one cohort from each setting's loader fields (``fields_of``) and latent
+    truth (``truth_of``) on chapter 01's ``stays`` (split, race_binary, gender), with numeric stand-ins for the
+    embeddings and the structured fields the probe reads; stays some setting leaves without a target are left out."""
+    frame = pd.DataFrame({"split": stays["split"].astype(str), "race": stays["race_binary"].astype(str),
+                          "gender": stays["gender"].astype(str)}, index=stays.index)
     frame["race_gender"] = frame["race"] + " " + frame["gender"]
     per = {}
     for s in settings:
         if s.label == A.RETRAINED:
-            per[s.label] = A.LabCohort("mds_ed", s, per[A.ALL_OFF].data, {m: pd.Index([]) for m in mods})
+            per[s.label] = replace(per[A.ALL_OFF], setting=s)
             continue
-        tables, truth = A.simulate("mds_ed", gen, s.knob_dict)
-        fields = A.cohort_fields(base, tables)
+        fields = fields_of[s.label]
         x, mask = _numeric_inputs(fields, mods)
-        y = fields["targets"][base.primary_target].to_numpy(float)
-        data = train.FusionData("mds_ed", base.primary_target, mods, x, mask, y, frame, pd.DataFrame(),
-                                truth=A._truth(truth, base.primary_target, st.index, "mds_ed"))
-        per[s.label] = A.LabCohort("mds_ed", s, data, {m: pd.Index([]) for m in mods})
-    keep = np.ones(len(st), bool)
+        y = fields["targets"][target].to_numpy(float)
+        data = train.FusionData(name, target, mods, x, mask, y, frame, pd.DataFrame(),
+                                truth=A._truth(truth_of[s.label], target, stays.index, name))
+        per[s.label] = A.LabCohort(name, s, data, {m: pd.Index([]) for m in mods},
+                                   structured=A.structured_fields(fields, stays.index))
+    keep = np.ones(len(stays), bool)
     for lc in per.values():
         keep &= ~np.isnan(lc.data.y)
     for label, lc in per.items():
         if label != A.RETRAINED:
             lc.data = A._subset(lc.data, keep)
     per[A.RETRAINED].data = per[A.ALL_OFF].data
-    lab = A.Lab({"mds_ed": per}, settings, {"mds_ed": int((~keep).sum())}, 0.0, {}, {"mds_ed": 2400},
-                {"mds_ed": int((frame["split"] == "test").sum())})
+    return A.Lab({name: per}, settings, {name: int((~keep).sum())}, 0.0, {}, {name: patients},
+                 {name: int((frame["split"] == "test").sum())})
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory):
+    """An MDS-ED lab of 2,400 stays (all off, retrained, under-triage and label bias strong, as built) through the
+    real generator, loader, field derivation, training, resamples and estimands; numeric stand-ins for the
+    embeddings (arrival, vitals, labs); the structured probe beside the paper's model."""
+    root = tmp_path_factory.mktemp("biglab")
+    path, _ = generate("mds_ed", {"n": 2400, "seed": 11}, data_dir=root, progress=False)
+    base = load_cohort("mds_ed", path, progress=False)
+    gen = A.generator_params(base)
+    settings = A.lab_settings(gen["bias_knobs"], ["under_triage", "label_bias"], scales=(3.0,))
+    fields_of, truth_of = {}, {}
+    for s in settings:
+        if s.label != A.RETRAINED:
+            tables, truth_of[s.label] = A.simulate("mds_ed", gen, s.knob_dict)
+            fields_of[s.label] = A.cohort_fields(base, tables)
+    lab = _lab("mds_ed", settings, fields_of, truth_of, base.stays, base.primary_target, ["arrival", "vitals", "labs"],
+               2400)
     cfg = train.TrainConfig(max_epochs=15, patience=3)
-    runs = A.train_lab(lab, ["paper"], [0], cfg, n_jobs=1)
+    runs = A.train_lab(lab, ["paper"], [0], cfg, n_jobs=1, probe=True)
     return lab, runs, A.evaluate(lab, runs, n_boot=200)
 
 
@@ -158,8 +173,10 @@ def test_all_off_intervals_cover_zero(small_lab):
     null = A.null_table(ev)
     rows = null[null["estimand"].isin([A.ESTIMANDS[k] for k in ("risk_shift|truth", "label_shift|truth",
                                                                 "tpr_signed|truth", "dp_signed|recorded")])]
-    assert len(rows) == 4
+    assert len(rows[rows["model"].isin(["paper", A.DATA_MODEL])]) == 4 and len(rows[rows["model"] == A.PROBE]) == 3
     assert (rows["covers 0"] == "yes").all(), rows
+    probe = null[null["model"] == A.PROBE]
+    assert (probe["training SD (one model)"] == 0).all(), "the probe is deterministic: retraining adds no noise"
 
 
 def test_planted_effects_are_recovered_with_their_sign(small_lab):
@@ -167,18 +184,26 @@ def test_planted_effects_are_recovered_with_their_sign(small_lab):
     equal need: both with the injected (negative) sign and a 95% CI excluding 0, as the knob's paired effect and as
     the strong cohort's own estimate; the model, which cannot see race, does not inherit the label bias."""
     _, _, ev = small_lab
-    rec = A.recovery_table(ev, 3.0).set_index("knob")
+    full = A.recovery_table(ev, 3.0)
+    rec = full[full["model"].isin(["paper", A.DATA_MODEL])].set_index("knob")
     assert rec.loc["under_triage", "estimand"] == A.ESTIMANDS["risk_shift|truth"]
     assert rec.loc["label_bias", "estimand"] == A.ESTIMANDS["label_shift|truth"]
     for knob in ("under_triage", "label_bias"):
         assert rec.loc[knob, "recovered"] == "yes" and rec.loc[knob, "audit sees it"] == "yes", rec.loc[knob]
         assert rec.loc[knob, "null covered"] == "yes"
-    t = ev.table
+    t = ev.table[ev.table["model"].isin(["paper", A.DATA_MODEL])]
     shift = t[(t.setting == "under_triage ×3") & (t.estimand == "risk_shift|truth")].iloc[0]
     assert shift.value < 0 and shift.ci_high < 0 and shift.ci_low <= shift.value <= shift.ci_high
     assert shift.change_high < 0 and shift.se_train > 0, "the interval includes the training noise"
     inherited = t[(t.setting == "label_bias ×3") & (t.estimand == "risk_shift|truth")].iloc[0]
     assert inherited.change_low <= 0 <= inherited.change_high
+    # the structured probe reads under-triage from the fields (the acuity), with its sign
+    probe = full[(full["model"] == A.PROBE)].set_index("knob")
+    assert probe.loc["under_triage", "recovered"] == "yes" and probe.loc["under_triage", "estimand"] == \
+        A.ESTIMANDS["risk_shift|truth"]
+    side = A.recovery_by_path(full)
+    assert list(side.columns) == ["the structured fields (probe)", "the notes (paper)"]
+    assert side.loc[("MIMIC-IV-Ext-MDS-ED", "under_triage"), "the structured fields (probe)"].endswith("(recovered)")
 
 
 def test_attribution_recovery_and_power_tables_have_their_shape(small_lab):
@@ -194,15 +219,83 @@ def test_attribution_recovery_and_power_tables_have_their_shape(small_lab):
     assert set(wide.index.get_level_values("setting")) == {"under_triage ×3", "label_bias ×3"}
     assert {A.ESTIMANDS["tpr_signed|recorded"], A.ESTIMANDS["risk_shift|truth"],
             A.ESTIMANDS["label_shift|truth"]} <= set(wide.columns)
-    assert set(wide.index.get_level_values("model")) == {"paper", A.DATA_MODEL}
+    assert set(wide.index.get_level_values("model")) == {"paper", A.PROBE, A.DATA_MODEL}
     power = A.power_table(ev, {"ci": 400, "demo": 4500, "full": None}, A.test_share(lab))
     assert {"slope per ×1", "se (all off)", "demo: smallest scale", "demo: test stays", "test stays for ×1"} <= set(power.columns)
-    row = power[(power.knob == "under_triage") & (power.estimand == A.ESTIMANDS["risk_shift|truth"])].iloc[0]
+    row = power[(power.knob == "under_triage") & (power.estimand == A.ESTIMANDS["risk_shift|truth"])
+                & (power.model == "paper")].iloc[0]
     assert row["slope per ×1"] < 0 and np.isfinite(row["demo: smallest scale"])
     assert row["ci: smallest scale"] > row["demo: smallest scale"], "a smaller cohort detects only larger effects"
     assert len(A.mde_curve(power)) > 0
-    text = A.answers(ev, A.recovery_table(ev, 3.0), A.null_table(ev), power, 3.0, profile="demo")
+    text = A.answers(ev, A.recovery_table(ev, 3.0), A.null_table(ev), power, 3.0, profile="demo", lead_model="paper")
     assert "under_triage" in text and "recovered" in text and "With every knob off" in text
+    path = next(p for p in text.split("\n\n") if p.startswith("**Through the fields or through the notes? MIMIC-IV-Ext-MDS-ED**"))
+    assert "*under_triage* ×3: through the structured fields the risk shift moves by" in path
+    assert "*label_bias*" not in path, "label bias acts on the outcome, not on the fields"
+
+
+@pytest.fixture(scope="module")
+def null_replicates():
+    """Twelve independent null MDS-ED labs of about 500 patients each (one 6,000-patient simulation with every knob
+    off, its stays dealt to twelve disjoint labs, 40% of them test stays), each with under-triage ×3 planted on the
+    same stays: the loader's derivation from the tables in memory, the structured probe as the model, the lab's
+    resamples and estimands."""
+    from mmlib.data.mds_ed import cohort_from_table
+
+    n, reps, target = 6000, 12, "deterioration_icu_24h"
+    gen = {"n": n, "seed": 21}
+    settings = A.lab_settings({}, ["under_triage"], scales=(3.0,))
+    settings = [s for s in settings if s.label != A.AS_BUILT]
+    derived, truths = {}, {}
+    for s in settings:
+        if s.label != A.RETRAINED:
+            tables, truths[s.label] = A.simulate("mds_ed", gen, s.knob_dict)
+            derived[s.label] = cohort_from_table(A._as_read(tables["mds_ed.csv"], target), 1.5, target,
+                                                 split_fractions=(0.5, 0.1, 0.4))
+    stays = derived[A.ALL_OFF]["stays"]
+    stays = stays.assign(race_binary=stays["race_raw"].map(race_binary_of))
+    out = []
+    for k in range(reps):
+        ids = stays.index[k::reps]
+        fields_of = {label: {"modalities": {m: f.reindex(ids) for m, f in d["modalities"].items()},
+                             "availability": d["availability"].reindex(ids).fillna(False).astype(bool),
+                             "targets": d["stays"][d["targets"]].reindex(ids)}
+                     for label, d in derived.items()}
+        lab = _lab("mds_ed", settings, fields_of, truths, stays.loc[ids], target, ["arrival", "vitals", "labs"], n)
+        preds, log = A.train_probe(lab)
+        runs = A.LabRuns(preds, log, 0.0)
+        out.append(A.evaluate(lab, runs, n_boot=200, seed=k, min_events=5))
+    return out
+
+
+def test_null_lab_intervals_cover_zero_at_their_nominal_rate(null_replicates):
+    """Issue 14's null cohort, book level: with every knob off, the lab's signed intervals (TPR and DP gaps against
+    the recorded label, the TPR gap against the truth, the risk shift at equal need, and the data's label shift)
+    cover 0 at about their nominal 95% over independent labs, and each contains its estimate; the paper's max - min
+    gaps, which cannot be below 0, do not (their interval sits above 0)."""
+    rows = pd.concat([ev.table[ev.table["setting"] == A.ALL_OFF] for ev in null_replicates])
+    signed = rows[rows["estimand"].isin(["tpr_signed|recorded", "dp_signed|recorded", "tpr_signed|truth",
+                                         "risk_shift|truth", "label_shift|truth"])]
+    assert len(signed) == 5 * len(null_replicates), signed.groupby("estimand").size()
+    covers = (signed["ci_low"] <= 0) & (0 <= signed["ci_high"])
+    assert 0.85 <= covers.mean() <= 1.0, signed.assign(covers=covers)[["estimand", "value", "ci_low", "ci_high", "covers"]]
+    by = covers.groupby(signed["estimand"]).mean()
+    assert (by >= 0.75).all(), by
+    inside = (signed["ci_low"] <= signed["value"]) & (signed["value"] <= signed["ci_high"])
+    assert inside.all(), signed[~inside]
+    paper = rows[rows["estimand"].isin(["tpr_diff|recorded", "dp_diff|recorded"])]
+    assert (paper["value"] >= 0).all() and ((paper["ci_low"] <= 0) & (0 <= paper["ci_high"])).mean() < 0.5
+
+
+def test_planted_effect_is_recovered_with_its_sign_across_labs(null_replicates):
+    """Under-triage ×3 planted on the same stays: the probe's risk shift at equal need moves down (the injected
+    sign) in most labs, clearly in some, and never clearly up; the mean change is well below 0."""
+    ch = pd.concat([ev.table[(ev.table["setting"] == "under_triage ×3") & (ev.table["estimand"] == "risk_shift|truth")
+                             & (ev.table["model"] == A.PROBE)] for ev in null_replicates])
+    assert len(ch) == len(null_replicates)
+    assert (ch["change"] < 0).mean() >= 0.8, ch[["change", "change_low", "change_high"]]
+    assert (ch["change_high"] < 0).mean() >= 0.25 and not (ch["change_low"] > 0).any(), ch
+    assert ch["change"].mean() < -2 * ch["change"].std() / np.sqrt(len(ch))
 
 
 # ------------------------------------------------------------------------------------ hand-made estimands

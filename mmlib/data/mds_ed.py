@@ -196,45 +196,92 @@ def _limb_laws_hold(x: np.ndarray, cols: dict[str, int], tol_mv: float = 0.02, r
     return all(np.sqrt(np.mean(r[ok] ** 2)) <= tol_mv + rel * scale for r in res)
 
 
-def load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progress: bool,
-                split_fractions=(0.7, 0.1, 0.2)) -> dict:
-    """Read MDS-ED's ``mds_ed.csv`` and ECG index under ``root`` into the parts of a :class:`mmlib.data.Cohort`.
-
-    Reads the header first and then only the columns it uses. Rows: one per ECG; identical duplicate rows, and
-    rows whose ECG record (``general_data``) an earlier row already has, are dropped (MDS-ED's own loader drops
-    the latter); the stay's first ECG (``general_ecg_no_within_stay == 0``) is kept; stays whose
-    ``primary_target`` is -999 (undefined; :data:`mmlib.schema.MDS_ED_UNDEFINED_TARGETS` says why) are dropped,
-    ages outside :data:`mmlib.schema.MDS_ED_AGE_RANGE` are dropped, all counted in the flow. Splits: the strat folds
-    0-19 are dealt to (train, val, test) in twentieths by ``split_fractions`` (:func:`folds_of_splits`; default
-    (0.7, 0.1, 0.2): folds 0-13 / 14-15 / 16-19; the release's own split is (0.9, 0.05, 0.05): 0-17 / 18 / 19);
-    the rule is stated in ``info``. Vital-sign levels outside :data:`mmlib.schema.MDS_ED_VITAL_RANGES` become NaN
-    and are counted in ``info``. Race: the raw string (empty -> ``UNKNOWN``, counted) and MDS-ED's one-hot
-    group, which must agree. Gender: 1 = male, 0 = female (``M``/``Male``/``F``/``Female`` are read, and
-    counted; anything else is an error). Used by :func:`mmlib.data.load_cohort`.
-    """
-    root = Path(root)
-    path = root / "mds_ed.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; expected MIMIC-IV-Ext-MDS-ED's table mds_ed.csv")
-    folds = folds_of_splits(split_fractions)
-    header = list(pd.read_csv(path, nrows=0).columns)
-    require_columns(pd.DataFrame(columns=header), REQUIRED, str(path))
+def table_columns(header, primary_target: str, where: str) -> tuple[list, list, list]:
+    """The columns of ``mds_ed.csv`` the cohort is derived from, given its ``header``: ``(columns read, targets,
+    features)``; a missing required column or primary target is an error naming ``where`` (the file). Used by
+    :func:`load_mds_ed` (to read only these) and :func:`cohort_from_table`."""
+    header = list(header)
+    present = set(header)
+    require_columns(pd.DataFrame(columns=[c for c in REQUIRED if c in present]), REQUIRED, where)
     if primary_target not in header or not primary_target.startswith(("deterioration_", "diagnoses_")):
-        raise ValueError(f"{path}: primary target column {primary_target!r} not found; expected a "
+        raise ValueError(f"{where}: primary target column {primary_target!r} not found; expected a "
                          f"deterioration_* or diagnoses_* column, e.g. 'deterioration_icu_24h'")
     targets = [c for c in header if c.startswith("deterioration_")]
     targets += [c for c in [f"diagnoses_{d}" for d in DIAGNOSES] + [primary_target]
                 if c in header and c not in targets]
     features = [c for c in FEATURES if c in header]
-    usecols = list(dict.fromkeys([*REQUIRED, *features, *targets]))
+    return list(dict.fromkeys([*REQUIRED, *features, *targets])), targets, features
+
+
+def check_ecg_records(root: Path, records: pd.Series, ids: pd.Series, where: str) -> None:
+    """Check the stays' ECG records (``general_data`` of the table ``where``; ``ids`` the rows' study ids) against
+    the memmap under ``root``: every index within it, a sample finite and in the release's lead order
+    (:meth:`Memmap.check`). Used by :func:`load_mds_ed`."""
+    mm = Memmap(root)
+    bad = (records < 0) | (records >= mm.n)
+    if bad.any():
+        raise ValueError(f"{where} column 'general_data': expected record indices 0..{mm.n - 1} into "
+                         f"memmap_meta.npz; found {records[bad].head().tolist()} at id(s) {ids[bad].head().tolist()}")
+    mm.check(records.to_numpy(), Path(where).name)
+
+
+def load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progress: bool,
+                split_fractions=(0.7, 0.1, 0.2)) -> dict:
+    """Read MDS-ED's ``mds_ed.csv`` under ``root`` (the header first, then only the columns
+    :func:`table_columns` names) and derive the parts of a :class:`mmlib.data.Cohort` from it
+    (:func:`cohort_from_table`, which documents them), the ECG records checked against the memmap
+    (:func:`check_ecg_records`). Used by :func:`mmlib.data.load_cohort`."""
+    root = Path(root)
+    path = root / "mds_ed.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; expected MIMIC-IV-Ext-MDS-ED's table mds_ed.csv")
+    folds_of_splits(split_fractions)
+    header = list(pd.read_csv(path, nrows=0).columns)
+    usecols, _, _ = table_columns(header, primary_target, str(path))
     dtypes = {c: str for c in usecols if c in MDS_ED_STR_COLUMNS} | {"demographics_gender": str}
     df = pd.read_csv(path, usecols=usecols, dtype=dtypes, low_memory=False)[usecols]
+    return cohort_from_table(df, prediction_hours, primary_target, split_fractions, where=str(path), header=header,
+                             ecg_records=lambda rec, ids: check_ecg_records(root, rec, ids, str(path)))
+
+
+def cohort_from_table(df: pd.DataFrame, prediction_hours: float, primary_target: str,
+                      split_fractions=(0.7, 0.1, 0.2), where: str = "mds_ed.csv", header=None,
+                      ecg_records=None) -> dict:
+    """The parts of a :class:`mmlib.data.Cohort` derived from MDS-ED's table in memory: ``df`` holds the columns
+    of ``mds_ed.csv`` (as :func:`load_mds_ed` reads them, or as chapter 08 regenerates them,
+    :func:`mmlib.attribution.cohort_fields`); ``where`` names the table in messages; ``header`` is the file's
+    full header (default ``df``'s columns; it counts the release's columns missing and unknown); ``ecg_records``
+    checks the stays' ECG records against the memmap (:func:`check_ecg_records`; ``None``: not checked, as for a
+    table without rendered ECGs). One derivation for the loader and chapter 08's lab.
+
+    Rows: one per ECG; identical duplicate rows, and rows whose ECG record (``general_data``) an earlier row
+    already has, are dropped (MDS-ED's own loader drops the latter); the stay's first ECG
+    (``general_ecg_no_within_stay == 0``) is kept; stays whose ``primary_target`` is -999 (undefined;
+    :data:`mmlib.schema.MDS_ED_UNDEFINED_TARGETS` says why) are dropped, ages outside
+    :data:`mmlib.schema.MDS_ED_AGE_RANGE` are dropped, all counted in the flow. Splits: the strat folds 0-19 are
+    dealt to (train, val, test) in twentieths by ``split_fractions`` (:func:`folds_of_splits`; default
+    (0.7, 0.1, 0.2): folds 0-13 / 14-15 / 16-19; the release's own split is (0.9, 0.05, 0.05): 0-17 / 18 / 19);
+    the rule is stated in ``info``. Vital-sign levels outside :data:`mmlib.schema.MDS_ED_VITAL_RANGES` become NaN
+    and are counted in ``info``. Race: the raw string (empty -> ``UNKNOWN``, counted) and MDS-ED's one-hot
+    group, which must agree. Gender: 1 = male, 0 = female (``M``/``Male``/``F``/``Female`` are read, and
+    counted; anything else is an error). Returns ``stays``, ``modalities``, ``availability``, ``flow``,
+    ``targets`` (names) and ``info``.
+    """
+    folds = folds_of_splits(split_fractions)
+    header = list(df.columns if header is None else header)
+    usecols, targets, features = table_columns(header, primary_target, where)
+    missing = [c for c in usecols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: column(s) {missing[:5]} are in its header but not in the table given; expected "
+                         f"every column the header names")
+    df = df[usecols].copy()
     info: dict = {"prediction_hours": prediction_hours,
                   "release_columns_missing": len([c for c in MDS_ED_COLUMNS if c not in header]),
                   "unknown_columns": len([c for c in header if c not in MDS_ED_COLUMNS])}
 
     def at(col: str) -> str:
-        return f"{path} column '{col}'"
+        return f"{where} column '{col}'"
+
 
     # --- types: ids and counters are whole numbers, every other numeric field a finite number
     study = df["general_study_id"]
@@ -251,9 +298,9 @@ def load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progre
                                               MDS_ED_FOLDS - 1, f"integers 0-{MDS_ED_FOLDS - 1} (MDS-ED's strat folds)")
     df["general_data"] = integer_column(df["general_data"], at("general_data"), ids, None, None,
                                         "integer record indices into memmap_meta.npz")
-    for c in [*features, *targets, "demographics_age",
-              *[f"demographics_ethnicity_{RACE5_COLUMNS[g]}" for g in RACE5]]:
-        df[c] = numeric_column(df[c], at(c), ids)
+    numeric = list(dict.fromkeys([*features, *targets, "demographics_age",
+                                  *[f"demographics_ethnicity_{RACE5_COLUMNS[g]}" for g in RACE5]]))
+    df[numeric] = pd.DataFrame({c: numeric_column(df[c], at(c), ids) for c in numeric}, index=df.index)
 
     # --- rows: duplicates, the stay's first ECG, the primary target, age
     flow = Flow(len(df), "ECG rows in mds_ed.csv")
@@ -320,13 +367,13 @@ def load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progre
     onehot = df[onehot_cols]
     bad = ~onehot.isin([0, 1]).all(axis=1) | (onehot.sum(axis=1) != 1)
     if bad.any():
-        raise ValueError(f"{path} columns {onehot_cols}: {int(bad.sum())} row(s) are not one-hot (id(s) "
+        raise ValueError(f"{where} columns {onehot_cols}: {int(bad.sum())} row(s) are not one-hot (id(s) "
                          f"{ids[bad].head().tolist()}); expected exactly one 1 per row")
     race5 = np.asarray(RACE5)[onehot.to_numpy().argmax(1)]
     from_raw = race.map(race5_of).to_numpy()
     bad = race5 != from_raw
     if bad.any():
-        raise ValueError(f"{path} columns 'general_race' and demographics_ethnicity_*: {int(bad.sum())} row(s) "
+        raise ValueError(f"{where} columns 'general_race' and demographics_ethnicity_*: {int(bad.sum())} row(s) "
                          f"disagree (e.g. {race[bad].iloc[0]!r} with group {race5[bad][0]} at id(s) "
                          f"{ids[bad].head().tolist()}); expected the group MDS-ED maps the race string to "
                          f"(WHITE -> white, BLACK -> black/african, HISPANIC -> hispanic/latino, ASIAN -> asian, "
@@ -377,13 +424,9 @@ def load_mds_ed(root: Path, prediction_hours: float, primary_target: str, progre
     info["vitals_out_of_range"] = out_of_range
 
     # --- ECG records: index valid, in range, finite and in the release's lead order
-    mm = Memmap(root)
     rec = df["general_data"]
-    bad = (rec < 0) | (rec >= mm.n)
-    if bad.any():
-        raise ValueError(f"{at('general_data')}: expected record indices 0..{mm.n - 1} into memmap_meta.npz; "
-                         f"found {rec[bad].head().tolist()} at id(s) {ids[bad].head().tolist()}")
-    mm.check(rec.to_numpy(), path.name)
+    if ecg_records is not None:
+        ecg_records(rec, ids)
 
     stays = pd.DataFrame({"subject_id": df["general_subject_id"], "intime": intime, "race_raw": race,
                           "race5": race5, "gender": gender, "age": df["demographics_age"].astype(float),

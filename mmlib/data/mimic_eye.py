@@ -107,10 +107,100 @@ def _study_times(meta: pd.DataFrame, where: str) -> pd.Series:
     return day + pd.to_timedelta(hh * 3600 + mm * 60 + ss, unit="s")
 
 
+def _where(root, rel: str) -> str:
+    """How an error names the table ``rel`` of the release under ``root``: a per-patient table as
+    ``{root}/patient_*/{rel}``, a whole table under ``spreadsheets/`` as ``{root}/{rel}``."""
+    return f"{root}/{rel}" if rel.startswith("spreadsheets/") else f"{root}/patient_*/{rel}"
+
+
+def read_release(root: Path, progress: bool) -> dict:
+    """Read the tables of the MIMIC-Eye release under ``root`` that the cohort is derived from, checking what only
+    the files can show (the ``patient_*`` folders, each folder holding only its patient's rows, the columns of every
+    CSV, an ``ED/`` folder only for a patient with ED stays). Returns ``{"tables": {release path: DataFrame},
+    "subjects": the patients' ids in folder order}``: the per-patient tables concatenated over the folders (keyed
+    ``ED/edstays.csv`` ...; a patient without the file has no rows) and ``spreadsheets/Hosp/patients.csv``, exact
+    duplicate rows kept (:func:`cohort_from_tables` drops and counts them). Used by :func:`load_mimic_eye`."""
+    dirs = sorted(p for p in root.glob("patient_*") if p.is_dir())
+    if not dirs:
+        raise FileNotFoundError(f"{root}: no patient_* folders; expected MIMIC-Eye's layout "
+                                f"(patient_{{subject_id}}/ED, Hosp, CXR-JPG and spreadsheets/)")
+    bad_names = [d.name for d in dirs if not d.name.split("_", 1)[1].isdigit()]
+    if bad_names:
+        raise ValueError(f"{root}: folder name(s) {bad_names[:3]} are not patient_{{subject_id}} with a numeric id")
+    subjects = [int(d.name.split("_", 1)[1]) for d in dirs]
+    ed_dirs = [d for d in dirs if (d / "ED").is_dir()]
+
+    def read(rel: str, which=None, required: bool = False) -> pd.DataFrame:
+        df = read_patient_tables(root, rel, dirs if which is None else which, required, MIMIC_EYE_FILES.get(rel, ()),
+                                 progress)
+        return df.drop(columns=_FOLDER)
+
+    tables = {"ED/edstays.csv": read("ED/edstays.csv", ed_dirs, required=True)}
+    ed = tables["ED/edstays.csv"]
+    with_ed = {int(d.name.split("_", 1)[1]) for d in ed_dirs}
+    empty = sorted(with_ed - set(pd.to_numeric(ed["subject_id"], errors="coerce").dropna().astype(np.int64)))
+    if empty:
+        raise ValueError(f"{_where(root, 'ED/edstays.csv')}: no ED stay for patient(s) {empty[:3]} that have an ED/ "
+                         f"folder; expected the importer's layout (an ED/ folder only for a patient with ED rows, "
+                         f"edstays.csv among them)")
+    tables["CXR-JPG/cxr_meta.csv"] = read("CXR-JPG/cxr_meta.csv", required=True)
+    tables["ED/triage.csv"] = read("ED/triage.csv", ed_dirs, required=True)
+    tables["ED/vitalsign.csv"] = read("ED/vitalsign.csv", ed_dirs)
+    tables["Hosp/admissions.csv"] = read("Hosp/admissions.csv")
+    tables["Hosp/diagnoses_icd.csv"] = read("Hosp/diagnoses_icd.csv")
+    tables["CXR-JPG/cxr_chexpert.csv"] = read("CXR-JPG/cxr_chexpert.csv", required=True)
+    tables[MIMIC_EYE_PATIENTS_CSV] = _read_table(root / MIMIC_EYE_PATIENTS_CSV,
+                                                 ("subject_id", "anchor_age", "anchor_year"))
+    return {"tables": tables, "subjects": subjects}
+
+
+def check_images(root: Path, cxr: pd.DataFrame, bad_files: str, progress: bool) -> tuple[pd.DataFrame, int, int]:
+    """Open every X-ray of ``cxr`` (a stay's ``path`` under ``root``): a missing or unreadable JPG is an error naming
+    the file (``bad_files="error"``) or, with ``"mark_missing"``, leaves the stay without its X-ray. Returns ``cxr``
+    and the numbers of files missing and unreadable. Used by :func:`load_mimic_eye`."""
+    from PIL import Image, UnidentifiedImageError
+
+    cxr = cxr.copy()
+    n_missing = n_unreadable = 0
+    for sid in tqdm(cxr.index[cxr["path"].notna()], desc="checking CXR JPGs", disable=not progress, leave=False):
+        p = root / cxr.at[sid, "path"]
+        try:
+            with Image.open(p) as im:  # decode (at 1/8 scale: cheap); verify() misses truncated JPEG data
+                im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+        except FileNotFoundError:
+            if bad_files == "error":
+                raise FileNotFoundError(f"{p}: chest X-ray listed in CXR-JPG/cxr_meta.csv is missing; expected "
+                                        f"CXR-JPG/s{{study_id}}/{{dicom_id}}.jpg") from None
+            n_missing += 1
+            cxr.at[sid, "path"] = None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            if bad_files == "error":
+                raise ValueError(f"{p}: not a readable JPEG image ({e}); expected a chest X-ray JPG") from None
+            n_unreadable += 1
+            cxr.at[sid, "path"] = None
+    return cxr, n_missing, n_unreadable
+
+
 def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hours: float, bad_files: str,
                    progress: bool) -> dict:
-    """Build the MIMIC-Eye cohort under ``root``: one index ED stay per patient, its features up to the
-    prediction time and its targets; used by :func:`mmlib.data.load_cohort` (which splits the patients).
+    """Build the MIMIC-Eye cohort under ``root``: its tables read (:func:`read_release`), the cohort derived from
+    them (:func:`cohort_from_tables`, which documents it) with every X-ray file opened (:func:`check_images`).
+    Used by :func:`mmlib.data.load_cohort` (which splits the patients)."""
+    release = read_release(root, progress)
+    return cohort_from_tables(release["tables"], release["subjects"], prediction_hours, root,
+                              lambda cxr: check_images(root, cxr, bad_files, progress))
+
+
+def cohort_from_tables(tables: dict, subjects, prediction_hours: float, root="MIMIC-Eye", images=None) -> dict:
+    """The MIMIC-Eye cohort derived from the release's tables in memory: ``tables`` maps a release path
+    (``ED/edstays.csv``, ``ED/triage.csv``, ``ED/vitalsign.csv``, ``Hosp/admissions.csv``,
+    ``Hosp/diagnoses_icd.csv``, ``CXR-JPG/cxr_meta.csv``, ``CXR-JPG/cxr_chexpert.csv``: the per-patient tables over
+    every patient folder; ``spreadsheets/Hosp/patients.csv``) to its rows, as :func:`read_release` reads them or as
+    chapter 08 regenerates them (:func:`mmlib.attribution.cohort_fields`); ``subjects`` are the release's patients
+    (one folder each); ``root`` names the release in messages; ``images`` opens the chosen X-rays
+    (:func:`check_images`; ``None``: not checked, as for tables without rendered images). One derivation for the
+    loader (:func:`load_mimic_eye`) and chapter 08's lab.
 
     - Index stay (:data:`INDEX_STAY`): the ED stay during which the patient's first frontal (PA/AP) X-ray listed
       in ``cxr_meta.csv`` was taken, linked by time (the importer's own ``stay_id`` column is not used: it is
@@ -128,32 +218,25 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
       without an X-ray before the prediction time.
     - Exact duplicate rows are dropped (counted per file); rows that share a key with different content (a
       stay, a patient, an image, a study) are an error, as is outtime before intime.
-    - ``info`` (:attr:`mmlib.data.Cohort.info`): the two rules above as text, and every count as a plain int
-      under ``kind.detail`` keys, e.g. ``chexpert_uncertain_as_nan.cxr_edema``,
+    - Returns ``stays``, ``modalities``, ``availability``, ``flow``, ``targets`` (names), ``index_stays`` (each
+      patient's index stay before the exclusions: subject_id -> stay_id) and ``info``
+      (:attr:`mmlib.data.Cohort.info`): the two rules above as text, and every count as a plain int under
+      ``kind.detail`` keys, e.g. ``chexpert_uncertain_as_nan.cxr_edema``,
       ``out_of_range_as_nan.ED/triage.csv:temperature``, ``duplicate_rows_removed.ED/edstays.csv``.
     Every error names the file, the column, a few offending ids and what was expected.
     """
-    dirs = sorted(p for p in root.glob("patient_*") if p.is_dir())
-    if not dirs:
-        raise FileNotFoundError(f"{root}: no patient_* folders; expected MIMIC-Eye's layout "
-                                f"(patient_{{subject_id}}/ED, Hosp, CXR-JPG and spreadsheets/)")
-    bad_names = [d.name for d in dirs if not d.name.split("_", 1)[1].isdigit()]
-    if bad_names:
-        raise ValueError(f"{root}: folder name(s) {bad_names[:3]} are not patient_{{subject_id}} with a numeric id")
-    subjects = pd.Series([int(d.name.split("_", 1)[1]) for d in dirs])
-    ed_dirs = [d for d in dirs if (d / "ED").is_dir()]
+    subjects = pd.Series(list(subjects))
     dups: dict[str, int] = {}
     ranges: dict[str, int] = {}
     info: dict = {"index_stay": INDEX_STAY, "chexpert_mapping": CHEXPERT_MAPPING, "prediction_hours": prediction_hours}
 
-    def read(rel: str, which=None, required: bool = False) -> tuple[pd.DataFrame, str]:
-        where = f"{root}/patient_*/{rel}"
-        df = read_patient_tables(root, rel, dirs if which is None else which, required, MIMIC_EYE_FILES.get(rel, ()),
-                                 progress)
-        return drop_duplicate_rows(df.drop(columns=_FOLDER), rel, dups), where
+    def read(rel: str) -> tuple[pd.DataFrame, str]:
+        if rel not in tables:
+            raise KeyError(f"{root}: table {rel} not given; expected the release's tables keyed by their path")
+        return drop_duplicate_rows(tables[rel], rel, dups), _where(root, rel)
 
     # --- ED stays (every stay of the patient) ----------------------------------------------------------------
-    ed, w_ed = read("ED/edstays.csv", ed_dirs, required=True)
+    ed, w_ed = read("ED/edstays.csv")
     race_col = next((c for c in RACE_COLUMNS if c in ed.columns), None)
     if race_col is None:
         raise ValueError(f"{w_ed}: missing column 'race' (MIMIC-IV-ED 2.x) or 'ethnicity' (1.x); expected one of them")
@@ -183,14 +266,10 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     info["race_column"], info["race_empty_as_unknown"] = race_col, n_race_empty
     flow = Flow(len(subjects), "patients in the MIMIC-Eye folders")
     no_ed = ~subjects.isin(ed["subject_id"])
-    if no_ed.sum() != len(dirs) - len(ed_dirs):
-        empty = sorted(set(subjects[no_ed]) - {int(d.name.split("_", 1)[1]) for d in dirs if not (d / "ED").is_dir()})
-        raise ValueError(f"{w_ed}: no ED stay for patient(s) {empty[:3]} that have an ED/ folder; expected the importer's "
-                         f"layout (an ED/ folder only for a patient with ED rows, edstays.csv among them)")
     flow.exclude(no_ed.to_numpy(), "no ED/ folder: no MIMIC-IV-ED stay")
 
     # --- chest X-rays listed in cxr_meta.csv; the index stay -----------------------------------------------
-    meta, w_meta = read("CXR-JPG/cxr_meta.csv", required=True)
+    meta, w_meta = read("CXR-JPG/cxr_meta.csv")
     meta["dicom_id"] = meta["dicom_id"].astype("string").str.strip()
     require_unique(meta, "dicom_id", w_meta, "image (dicom_id)")
     meta["study_time"] = _study_times(meta, w_meta)
@@ -209,10 +288,11 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     info["index_stay_by_cxr"] = int(len(by_cxr))
     info["index_stay_first_stay"] = int(len(index) - len(by_cxr))
     info["patients_with_several_ed_stays"] = int((n_stays > 1).sum())
+    index_stays = index.copy()
     ed = ed[ed["stay_id"].isin(index.to_numpy())]
 
     # --- triage; exclusions ----------------------------------------------------------------------------------
-    tri, w_tri = read("ED/triage.csv", ed_dirs, required=True)
+    tri, w_tri = read("ED/triage.csv")
     require_unique(tri, "stay_id", w_tri, "ED stay (stay_id)")
     tri = tri[tri["stay_id"].isin(ed["stay_id"])].set_index("stay_id", drop=False)
     for c in (*VITALS, "acuity"):
@@ -226,9 +306,7 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     ed = ed[keep]
 
     # --- age from spreadsheets/Hosp/patients.csv ---------------------------------------------------------------
-    w_pts = str(root / MIMIC_EYE_PATIENTS_CSV)
-    pts = drop_duplicate_rows(_read_table(root / MIMIC_EYE_PATIENTS_CSV, ("subject_id", "anchor_age", "anchor_year")),
-                              MIMIC_EYE_PATIENTS_CSV, dups)
+    pts, w_pts = read(MIMIC_EYE_PATIENTS_CSV)
     require_unique(pts, "subject_id", w_pts, "patient (subject_id)")
     pts = pts[pts["subject_id"].isin(ed["subject_id"])].set_index("subject_id", drop=False)
     missing_pt = ~ed["subject_id"].isin(pts.index)
@@ -263,7 +341,7 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     # --- vitals: triage plus the ED series charted up to the prediction time --------------------------------
     vit_cols = list(VITALS)
     vitals = tri[vit_cols].add_prefix("triage_")
-    vs, w_vs = read("ED/vitalsign.csv", ed_dirs)
+    vs, w_vs = read("ED/vitalsign.csv")
     vs = vs[vs["stay_id"].isin(stays.index)].copy()
     vs["charttime"] = parse_time(vs["charttime"], f"{w_vs} column 'charttime'", vs["stay_id"], "stay_id")
     for c in vit_cols:
@@ -308,29 +386,11 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
     cxr = m[["study_id", "dicom_id", "ViewPosition", "study_time", "path"]].reindex(stays.index)
     cxr["minutes_after_arrival"] = (cxr["study_time"] - stays["intime"]).dt.total_seconds() / 60
     n_cxr_files_missing = n_cxr_unreadable = 0
-    has = cxr["path"].notna()
-    from PIL import Image, UnidentifiedImageError
-
-    for sid in tqdm(cxr.index[has], desc="checking CXR JPGs", disable=not progress, leave=False):
-        p = root / cxr.at[sid, "path"]
-        try:
-            with Image.open(p) as im:  # decode (at 1/8 scale: cheap); verify() misses truncated JPEG data
-                im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
-                im.load()
-        except FileNotFoundError:
-            if bad_files == "error":
-                raise FileNotFoundError(f"{p}: chest X-ray listed in CXR-JPG/cxr_meta.csv is missing; expected "
-                                        f"CXR-JPG/s{{study_id}}/{{dicom_id}}.jpg") from None
-            n_cxr_files_missing += 1
-            cxr.at[sid, "path"] = None
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            if bad_files == "error":
-                raise ValueError(f"{p}: not a readable JPEG image ({e}); expected a chest X-ray JPG") from None
-            n_cxr_unreadable += 1
-            cxr.at[sid, "path"] = None
+    if images is not None:
+        cxr, n_cxr_files_missing, n_cxr_unreadable = images(cxr)
 
     # --- CheXpert targets of the stay's X-ray ------------------------------------------------------------------
-    chex, w_chex = read("CXR-JPG/cxr_chexpert.csv", required=True)
+    chex, w_chex = read("CXR-JPG/cxr_chexpert.csv")
     require_unique(chex, "study_id", w_chex, "study (study_id)")
     chex = chex.set_index("study_id", drop=False)
     with_img = cxr["path"].notna()
@@ -361,4 +421,4 @@ def load_mimic_eye(root: Path, split_fractions, split_seed: int, prediction_hour
             for sub, n in (v.items() if isinstance(v, dict) else [(None, v)])}
     return {"stays": stays, "modalities": {"arrival": arrival, "vitals": vitals, "codes": codes, "cxr": cxr},
             "availability": availability, "flow": flow, "targets": ["admitted", *CXR_TARGETS.values()],
-            "info": info}
+            "index_stays": index_stays, "info": info}
