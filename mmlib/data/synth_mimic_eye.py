@@ -104,8 +104,9 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
 
     # --- outcome: admission (need, then the recorded decision with label bias)
     rd = r["dispo"]
-    need = 1 / (1 + np.exp(-need_logit(pop)))
-    recorded_p = 1 / (1 + np.exp(-(need_logit(pop) - knobs.effect("label_bias", race5))))
+    need_lo = need_logit(pop)  # the need for admission in log-odds (the truth table records it)
+    need = 1 / (1 + np.exp(-need_lo))
+    recorded_p = 1 / (1 + np.exp(-(need_lo - knobs.effect("label_bias", race5))))
     u = rd.random(n)
     admitted = u < recorded_p
     admitted_unbiased = u < need
@@ -272,7 +273,7 @@ def mimic_eye_tables(n: int, seed: int, knobs: BiasKnobs | None = None, informat
     truth = pd.DataFrame({"subject_id": subject, "stay_id": stay, "race5": race5, "severity": pop.severity,
                           **{c: pop[c] for c in CONDITIONS},
                           "sao2_true": vs.sao2.to_numpy(), "acuity_unbiased": acuity_unbiased,
-                          "admission_need": need_logit(pop), "admitted_unbiased": admitted_unbiased,  # need in log-odds
+                          "admission_need": need_lo, "admitted_unbiased": admitted_unbiased,  # need in log-odds
                           "cxr_in_stay": has_cxr_stay, "cxr_minutes_after_arrival": np.where(has_cxr_stay, delay_min, np.nan),
                           **{f"finding_{f.lower().replace(' ', '_')}": findings_true[f].to_numpy() for f in findings_true},
                           **{f"cxr_{c}": render[c].to_numpy() for c in render.columns}})
