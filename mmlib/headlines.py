@@ -8,7 +8,7 @@ group's rate minus the reference group's with its 95% CI, and a difference whose
 difference".
 
 Chapters 03-07 use :func:`single_modalities`, :func:`adding_modalities`, :func:`losing_modalities`,
-:func:`decision_layer` and :func:`interference`.
+:func:`decision_layer` and :func:`interference`; chapter 08 :func:`lab`.
 """
 from __future__ import annotations
 
@@ -169,5 +169,37 @@ def interference(effects: pd.DataFrame, gap_changes: pd.DataFrame, cohorts, mode
     return out
 
 
+def lab(recovery: pd.DataFrame, null: pd.DataFrame, strong: float) -> list[str]:
+    """Chapter 08: with every knob off, how many signed intervals cover 0; then per cohort, which knobs are
+    recovered at the strong setting (the injected sign with a 95% CI excluding 0, :func:`mmlib.attribution.
+    recovery_table`) and by what (the data, the structured probe, a model), and which are not.
+    ``recovery`` and ``null``: :func:`mmlib.attribution.recovery_table` and :func:`~mmlib.attribution.null_table`."""
+    out = []
+    judged = null[null["covers 0"].isin(["yes", "no"])] if len(null) else null
+    if len(judged):
+        out.append(f"With every knob off, {int((judged['covers 0'] == 'yes').sum())} of {len(judged)} signed "
+                   "estimands have a 95% interval that covers 0 (about 95% would by chance).")
+    if not len(recovery):
+        return out or ["No race group was large enough to measure any knob's effect at this cohort size."]
+    for n in dict.fromkeys(recovery["cohort"]):
+        r = recovery[recovery["cohort"] == n]
+        found, missed, unmeasured = [], [], []
+        for knob in dict.fromkeys(r["knob"]):
+            k = r[r["knob"] == knob]
+            yes = k[k["recovered"] == "yes"]
+            if (k["recovered"] == "n/a").all():
+                unmeasured.append(knob)
+            elif len(yes):
+                found.append(f"{knob} (by {', '.join(str(m) for m in yes['model'])})")
+            else:
+                missed.append(knob)
+        parts = [f"**{n}**, each knob at ×{strong:g}: "
+                 + (f"recovered: {'; '.join(found)}" if found else "no knob recovered")
+                 + (f"; not recovered: {', '.join(missed)}" if missed else "")
+                 + (f"; not measurable here: {', '.join(unmeasured)}" if unmeasured else "") + "."]
+        out.append(" ".join(parts))
+    return out
+
+
 __all__ = ["TITLE", "box", "single_modalities", "adding_modalities", "losing_modalities", "decision_layer",
-           "interference"]
+           "interference", "lab"]

@@ -85,3 +85,19 @@ def test_interference_states_switch_noise_and_what_the_fine_tuning_hurts():
     assert "switching **x** for another stay's flips the most decisions (30.0%)" in s
     assert "blank or irrelevant content flips 15.0% of decisions on average, 5.0% after consistency fine-tuning" in s
     assert "the fine-tuning **hurts**: race TPR gap (non-White − White), TPR of non-White stays" in s
+
+
+def test_lab_counts_null_coverage_and_names_what_is_recovered_by_what():
+    recovery = pd.DataFrame([
+        {"cohort": "MIMIC-Eye", "knob": "label_bias", "model": "(data)", "recovered": "yes"},
+        {"cohort": "MIMIC-Eye", "knob": "under_triage", "model": "structured probe", "recovered": "yes"},
+        {"cohort": "MIMIC-Eye", "knob": "under_triage", "model": "paper", "recovered": "no"},
+        {"cohort": "MIMIC-Eye", "knob": "spo2_overread", "model": "paper", "recovered": "no"},
+        {"cohort": "MIMIC-Eye", "knob": "cxr_underdocumentation", "model": "", "recovered": "n/a"}])
+    null = pd.DataFrame({"covers 0": ["yes", "yes", "no", "n/a"]})
+    first, eye = headlines.lab(recovery, null, 3.0)
+    assert first.startswith("With every knob off, 2 of 3 signed estimands have a 95% interval that covers 0")
+    assert eye == ("**MIMIC-Eye**, each knob at ×3: recovered: label_bias (by (data)); under_triage (by structured "
+                   "probe); not recovered: spo2_overread; not measurable here: cxr_underdocumentation.")
+    assert headlines.lab(pd.DataFrame(), pd.DataFrame(), 3.0) == [
+        "No race group was large enough to measure any knob's effect at this cohort size."]
