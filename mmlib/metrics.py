@@ -1,10 +1,12 @@
 """Performance and fairness metrics with bootstrap confidence intervals and across-seed spread.
 
 Point estimates come from the libraries: scikit-learn for F1, AUROC, AUPRC (average precision) and balanced
-accuracy; fairlearn's :class:`~fairlearn.metrics.MetricFrame` for per-group selection rate, TPR and FPR,
-from which the gaps follow fairlearn's definitions of ``demographic_parity_difference``/``_ratio``,
-``equal_opportunity_difference`` (the TPR gap) and ``equalized_odds_difference`` (:func:`point_metrics`;
-the tests check them against those functions).
+accuracy; fairlearn's ``selection_rate``, ``true_positive_rate`` and ``false_positive_rate`` on each group's
+stays for per-group selection rate, TPR and FPR (:func:`group_rates`, the numbers of fairlearn's
+:class:`~fairlearn.metrics.MetricFrame`, :func:`group_frame`, at a fraction of its cost), from which the gaps
+follow fairlearn's definitions of ``demographic_parity_difference``/``_ratio``, ``equal_opportunity_difference``
+(the TPR gap) and ``equalized_odds_difference`` (:func:`point_metrics`; the tests check them against those
+functions).
 
 Uncertainty, for every number (:func:`summarise`):
 
@@ -205,6 +207,21 @@ def group_frame(y: np.ndarray, pred: np.ndarray, groups: np.ndarray):
                        y_true=y, y_pred=pred, sensitive_features=pd.Series(groups, name="group"))
 
 
+def group_rates(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """Selection rate, TPR and FPR per group (one row per group, sorted), by fairlearn's metric functions applied
+    to each group's stays: the numbers of :func:`group_frame`'s ``by_group`` table, without the MetricFrame
+    machinery (a pandas group-by and validation per call, most of :func:`summarise`'s time)."""
+    from fairlearn.metrics import false_positive_rate, selection_rate, true_positive_rate
+
+    names = sorted(pd.unique(groups))
+    rows = []
+    for k in names:
+        sel = groups == k
+        yt, yp = y[sel], pred[sel]
+        rows.append([selection_rate(yt, yp), true_positive_rate(yt, yp), false_positive_rate(yt, yp)])
+    return pd.DataFrame(rows, index=pd.Index(names, name="group"), columns=list(RATES), dtype=float)
+
+
 def signed_gaps(per_group: dict[str, dict], compared: list[str], reference: str | None) -> dict[str, np.ndarray]:
     """The signed gaps (:data:`SIGNED`) from per-group rates ``per_group[rate][group]`` (arrays of one shape):
     with two compared groups, the other minus ``reference``; with more, the compared group's difference from
@@ -276,7 +293,7 @@ def point_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, attrs: dict
     """Every metric of one seed: ``{(metric, attribute, group): value}`` (gaps have group ``"gap"``)."""
     out = {(k, "overall", "all"): v for k, v in performance(y, prob, pred).items()}
     for a, g in attrs.items():
-        by = group_frame(y, pred, g).by_group.astype(float)
+        by = group_rates(y, pred, g)
         for grp in by.index:
             n, pos = int((g == grp).sum()), int(y[g == grp].sum())
             # fairlearn reports 0 for a rate with an empty denominator; it is undefined: NaN
@@ -352,38 +369,100 @@ def weighted_average_precision(w: np.ndarray, y: np.ndarray, scores: np.ndarray)
     return _div((pos * precision).sum(1), pos.sum(1))
 
 
+def _ece_bins(prob: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The stays sorted by their :data:`ECE_BINS` equal-width probability bin (stable: each bin keeps the stays'
+    order) and the ``(start, end)`` of every non-empty bin in that order, lowest bin first."""
+    bins = np.clip(np.ceil(prob * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
+    order = np.argsort(bins, kind="stable")
+    ends = np.cumsum(np.bincount(bins, minlength=ECE_BINS))
+    return order, [(int(e - c), int(e)) for c, e in zip(np.diff(np.r_[0, ends]), ends) if c]
+
+
+def _binned_ece(w: np.ndarray, resid: np.ndarray, order: np.ndarray, bounds) -> np.ndarray:
+    """:func:`weighted_ece` from the bins of :func:`_ece_bins`: each bin's ``w[:, bin] @ resid[bin]`` is the same
+    product on the same numbers in the same order as a boolean selection of the bin, so the sums are bit for bit
+    the same; the sort is done once for every weight matrix and group instead of once per bin."""
+    wo, ro = w[:, order], resid[order]
+    total = np.zeros(w.shape[0])
+    for s, e in bounds:
+        total += np.abs(wo[:, s:e] @ ro[s:e])
+    return _div(total, w.sum(1))
+
+
 def weighted_ece(w: np.ndarray, y: np.ndarray, prob: np.ndarray) -> np.ndarray:
     """Expected calibration error for each row of weights ``w`` ``(B, n)``: over :data:`ECE_BINS` equal-width
     bins of the predicted probability, the weighted share of stays in the bin times the gap between their mean
     predicted probability and their observed rate, summed: ``sum_bins |sum_i w_i (p_i - y_i)| / sum_i w_i``."""
-    bins = np.clip(np.ceil(prob * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
-    resid = prob - y
-    total = np.zeros(w.shape[0])
-    for k in np.unique(bins):
-        sel = bins == k
-        total += np.abs(w[:, sel] @ resid[sel])
-    return _div(total, w.sum(1))
+    prob = np.asarray(prob, dtype=np.float64)
+    return _binned_ece(w, prob - y, *_ece_bins(prob))
 
 
 def _score_metrics(w: np.ndarray, y: np.ndarray, prob: np.ndarray, attrs: dict[str, np.ndarray],
                    flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
     """The metrics of the scores themselves, for each row of weights ``w`` ``(B, n)``: overall ECE, AUROC and
     ECE within each group, and the worst compared group's (:data:`SCORE_GAPS`; NaN with fewer than two compared
-    groups). Unit weights give the point estimates (:func:`point_metrics`), resampling counts the bootstrap."""
+    groups). Unit weights give the point estimates (:func:`point_metrics`), resampling counts the bootstrap.
+
+    A group's AUROC is computed on the group's own stays (the others carry zero weight, and with integer weights
+    every AUROC sum is exact, so this is the same number); the probability bins of the ECE are found once."""
     y, prob = y.astype(np.float64), np.asarray(prob, dtype=np.float64)
-    out = {("ece", "overall", "all"): weighted_ece(w, y, prob)}
+    resid = prob - y
+    order, bounds = _ece_bins(prob)
+    out = {("ece", "overall", "all"): _binned_ece(w, resid, order, bounds)}
     for a, g in attrs.items():
         names = sorted(pd.unique(g))
         for k in names:
-            ind = (g == k).astype(np.float64)
-            out[("auroc", a, k)] = weighted_auroc(w * ind, y, prob)
-            out[("ece", a, k)] = weighted_ece(w * ind, y, prob)
+            sel = g == k
+            out[("auroc", a, k)] = weighted_auroc(w[:, sel], y[sel], prob[sel])
+            out[("ece", a, k)] = _binned_ece(w * sel.astype(np.float64), resid, order, bounds)
         compared = [k for k in names if not flags[a].get(k, "x")]
         if len(compared) < 2:
             out[("auroc_worst", a, "gap")] = out[("ece_worst", a, "gap")] = np.full(w.shape[0], np.nan)
             continue
         out[("auroc_worst", a, "gap")] = np.min([out[("auroc", a, k)] for k in compared], axis=0)
         out[("ece_worst", a, "gap")] = np.max([out[("ece", a, k)] for k in compared], axis=0)
+    return out
+
+
+def _score_metrics_vectors(y: np.ndarray, probs: np.ndarray, attrs: dict[str, np.ndarray],
+                           flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
+    """:func:`_score_metrics` with unit weights for every row of ``probs`` ``(K, n)`` at once: ``{key: (K,)}``,
+    bit for bit the per-row results. A group's AUROC by the rank-sum identity on its own stays (exact, as the
+    weighted sums are); the ECE of every group from one sort of each row by bin, each bin's sum the same
+    ``ddot`` on the same numbers in the same order as the per-row function's."""
+    from scipy.stats import rankdata
+
+    y, probs = y.astype(np.float64), np.asarray(probs, dtype=np.float64)
+    k_rows, n = probs.shape
+    groups = [(a, k, g == k) for a, g in attrs.items() for k in sorted(pd.unique(g))]
+    ind = np.vstack([np.ones(n)] + [sel.astype(np.float64) for _, _, sel in groups])  # row 0: every stay
+    size = ind.sum(1)
+    total = np.zeros((len(ind), k_rows))
+    for r in range(k_rows):
+        order, bounds = _ece_bins(probs[r])
+        io, ro = np.take(ind, order, axis=1), probs[r][order] - y[order]
+        for s, e in bounds:
+            seg = ro[s:e]
+            for j in range(len(ind)):
+                total[j, r] += abs(np.dot(io[j, s:e], seg))
+    ece = _div(total, size[:, None])
+    out = {("ece", "overall", "all"): ece[0]}
+    aurocs = {}
+    for j, (a, k, sel) in enumerate(groups, start=1):
+        ys = y[sel]
+        pos = ys.sum()
+        neg = len(ys) - pos
+        ranks = rankdata(probs[:, sel], axis=1) if sel.any() else np.zeros((k_rows, 0))
+        aurocs[(a, k)] = _div((ranks * ys).sum(1) - pos * (pos + 1) / 2, np.full(k_rows, pos * neg))
+        out[("auroc", a, k)], out[("ece", a, k)] = aurocs[(a, k)], ece[j]
+        if j == len(groups) or groups[j][0] != a:  # the attribute's last group: its worst compared group
+            names = [kk for aa, kk, _ in groups if aa == a]
+            compared = [kk for kk in names if not flags[a].get(kk, "x")]
+            if len(compared) < 2:
+                out[("auroc_worst", a, "gap")] = out[("ece_worst", a, "gap")] = np.full(k_rows, np.nan)
+                continue
+            out[("auroc_worst", a, "gap")] = np.min([out[("auroc", a, kk)] for kk in compared], axis=0)
+            out[("ece_worst", a, "gap")] = np.max([out[("ece", a, kk)] for kk in compared], axis=0)
     return out
 
 
@@ -417,25 +496,70 @@ class Bootstrap:
         return out
 
 
+def _cells(attrs: dict[str, np.ndarray], n: int):
+    """The finest partition of ``n`` stays by every attribute at once (race x gender): ``(perm, bounds,
+    members)`` -- the stays sorted by cell, each cell's ``(start, end)`` in that order, and for every attribute
+    ``{group: [cell, ...]}`` (groups named and ordered as ``sorted(pd.unique(g))``). ``None`` when a value
+    cannot be coded (then the callers count group by group)."""
+    members, codes = {}, []
+    for a, g in attrs.items():
+        names = sorted(pd.unique(g))
+        c = pd.Categorical(g, categories=names).codes.astype(np.int64)
+        if len(c) != n or (c < 0).any():
+            return None
+        codes.append(c)
+        members[a] = names
+    cell = np.zeros(n, dtype=np.int64)
+    for c, a in zip(codes, members):
+        cell = cell * len(members[a]) + c
+    uniq, inv = np.unique(cell, return_inverse=True)
+    perm = np.argsort(inv, kind="stable")
+    ends = np.cumsum(np.bincount(inv, minlength=len(uniq)))
+    bounds = list(zip((ends - np.bincount(inv, minlength=len(uniq))).tolist(), ends.tolist()))
+    first = np.searchsorted(inv[perm], np.arange(len(uniq)))  # a stay of every cell
+    for c, a in zip(codes, list(members)):
+        of_cell = c[perm][first]
+        members[a] = {k: np.flatnonzero(of_cell == i).tolist() for i, k in enumerate(members[a])}
+    return perm, bounds, members
+
+
 def _count_metrics(w: np.ndarray, d: np.ndarray, y: np.ndarray, attrs: dict[str, np.ndarray],
                    flags: dict[str, dict[str, str]]) -> dict[tuple, np.ndarray]:
     """The metrics that are ratios of weighted counts (F1, balanced accuracy, per-group rates, gaps) for
-    every pair of a weight row ``w[b]`` ``(B, n)`` and a decision row ``d[k]`` ``(K, n)``: ``(B, K)`` arrays."""
+    every pair of a weight row ``w[b]`` ``(B, n)`` and a decision row ``d[k]`` ``(K, n)``: ``(B, K)`` arrays.
+
+    The weighted counts (stays, positives, decisions, true positives) are computed once per cell of the finest
+    partition of the stays (:func:`_cells`, race x gender) and every group's and the overall counts are sums of
+    cells. With integer weights (unit weights, bootstrap counts) every count is an exact integer, so this gives
+    the same numbers as counting each group on its own, for a fraction of the products."""
     dy = d * y
-    tp, pp = w @ dy.T, w @ d.T
-    pos, tot = (w @ y)[:, None], w.sum(1)[:, None]
+    cells = _cells(attrs, len(y)) if attrs else None
+    if cells is None:
+        return _count_metrics_by_group(w, d, y, attrs, flags)
+    perm, bounds, members = cells
+    wp, dp, dyp, yp = w[:, perm], d[:, perm], dy[:, perm], y[perm]
+    sel_c = np.stack([wp[:, s:e] @ dp[:, s:e].T for s, e in bounds])     # (C, B, K) decisions
+    hit_c = np.stack([wp[:, s:e] @ dyp[:, s:e].T for s, e in bounds])    # (C, B, K) true positives
+    n_c = np.stack([wp[:, s:e].sum(1) for s, e in bounds])[..., None]    # (C, B, 1) stays
+    pos_c = np.stack([wp[:, s:e] @ yp[s:e] for s, e in bounds])[..., None]  # (C, B, 1) positives
+    tp, pp = hit_c.sum(0), sel_c.sum(0)
+    pos, tot = pos_c.sum(0), n_c.sum(0)
+    return _count_rates(tp, pp, pos, tot, {a: {k: (sel_c[c].sum(0), hit_c[c].sum(0), n_c[c].sum(0), pos_c[c].sum(0))
+                                                  for k, c in m.items()} for a, m in members.items()}, flags)
+
+
+def _count_rates(tp, pp, pos, tot, by_group: dict, flags) -> dict[tuple, np.ndarray]:
+    """The count metrics from the overall counts and ``by_group[attribute][group] = (decisions, true positives,
+    stays, positives)`` (:func:`_count_metrics`)."""
     fp, fn = pp - tp, pos - tp
     tn = tot - tp - fp - fn
     tpr, tnr = _div(tp, tp + fn), _div(tn, tn + fp)
     out = {("f1", "overall", "all"): np.nan_to_num(_div(2 * tp, 2 * tp + fp + fn)),
            ("balanced_accuracy", "overall", "all"): (tpr + tnr) / 2}
-    for a, g in attrs.items():
-        names = sorted(pd.unique(g))
+    for a, groups in by_group.items():
+        names = list(groups)
         rate, tprg, fprg = {}, {}, {}
-        for k in names:
-            ind = (g == k).astype(np.float64)
-            n_k, pos_k = (w @ ind)[:, None], (w @ (ind * y))[:, None]
-            sel, hit = w @ (d * ind).T, w @ (dy * ind).T
+        for k, (sel, hit, n_k, pos_k) in groups.items():
             rate[k], tprg[k], fprg[k] = _div(sel, n_k), _div(hit, pos_k), _div(sel - hit, n_k - pos_k)
             out[("selection_rate", a, k)], out[("tpr", a, k)], out[("fpr", a, k)] = rate[k], tprg[k], fprg[k]
         compared = [k for k in names if not flags[a].get(k, "x")]
@@ -455,6 +579,20 @@ def _count_metrics(w: np.ndarray, d: np.ndarray, y: np.ndarray, attrs: dict[str,
         out[("tpr_diff", a, "gap")] = tpr_gap
         out[("eo_diff", a, "gap")] = np.maximum(tpr_gap, f.max(0) - f.min(0))
     return out
+
+
+def _count_metrics_by_group(w, d, y, attrs, flags) -> dict[tuple, np.ndarray]:
+    """:func:`_count_metrics` counting every group on its own (attributes whose values cannot be coded)."""
+    dy = d * y
+    tp, pp = w @ dy.T, w @ d.T
+    pos, tot = (w @ y)[:, None], w.sum(1)[:, None]
+    by_group = {}
+    for a, g in attrs.items():
+        by_group[a] = {}
+        for k in sorted(pd.unique(g)):
+            ind = (g == k).astype(np.float64)
+            by_group[a][k] = (w @ (d * ind).T, w @ (dy * ind).T, (w @ ind)[:, None], (w @ (ind * y))[:, None])
+    return _count_rates(tp, pp, pos, tot, by_group, flags)
 
 
 def vector_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],
@@ -481,9 +619,7 @@ def vector_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: d
     out = {("auroc", "overall", "all"): auroc, ("auprc", "overall", "all"): auprc}
     counts = _count_metrics(np.ones((1, len(y))), np.atleast_2d(preds).astype(np.float64), y, attrs, flags)
     out.update({k: v[0] for k, v in counts.items()})
-    unit = np.ones((1, len(y)))
-    scores = [_score_metrics(unit, y, p, attrs, flags) for p in probs]
-    out.update({k: np.array([s[k][0] for s in scores]) for k in scores[0]})
+    out.update(_score_metrics_vectors(y, probs, attrs, flags))
     return out
 
 
