@@ -8,10 +8,20 @@ Markdown pages and assets, renders them with Quarto when it is installed and
 with Jupyter Book 1.x otherwise (its ``_config.yml`` / ``_toc.yml`` are
 generated from ``_quarto.yml``), and swaps the finished HTML into
 ``out_dir`` only once the build has succeeded. Nothing is re-executed.
+
+One source renders the same in both renderers. Citations are written in Pandoc syntax (``[@key]``,
+``[@a; @b]``, ``[see @key, p. 3]``, ``[-@key]``, narrative ``@key``) against the ``bibliography:`` of
+``_quarto.yml``, and a page holding ``::: {#refs}`` / ``:::`` is where the bibliography goes; Quarto reads
+them natively, and for Jupyter Book the staged copies get sphinxcontrib-bibtex roles (``{cite:p}``,
+``{cite:t}``, ``{cite:yearpar}``) and a ``{bibliography}`` directive. Code is folded as ``code-fold: true``
+asks: for Jupyter Book every staged code cell gets the ``hide-input`` tag (a cell opts out with the tag
+``show-input`` or ``#| code-fold: show``; ``#| echo: false`` removes the input, ``#| include: false`` the
+cell). A citation of a key that the bibliography lacks is an error in both renderers.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -30,6 +40,20 @@ QUARTO_HINT = ("Quarto is not installed (no `quarto` on PATH). Install it from c
                "(add `quarto` to environment.yml) or with the installer from "
                "https://quarto.org/docs/get-started/, or use renderer='jupyter-book'.")
 _SPHINX_ERROR = re.compile(r"^(?:.*: )?(?:ERROR|CRITICAL|SEVERE):.*$", re.MULTILINE)
+
+#: Pandoc citation keys (letters, digits, and internal punctuation; a trailing punctuation mark is not part).
+_KEY = r"[A-Za-z0-9_][\w:.#$%&+?<>~/-]*(?<![:.#$%&+?<>~/-])"
+#: A bracketed Pandoc citation: ``[`` ... ``@key`` ... ``]`` with no nested brackets, not a link's text.
+_BRACKETED = re.compile(r"\[([^\[\]]*?-?@" + _KEY + r"[^\[\]]*)\](?![(\[])")
+_CITE_ITEM = re.compile(r"^\s*(?P<pre>(?:.*?\s)?)(?P<minus>-?)@(?P<key>" + _KEY + r")(?P<post>(?:[\s,].*?)?)\s*$", re.S)
+#: A narrative ``@key`` (not inside a word or an e-mail address).
+_NARRATIVE = re.compile(r"(?<![\w@.\-/`])@(" + _KEY + r")")
+#: Fenced code blocks and inline code spans are never rewritten.
+_CODE = re.compile(r"(^(?P<fence>```+|~~~+)[^\n]*\n.*?^(?P=fence)[ \t]*$|`+[^`\n]*`+)", re.S | re.M)
+_REFS_DIV = re.compile(r"^:::+\s*\{#refs[^}]*\}\s*\n\s*:::+[ \t]*$", re.M)
+_CELL_OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$", re.M)
+#: Tags of a code cell that already say how its input is shown (Jupyter Book / MyST-NB tags).
+_INPUT_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell", "show-input"}
 
 
 @dataclass
@@ -116,6 +140,228 @@ def read_book_spec(project_root: Path) -> BookSpec:
                     bibliography=[bib] if isinstance(bib, str) else list(bib))
 
 
+def bib_keys(paths: list[Path]) -> set[str]:
+    """The entry keys of the BibTeX files ``paths`` (``@type{key,``; ``@comment``/``@string``/``@preamble`` skipped)."""
+    keys: set[str] = set()
+    for path in paths:
+        for kind, key in re.findall(r"^\s*@(\w+)\s*[{(]\s*([^,\s]+)\s*,", Path(path).read_text(encoding="utf-8"),
+                                    re.M):
+            if kind.lower() not in ("comment", "string", "preamble"):
+                keys.add(key)
+    return keys
+
+
+def _bib_files(spec: BookSpec, staging: Path) -> list[str]:
+    """The staged bibliography files (``references.bib`` when ``_quarto.yml`` names none)."""
+    return [b for b in spec.bibliography or ["references.bib"] if (staging / b).is_file()]
+
+
+def _outside_code(text: str, fn) -> str:
+    """Apply ``fn`` to the parts of Markdown ``text`` that are not fenced code blocks or inline code spans."""
+    out, pos = [], 0
+    for m in _CODE.finditer(text):
+        out += [fn(text[pos:m.start()]), m.group(0)]
+        pos = m.end()
+    return "".join(out + [fn(text[pos:])])
+
+
+def citations(text: str, keys: set[str] | None = None) -> list[str]:
+    """The keys cited in Markdown ``text``: every key of a bracketed citation, and narrative ``@key`` whose key
+    is in ``keys`` (when ``keys`` is given; without it, every narrative ``@word`` counts)."""
+    found: list[str] = []
+
+    def scan(part: str) -> str:
+        for m in _BRACKETED.finditer(part):
+            items = [_CITE_ITEM.match(i) for i in m.group(1).split(";")]
+            found.extend(i["key"] for i in items if all(items))
+        rest = _BRACKETED.sub(" ", part)
+        found.extend(k for k in _NARRATIVE.findall(rest) if keys is None or k in keys)
+        return part
+    _outside_code(text, scan)
+    return found
+
+
+def pandoc_to_myst(text: str, keys: set[str]) -> str:
+    """Pandoc citations in Markdown ``text`` as sphinxcontrib-bibtex roles, and a ``::: {#refs}`` div as a
+    ``{bibliography}`` directive. ``[@a; @b]`` -> ``{cite:p}`a,b```; ``[see @a, p. 3]`` ->
+    ``{cite:p}`{see}a{p. 3}```; ``[-@a]`` -> ``{cite:yearpar}`a```; a narrative ``@a`` whose key is in ``keys``
+    -> ``{cite:t}`a```. Code is left alone; so is a bracket whose items are not all citations."""
+    def bracket(m: re.Match) -> str:
+        items = [_CITE_ITEM.match(i) for i in m.group(1).split(";")]
+        if not all(items):
+            return m.group(0)
+        parts = [(i["pre"].strip(), i["key"], i["post"].strip().lstrip(",").strip(), i["minus"]) for i in items]
+        if len(parts) == 1 and parts[0][3] and not parts[0][0] and not parts[0][2]:
+            return "{cite:yearpar}`%s`" % parts[0][1]
+        body = ",".join((f"{{{pre}}}" if pre else "") + key + (f"{{{post}}}" if post else "")
+                        for pre, key, post, _ in parts)
+        return "{cite:p}`%s`" % body
+
+    def convert(part: str) -> str:
+        part = _BRACKETED.sub(bracket, part)
+        return _NARRATIVE.sub(lambda m: "{cite:t}`%s`" % m.group(1) if m.group(1) in keys else m.group(0), part)
+    text = _REFS_DIV.sub("```{bibliography}\n```", text)
+    return _outside_code(text, convert)
+
+
+def _cell_options(source: str) -> dict[str, str]:
+    """Quarto cell options (``#| name: value`` lines at the top of a code cell)."""
+    head = []
+    for line in source.splitlines():
+        if not line.startswith("#|"):
+            break
+        head.append(line)
+    return {k: v.strip("'\"").lower() for k, v in _CELL_OPTION.findall("\n".join(head))}
+
+
+def fold_code(cell: dict) -> None:
+    """Give a code cell the Jupyter Book tag that matches ``code-fold: true``: ``hide-input`` (collapsed, one
+    click to show), unless the cell already has an input tag or says otherwise in its Quarto options."""
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    if _INPUT_TAGS & set(tags):
+        return
+    opts = _cell_options("".join(cell.get("source", "")))
+    if opts.get("include") == "false":
+        tags.append("remove-cell")
+    elif opts.get("echo") == "false":
+        tags.append("remove-input")
+    elif opts.get("code-fold") not in ("show", "false"):
+        tags.append("hide-input")
+
+
+def check_citations(staging: Path, spec: BookSpec) -> None:
+    """Every key cited by the staged pages is in the bibliography; ValueError naming page and key otherwise."""
+    bibs = _bib_files(spec, staging)
+    keys = bib_keys([staging / b for b in bibs])
+    problems = []
+    for page in spec.chapters:
+        for text in _markdown_texts(staging / page):
+            problems += [f"{page} cites @{k}, which is not in {', '.join(bibs) or 'any bibliography'}"
+                         for k in citations(text, keys) if k not in keys]
+    if problems:
+        raise ValueError("unknown citation keys (add them to the .bib file or fix the key):\n"
+                         + "\n".join(sorted(set(problems))))
+
+
+def _markdown_texts(path: Path) -> list[str]:
+    """The Markdown of a page: the whole file for ``.md``/``.qmd``; a notebook's Markdown cells and outputs."""
+    if path.suffix == ".ipynb":
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        texts = []
+        for c in nb.get("cells", []):
+            if c.get("cell_type") == "markdown":
+                texts.append("".join(c.get("source", "")))
+            for out in c.get("outputs", []):
+                md = out.get("data", {}).get("text/markdown")
+                if md is not None:
+                    texts.append("".join(md) if isinstance(md, list) else md)
+        return texts
+    return [path.read_text(encoding="utf-8")]
+
+
+#: A Quarto callout: ``::: {.callout-KIND attrs}`` ... ``:::`` (the first line of its body may be a ``## Title``).
+_CALLOUT = re.compile(r"^(?P<fence>:::+)[ \t]*\{\.callout-(?P<kind>[\w-]+)(?P<attrs>[^}]*)\}[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+                      re.S | re.M)
+#: The tag of the cell whose Markdown output is a chapter's findings box (:mod:`mmlib.headlines`).
+FINDINGS_TAG = "findings"
+#: In a Markdown page, where the findings box of chapter NN goes: ``<!-- findings: NN -->`` on its own line.
+_FINDINGS_MARK = re.compile(r"^<!--\s*findings:\s*(\d\d)\s*-->[ \t]*$", re.M)
+#: A machine path to an artifact folder in papermill's injected parameters (build folders may live anywhere).
+_ARTIFACT_PATH = re.compile(r"""(["'])[^"'\n]*?/(artifacts/[^"'\n]*)\1""")
+
+
+def callouts_to_myst(text: str) -> str:
+    """Quarto callouts in Markdown ``text`` as MyST admonitions (Jupyter Book): ``::: {.callout-tip}`` with a
+    ``## Title`` line becomes an ``admonition`` with that title and the class ``tip``; ``collapse="true"`` adds the
+    class ``dropdown`` (collapsed, one click to open). The body keeps its code blocks (the fence is longer)."""
+    def one(m: re.Match) -> str:
+        body = m.group("body")
+        title = m.group("kind").replace("-", " ").capitalize()
+        first, _, rest = body.partition("\n")
+        if re.match(r"^#{1,6}\s+\S", first):
+            title, body = re.sub(r"^#{1,6}\s+", "", first).strip(), rest
+        classes = [m.group("kind")] + (["dropdown"] if re.search(r"collapse\s*=\s*[\"']?true", m.group("attrs")) else [])
+        return f"`````{{admonition}} {title}\n:class: {' '.join(classes)}\n{body.rstrip()}\n`````"
+    return _CALLOUT.sub(one, text)
+
+
+def _markdown_output(cell: dict) -> str | None:
+    for out in cell.get("outputs", []):
+        md = out.get("data", {}).get("text/markdown")
+        if md is not None:
+            return "".join(md) if isinstance(md, list) else md
+    return None
+
+
+def _findings_box(nb: dict) -> str | None:
+    """The Markdown of a notebook's findings box: the output of its cell tagged :data:`FINDINGS_TAG`."""
+    for cell in nb.get("cells", []):
+        if FINDINGS_TAG in cell.get("metadata", {}).get("tags", []):
+            return _markdown_output(cell)
+    return None
+
+
+def present(staging: Path, spec: BookSpec) -> None:
+    """What a reader sees first, for both renderers (the staged copies only; the executed notebooks keep their
+    order and paths):
+
+    - a chapter's findings box (the output of its cell tagged :data:`FINDINGS_TAG`) moves under the chapter's
+      opening cell, its code hidden (``#| echo: false``), so each chapter opens with what it found;
+    - a Markdown page's ``<!-- findings: NN -->`` line is replaced by chapter NN's findings box (the preface states
+      what the book found; a chapter without a box there leaves a sentence saying so);
+    - papermill's injected parameters show artifact folders relative to the build folder, never a machine path."""
+    boxes = {}
+    for page in spec.chapters:
+        path = staging / page
+        if path.suffix != ".ipynb":
+            continue
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb.get("cells", [])
+        for cell in cells:
+            if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                cell["source"] = _ARTIFACT_PATH.sub(lambda m: f"{m.group(1)}build/{m.group(2)}{m.group(1)}",
+                                                    "".join(cell.get("source", "")))
+        box = [i for i, c in enumerate(cells) if FINDINGS_TAG in c.get("metadata", {}).get("tags", [])
+               and _markdown_output(c) is not None]
+        if box and cells and cells[0].get("cell_type") == "markdown":
+            cell = cells.pop(box[0])
+            cell["source"] = "#| echo: false\n" + "".join(cell.get("source", ""))
+            cells.insert(1, cell)
+            boxes[Path(page).name[:2]] = _markdown_output(cell)
+        path.write_text(json.dumps(nb, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    for page in spec.chapters:
+        path = staging / page
+        if path.suffix in (".md", ".qmd"):
+            text = path.read_text(encoding="utf-8")
+            text = _FINDINGS_MARK.sub(lambda m: boxes.get(m.group(1), f"*(Chapter {m.group(1)} states no findings in "
+                                                                    "this build.)*"), text)
+            path.write_text(text, encoding="utf-8")
+
+
+def prepare_for_jupyter_book(staging: Path, spec: BookSpec) -> None:
+    """Rewrite the staged pages for Jupyter Book: citations as roles, ``{#refs}`` as a bibliography, code folded.
+
+    Notebooks are rewritten as JSON (outputs and metadata untouched apart from the cell tags)."""
+    keys = bib_keys([staging / b for b in _bib_files(spec, staging)])
+    for page in spec.chapters:
+        path = staging / page
+        if path.suffix == ".ipynb":
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            for cell in nb.get("cells", []):
+                if cell.get("cell_type") == "markdown":
+                    cell["source"] = callouts_to_myst(pandoc_to_myst("".join(cell.get("source", "")), keys))
+                elif cell.get("cell_type") == "code":
+                    fold_code(cell)
+                    for out in cell.get("outputs", []):  # Markdown a chapter prints (findings) may cite too
+                        if "text/markdown" in out.get("data", {}):
+                            md = out["data"]["text/markdown"]
+                            out["data"]["text/markdown"] = callouts_to_myst(pandoc_to_myst(
+                                "".join(md) if isinstance(md, list) else md, keys))
+            path.write_text(json.dumps(nb, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        else:
+            path.write_text(callouts_to_myst(pandoc_to_myst(path.read_text(encoding="utf-8"), keys)), encoding="utf-8")
+
+
 def stage_book(project_root: Path, executed_dir: Path, staging: Path, spec: BookSpec) -> None:
     """Fill ``staging`` (wiped first) with the pages: executed notebooks, Markdown pages, assets."""
     project_root, executed_dir = Path(project_root), Path(executed_dir)
@@ -145,7 +391,27 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
     for c in spec.chapters:
         if Path(c).suffix not in (".md", ".ipynb"):
             raise ValueError(f"Jupyter Book fallback renders .md and .ipynb pages only, not '{c}'")
-    bibs = [b for b in spec.bibliography or ["references.bib"] if (staging / b).is_file()]
+    bibs = _bib_files(spec, staging)
+    sphinx_config: dict = {
+        "html_show_copyright": False,
+        "suppress_warnings": ["mystnb.unknown_mime_type"],
+        # Jupyter Book's own extension list without sphinx_thebe: the book runs nothing in the browser, and
+        # sphinx-thebe writes its `const THEBE_JS_URL ...` script twice into every page (a JavaScript
+        # SyntaxError) and a Binder configuration for its default, unrelated repository.
+        "extensions": [e for e in _jb_default_extensions() if e != "sphinx_thebe"]
+                      + (["sphinxcontrib.bibtex", "mmlib_bibstyle"] if bibs else []),
+        "html_static_path": ["_static"],
+        # a page's own icon, so the browser does not ask the server for /favicon.ico (a 404 in the console)
+        "html_favicon": "_static/mmlib-favicon.svg",
+        # pydata-sphinx-theme logs "Got invalid theme mode" on a first visit unless a default mode is set
+        "html_context": {"default_mode": "light"},
+        # Markdown outputs (the findings a chapter prints) are parsed as MyST, so their citations resolve too,
+        # as Pandoc resolves them under Quarto
+        "nb_render_markdown_format": "myst",
+    }
+    if bibs:
+        # author-year citations, as Quarto's default CSL style prints them
+        sphinx_config |= {"bibtex_reference_style": "author_year_round", "bibtex_default_style": "plain"}
     config = {
         "title": spec.title, "author": spec.author or "", "copyright": "",
         "only_build_toc_files": True,
@@ -153,10 +419,15 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
         "execute": {"execute_notebooks": "off"},
         "parse": {"myst_enable_extensions": ["dollarmath", "amsmath", "colon_fence", "deflist"]},
         "html": {"use_download_button": True, "use_repository_button": False,
+                 "use_issues_button": False, "use_edit_page_button": False,
                  "home_page_in_navbar": True},
-        "launch_buttons": {"notebook_interface": "classic", "thebe": False},
-        "sphinx": {"config": {"html_show_copyright": False,
-                              "suppress_warnings": ["mystnb.unknown_mime_type"]}},
+        # no launch buttons and no repository: Jupyter Book's defaults point at its own GitHub repository
+        "launch_buttons": {"notebook_interface": "classic", "binderhub_url": "", "jupyterhub_url": "",
+                           "colab_url": "", "deepnote_url": "", "thebe": False},
+        "repository": {"url": "", "path_to_book": "", "branch": ""},
+        "sphinx": {"config": sphinx_config,
+                   # the folder of mmlib_bibstyle.py (written by render_book), put on sys.path by Jupyter Book
+                   **({"local_extensions": {"mmlib_bibstyle": "_ext"}} if bibs else {})},
     }
     if bibs:
         config["bibtex_bibfiles"] = bibs
@@ -170,6 +441,48 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
     elif groups:
         toc["chapters"] = [f for _, files in groups for f in files]
     return config, toc
+
+
+#: A Sphinx extension written next to the staged pages: sphinxcontrib-bibtex's author-year citations with
+#: round brackets and "; " between works, as Quarto's default (Chicago author-date) style prints them.
+BIB_STYLE_EXTENSION = """\
+import dataclasses
+
+import sphinxcontrib.bibtex.plugin
+from sphinxcontrib.bibtex.style.referencing import BracketStyle
+from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+
+
+def _round():
+    return BracketStyle(left="(", right=")", sep="; ")
+
+
+@dataclasses.dataclass
+class RoundAuthorYear(AuthorYearReferenceStyle):
+    bracket_parenthetical: BracketStyle = dataclasses.field(default_factory=_round)
+    bracket_textual: BracketStyle = dataclasses.field(default_factory=_round)
+    bracket_author: BracketStyle = dataclasses.field(default_factory=_round)
+    bracket_label: BracketStyle = dataclasses.field(default_factory=_round)
+    bracket_year: BracketStyle = dataclasses.field(default_factory=_round)
+
+
+sphinxcontrib.bibtex.plugin.register_plugin(
+    "sphinxcontrib.bibtex.style.referencing", "author_year_round", RoundAuthorYear, force=True)
+
+
+def setup(app):
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+"""
+
+#: The pages' icon (a plain "M" on the theme's blue).
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+           'fill="#2e5c8a"/><path d="M7 24V8h3l6 9 6-9h3v16h-3V13l-6 9-6-9v11z" fill="#fff"/></svg>\n')
+
+
+def _jb_default_extensions() -> list[str]:
+    """Jupyter Book 1.x's default Sphinx extensions (what it loads when the config names none)."""
+    from jupyter_book.config import get_default_sphinx_config
+    return list(get_default_sphinx_config()["extensions"])
 
 
 def _run(cmd: list[str], log: Path, what: str) -> str:
@@ -207,6 +520,8 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
     staging = executed_dir.parent / "book_src"
     log = executed_dir.parent / "book_build.log"
     stage_book(project_root, executed_dir, staging, spec)
+    present(staging, spec)
+    check_citations(staging, spec)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
@@ -216,7 +531,12 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
             _run([shutil.which("quarto"), "render", str(staging), "--no-execute"], log, "quarto")
             shutil.move(str(staging / spec.output_dir), work / "html")
         else:
+            prepare_for_jupyter_book(staging, spec)
             config, toc = _jb_files(spec, staging)
+            (staging / "_static").mkdir(exist_ok=True)
+            (staging / "_static" / "mmlib-favicon.svg").write_text(FAVICON, encoding="utf-8")
+            (staging / "_ext").mkdir(exist_ok=True)
+            (staging / "_ext" / "mmlib_bibstyle.py").write_text(BIB_STYLE_EXTENSION, encoding="utf-8")
             (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
             (staging / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
             _run([sys.executable, "-c", "from jupyter_book.cli.main import main; main()",

@@ -7,6 +7,7 @@ points at another interpreter, the ``kernel`` fixture registers a private "pytho
 """
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ import yaml
 from mmlib import book
 from mmlib.book import read_book_spec, render_book
 
+REPO = Path(__file__).resolve().parents[1]
+
 QUARTO = """\
 project:
   type: book
@@ -33,8 +36,26 @@ book:
     - part: "Part One: Data"
       chapters:
         - chapters/01_demo.ipynb
+  appendices:
+    - references.md
+bibliography: references.bib
 execute:
   enabled: false
+"""
+
+BIB = """\
+@article{alpha2020,
+  author  = {Alpha, Ann and Beta, Ben},
+  title   = {A First Paper},
+  journal = {Journal of Tests},
+  year    = {2020},
+}
+
+@misc{gamma2021,
+  author = {Gamma, Gina},
+  title  = {A Second Work},
+  year   = {2021},
+}
 """
 
 
@@ -62,17 +83,21 @@ def write_project(root: Path) -> Path:
     """Write the tiny project (preface + one notebook without outputs); return the notebook path."""
     (root / "chapters").mkdir(parents=True)
     (root / "_quarto.yml").write_text(QUARTO)
-    (root / "index.md").write_text("# Preface\n\nPREFACE-MARKER: what this book reproduces, $a^2$.\n")
+    (root / "index.md").write_text("# Preface\n\nPREFACE-MARKER: what this book reproduces [@alpha2020], $a^2$; "
+                                   "@gamma2021 says so. Write to me@example.org; `[@not_a_citation]` is code.\n")
+    (root / "references.md").write_text("# References\n\n::: {#refs}\n:::\n")
+    (root / "references.bib").write_text(BIB)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
     nb.cells = [
-        nbformat.v4.new_markdown_cell("# Demo chapter\n\nSome text."),
+        nbformat.v4.new_markdown_cell("# Demo chapter\n\nSome text [see @alpha2020, p. 3; @gamma2021]."),
         nbformat.v4.new_code_cell("n = 3", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("import uuid\nprint('RUN-' + uuid.uuid4().hex)"),
         nbformat.v4.new_code_cell("import matplotlib\nmatplotlib.use('Agg')\n"
                                   "import matplotlib.pyplot as plt\n%matplotlib inline\n"
                                   "fig, ax = plt.subplots()\nax.plot(range(n))\nplt.show()"),
         nbformat.v4.new_code_cell("import pandas as pd\npd.DataFrame({'a': range(n), 'b': list('xyz')})"),
+        nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown('OUTPUT-MARKER as [@gamma2021] found.')"),
     ]
     nbformat.write(nb, root / "chapters/01_demo.ipynb")
     return root / "chapters/01_demo.ipynb"
@@ -97,9 +122,10 @@ def test_read_book_spec_flattens_parts(tmp_path):
     write_project(tmp_path)
     spec = read_book_spec(tmp_path)
     assert spec.title == "Tiny Test Book" and spec.author == "Test Author"
-    assert spec.chapters == ["index.md", "chapters/01_demo.ipynb"]
-    assert spec.parts == [(None, ["index.md"]), ("Part One: Data", ["chapters/01_demo.ipynb"])]
-    assert spec.output_dir == "_book"
+    assert spec.chapters == ["index.md", "chapters/01_demo.ipynb", "references.md"]
+    assert spec.parts == [(None, ["index.md"]), ("Part One: Data", ["chapters/01_demo.ipynb"]),
+                          ("Appendices", ["references.md"])]
+    assert spec.output_dir == "_book" and spec.bibliography == ["references.bib"]
 
 
 @pytest.mark.parametrize("text, key", [
@@ -142,6 +168,104 @@ def test_render_jupyter_book(project):
     toc = yaml.safe_load((executed.parent / "book_src/_toc.yml").read_text())
     assert toc["root"] == "index" and toc["parts"][0]["caption"] == "Part One: Data"
     assert not list(root.glob("._book.build-*"))  # temporary build folder cleaned up
+
+
+@pytest.mark.slow
+def test_jupyter_book_render_cites_folds_code_and_has_no_binder(project):
+    """The same Pandoc citations Quarto reads become linked author-year citations and a bibliography page; every
+    code cell (the parameters cells too) is folded; no sphinx-thebe script (its duplicated `const` was a
+    JavaScript error on every page) and no Binder or repository setting pointing at another project."""
+    root, executed, res = project
+    if res.renderer != "jupyter-book":
+        pytest.skip("Quarto rendered the book; this checks the Jupyter Book render")
+    index = res.index_html.read_text()
+    page = (root / "_book/chapters/01_demo.html").read_text()
+    refs = (root / "_book/references.html").read_text()
+    text = lambda page: html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page)))  # noqa: E731
+    assert "@alpha2020" not in text(index + page) and "@gamma2021" not in text(index) and "{cite" not in text(index + page)
+    assert re.search(r'href="references\.html#id\d+"[^>]*>Alpha and Beta', index)  # linked, author-year
+    assert "(Alpha and Beta, 2020)" in text(index) and "Gamma (2021)" in text(index)  # [@key] and narrative @key
+    assert "(see Alpha and Beta, 2020, p. 3; Gamma, 2021)" in text(page)  # prefix and locator kept
+    assert "OUTPUT-MARKER as (Gamma, 2021) found." in text(page)  # a Markdown output's citation resolves too
+    assert "me@example.org" in text(index) and "[@not_a_citation]" in text(index)  # e-mail and code untouched
+    assert "a first paper" in text(refs).lower() and "a second work" in text(refs).lower()  # the bibliography page
+    # code folded: every code cell of the staged notebook carries hide-input, the parameters cells included
+    nb = nbformat.read(executed.parent / "book_src/chapters/01_demo.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all("hide-input" in c.metadata["tags"] for c in code)
+    assert any("parameters" in c.metadata["tags"] for c in code)
+    assert page.count('class="admonition hide above-input"') == len(code)  # one "show code" toggle per cell
+    # the executed notebook itself is not modified
+    assert not any("hide-input" in c.metadata.get("tags", []) for c in nbformat.read(
+        executed / "chapters/01_demo.ipynb", as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    config = yaml.safe_load((executed.parent / "book_src/_config.yml").read_text())
+    assert "sphinx_thebe" not in config["sphinx"]["config"]["extensions"]
+    assert config["repository"]["url"] == "" and config["launch_buttons"]["binderhub_url"] == ""
+    for doc in (index, page, refs):
+        assert "THEBE_JS_URL" not in doc and "binder" not in doc.lower()
+        assert "executablebooks/jupyter-book" not in doc
+        assert len(re.findall(r"<script>\s*const ", doc)) == len(set(re.findall(r"<script>\s*const (\w+)", doc)))
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("[@alpha2020]", "{cite:p}`alpha2020`"),
+    ("as [@alpha2020; @gamma2021] show", "as {cite:p}`alpha2020,gamma2021` show"),
+    ("[see @alpha2020, p. 3]", "{cite:p}`{see}alpha2020{p. 3}`"),
+    ("[-@alpha2020]", "{cite:yearpar}`alpha2020`"),
+    ("@alpha2020 shows.", "{cite:t}`alpha2020` shows."),
+    ("(@gamma2021)", "({cite:t}`gamma2021`)"),
+    ("@unknown and me@alpha2020.org", "@unknown and me@alpha2020.org"),  # not a key, an e-mail address
+    ("`[@alpha2020]` and\n```\n@alpha2020\n```\n", "`[@alpha2020]` and\n```\n@alpha2020\n```\n"),  # code
+    ("[a link @alpha2020](https://x.org)", "[a link {cite:t}`alpha2020`](https://x.org)"),
+    ("[write to me@alpha2020]", "[write to me@alpha2020]"),
+    ("::: {#refs}\n:::\n", "```{bibliography}\n```\n"),
+])
+def test_pandoc_citations_become_sphinxcontrib_bibtex_roles(source, expected):
+    assert book.pandoc_to_myst(source, {"alpha2020", "gamma2021"}) == expected
+
+
+def test_fold_code_follows_tags_and_quarto_cell_options():
+    def tags(source, given=()):
+        cell = {"cell_type": "code", "source": source, "metadata": {"tags": list(given)}}
+        book.fold_code(cell)
+        return cell["metadata"]["tags"]
+    assert tags("x = 1") == ["hide-input"]
+    assert tags("n = 3", ["parameters"]) == ["parameters", "hide-input"]
+    assert tags("#| code-fold: show\nx = 1") == []
+    assert tags("#| echo: false\nx = 1") == ["remove-input"]
+    assert tags("#| include: false\nx = 1") == ["remove-cell"]
+    assert tags("x", ["remove-cell"]) == ["remove-cell"] and tags("x", ["show-input"]) == ["show-input"]
+
+
+def test_a_citation_missing_from_the_bibliography_is_an_error(tmp_path):
+    source = write_project(tmp_path)
+    (tmp_path / "index.md").write_text("# Preface\n\nAs shown [@alpha2020; @nobody1999].\n")
+    executed = tmp_path / "build/demo/executed"
+    (executed / "chapters").mkdir(parents=True)
+    shutil.copy(source, executed / "chapters/01_demo.ipynb")
+    with pytest.raises(ValueError, match=r"index\.md cites @nobody1999, which is not in references\.bib"):
+        render_book(tmp_path, executed, renderer="jupyter-book")
+
+
+def test_the_books_bibliography_parses_and_covers_its_citations():
+    """references.bib is valid BibTeX (pybtex, as sphinxcontrib-bibtex reads it); every key the preface cites is
+    in it; every entry names where to find it (DOI, URL, arXiv id, or a PMID note)."""
+    import pybtex.database
+
+    bib = pybtex.database.parse_file(str(REPO / "references.bib"))
+    assert len(bib.entries) >= 20
+    for key, entry in bib.entries.items():
+        f = entry.fields
+        assert {"title", "year"} <= set(f) and entry.persons.get("author"), key
+        assert "doi" in f or "url" in f or "eprint" in f or "PMID" in f.get("note", "") or entry.type in (
+            "inproceedings", "book", "article"), key
+    spec = read_book_spec(REPO)
+    assert spec.bibliography == ["references.bib"] and "references.md" in spec.chapters
+    cited = set(book.citations((REPO / "index.md").read_text(), set(bib.entries)))
+    assert cited and cited <= set(bib.entries)
+    for key in ("sampath2025paradox", "hsieh2023mimiceye", "lopezalcaraz2024mdsed", "johnson2023mimiciv",
+                "johnson2023mimicived", "sjoding2020pulseox", "hardt2016equality", "weerts2023fairlearn"):
+        assert key in cited, key
 
 
 @pytest.mark.slow
@@ -202,3 +326,54 @@ def test_quarto_path_with_fake_binary(tmp_path, monkeypatch):
     assert "--no-execute" in (staging / "args.txt").read_text()
     assert (staging / "chapters/01_demo.ipynb").read_text() == (
         executed / "chapters/01_demo.ipynb").read_text()
+
+
+def test_callouts_become_admonitions_collapsed_where_quarto_collapses_them():
+    text = ("Intro.\n\n::: {.callout-note collapse=\"true\"}\n## Solution\n\nIt is `x`.\n\n```bash\nrun it\n```\n:::\n\n"
+            "::: {.callout-tip}\n## In this chapter\n\n- learn\n:::\n")
+    out = book.callouts_to_myst(text)
+    assert "`````{admonition} Solution\n:class: note dropdown\n\nIt is `x`.\n\n```bash\nrun it\n```\n`````" in out
+    assert "`````{admonition} In this chapter\n:class: tip\n\n- learn\n`````" in out
+    assert ":::" not in out and out.startswith("Intro.")
+    assert book.callouts_to_myst("no callout ::: here") == "no callout ::: here"
+
+
+def _staged(tmp_path, box: bool):
+    """A staged one-chapter book whose notebook ends with a findings cell (``box``) and whose preface marks where
+    chapter 01's box goes."""
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_quarto.yml").write_text("project: {type: book}\nbook:\n  title: T\n"
+                                          "  chapters: [index.md, chapters/01_a.ipynb]\n")
+    (tmp_path / "index.md").write_text("# Preface\n\nWhat we found:\n\n<!-- findings: 01 -->\n\nMore.\n")
+    nb = nbformat.v4.new_notebook()
+    injected = nbformat.v4.new_code_cell('artifact_dir = "/tmp/x/build/artifacts/01/abc"\n'
+                                         'inputs = {"00": "/work/main/build/artifacts/00/k"}')
+    injected.metadata["tags"] = ["injected-parameters"]
+    last = nbformat.v4.new_code_cell("display(Markdown(box))")
+    if box:
+        last.metadata["tags"] = ["findings"]
+        last.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "::: {.callout-important}\n"
+                                                                     "## Found\n\n- a +0.1 [+0.0, +0.2]\n:::"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A\n\nIntro."), injected, nbformat.v4.new_markdown_cell("## Evidence"),
+                last]
+    nbformat.write(nb, tmp_path / "chapters" / "01_a.ipynb")
+    spec = read_book_spec(tmp_path)
+    book.present(tmp_path, spec)
+    return nbformat.read(tmp_path / "chapters" / "01_a.ipynb", as_version=4), (tmp_path / "index.md").read_text()
+
+
+def test_present_opens_each_chapter_with_its_findings_and_puts_them_in_the_preface(tmp_path):
+    nb, preface = _staged(tmp_path, box=True)
+    assert "findings" in nb.cells[1].metadata["tags"], "the findings box comes right after the opening cell"
+    assert nb.cells[1].source.startswith("#| echo: false\n")
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code", "markdown"]
+    assert "- a +0.1 [+0.0, +0.2]" in preface and "<!-- findings" not in preface and preface.endswith("More.\n")
+    injected = nb.cells[2].source
+    assert "/tmp/" not in injected and "/work/" not in injected
+    assert '"build/artifacts/01/abc"' in injected and '"build/artifacts/00/k"' in injected
+
+
+def test_present_says_when_a_chapter_has_no_findings_box(tmp_path):
+    nb, preface = _staged(tmp_path, box=False)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "code"], "nothing moves"
+    assert "*(Chapter 01 states no findings in this build.)*" in preface
