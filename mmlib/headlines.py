@@ -193,11 +193,11 @@ def lab(recovery: pd.DataFrame, null: pd.DataFrame, strong: float) -> list[str]:
                 found.append(f"{knob} (by {', '.join(str(m) for m in yes['model'])})")
             else:
                 missed.append(knob)
-        parts = [f"**{n}**, each knob at ×{strong:g}: "
-                 + (f"recovered: {'; '.join(found)}" if found else "no knob recovered")
-                 + (f"; not recovered: {', '.join(missed)}" if missed else "")
-                 + (f"; not measurable here: {', '.join(unmeasured)}" if unmeasured else "") + "."]
-        out.append(" ".join(parts))
+        said = ([f"recovered: {'; '.join(found)}" if found else "no knob recovered"] if found or missed else [])
+        said += ([f"not recovered: {', '.join(missed)}"] if missed else [])
+        said += ([f"not measurable here (no race group large enough, or no such data): {', '.join(unmeasured)}"]
+                 if unmeasured else [])
+        out.append(f"**{n}**, each knob at ×{strong:g}: " + "; ".join(said) + ".")
     return out
 
 

@@ -276,9 +276,12 @@ class Diagnosis:
     def concat(items: list["Diagnosis"]) -> "Diagnosis":
         """Several labelled diagnoses as one (rows in order; the replicates and flags are per diagnosis and
         dropped)."""
-        return Diagnosis(*(pd.concat([getattr(d, k) for d in items], ignore_index=True)
-                           for k in ("effects", "changes", "clean")),
-                         group_gaps=pd.concat([d.group_gaps for d in items], ignore_index=True))
+        def cat(frames):  # empty frames (e.g. no group large enough) add no rows and, for pandas, no dtypes
+            kept = [f for f in frames if len(f)]
+            return pd.concat(kept, ignore_index=True) if kept else pd.concat(frames, ignore_index=True)
+
+        return Diagnosis(*(cat([getattr(d, k) for d in items]) for k in ("effects", "changes", "clean")),
+                         group_gaps=cat([d.group_gaps for d in items]))
 
     def clean_change(self, other: "Diagnosis", key: tuple[str, str, str]):
         """Paired change of clean metric ``key`` from this model to ``other`` (both diagnosed on the same test

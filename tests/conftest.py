@@ -1,6 +1,8 @@
 """Shared test data: small hand-made inputs that several test files use (pytest fixtures)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,3 +39,45 @@ def toy_data():
     """Factory of toy fusion data: ``toy_data(n=300, seed=0)`` (see :func:`make_toy_data`); session-scoped, so
     module-scoped fixtures can use it too."""
     return make_toy_data
+
+
+class CiBook:
+    """The ``ci``-profile book built once per test session (see :func:`ci_book`): its build root (``build/`` and
+    ``data/`` below it), the parameters, the chapters' run summaries and the rendered HTML folder."""
+
+    def __init__(self, root, params, summaries, html):
+        self.root, self.params, self.summaries, self.html = root, params, summaries, html
+
+    def use(self, monkeypatch):
+        """Point the pipeline at this build (as the build itself ran): MMLIB_BUILD_DIR and MMLIB_DATA_DIR."""
+        monkeypatch.setenv("MMLIB_BUILD_DIR", str(self.root / "build"))
+        monkeypatch.setenv("MMLIB_DATA_DIR", str(self.root / "data"))
+        return self
+
+
+@pytest.fixture(scope="session")
+def ci_book(tmp_path_factory):
+    """Every chapter executed once with papermill on the ``ci`` profile (240 patients) in a build folder of its
+    own, and the book rendered from it with the renderer the machine has. The end-to-end test
+    (tests/test_pipeline.py) reads its artifacts and pages, and the browser check (tests/test_browser.py) opens the
+    pages: one build for both, as the two would otherwise each execute the whole book."""
+    import os
+
+    from mmlib import pipeline
+    from mmlib.book import render_book
+
+    root = tmp_path_factory.mktemp("ci_book")
+    saved = {k: os.environ.get(k) for k in ("MMLIB_BUILD_DIR", "MMLIB_DATA_DIR")}
+    os.environ["MMLIB_BUILD_DIR"], os.environ["MMLIB_DATA_DIR"] = str(root / "build"), str(root / "data")
+    try:
+        params = pipeline.load_profile("ci", [("n_patients", 240)])
+        summaries = pipeline.build(params, render=False, progress=False)
+        res = render_book(Path(__file__).resolve().parents[1], pipeline.build_dir() / "ci" / "executed",
+                          out_dir=root / "book")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return CiBook(root, params, summaries, res.html_dir)
