@@ -363,12 +363,13 @@ def start(chapter_id: str, namespace: dict) -> Chapter:
     table, note and figure the chapter shows is aggregates only, and every displayed DataFrame passes through
     :func:`mmlib.disclosure.frame`.
     """
-    from . import disclosure
+    from . import disclosure, tables
     from .pipeline import context
 
     ch = Chapter(context(chapter_id, namespace))
     disclosure.enforce(ch.params.get("source", "synthetic") == "real")
     if disclosure.active():
         disclosure.install_display_filter()
+    tables.install_page_tables()  # wide tables in parts with a CSV download (after the disclosure filter)
     ch.check_source()
     return ch

@@ -506,3 +506,44 @@ def fit_summary(log: pd.DataFrame) -> pd.DataFrame:
     return log.groupby(["cohort", "model"]).agg(fits=("seed", "size"), mean_epochs=("epochs", "mean"),
                                                 mean_best_epoch=("best_epoch", "mean"),
                                                 cpu_seconds=("seconds", "sum")).round(1)
+
+
+# ------------------------------------------------------------------------------------------ tables on the page
+#: the most columns (index levels included) a table shows on the page; wider tables are shown in parts
+PAGE_COLUMNS = 7
+
+
+def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
+    """A DataFrame as the book's page shows it (every chapter; :func:`install_page_tables`): as it is when it has
+    at most ``max_columns`` columns counting the index levels; otherwise in consecutive parts of its columns, each
+    with the index and at most ``max_columns`` cells a row, under a line that says so and links the full table
+    as a CSV download (a ``data:`` link, so the page needs no file beside it)."""
+    import base64
+    import hashlib
+    import html as html_lib
+
+    levels = df.index.nlevels
+    per = max(1, max_columns - levels)
+    if df.shape[1] <= per:
+        return df.to_html()
+    csv = df.to_csv().encode("utf-8")
+    name = f"table-{hashlib.sha1(csv).hexdigest()[:8]}.csv"
+    parts = [df.iloc[:, i:i + per] for i in range(0, df.shape[1], per)]
+    link = (f'<a download="{name}" href="data:text/csv;charset=utf-8;base64,{base64.b64encode(csv).decode()}">'
+            f"the full table (CSV)</a>")
+    head = (f"<p><em>{html_lib.escape(f'{df.shape[1]} columns, shown in {len(parts)} parts')}; download "
+            f"{link}.</em></p>")
+    return head + "\n".join(p.to_html() for p in parts)
+
+
+def install_page_tables() -> None:
+    """In an IPython kernel (a chapter, :func:`mmlib.chapter.start`): display every DataFrame through
+    :func:`page_html`, after the disclosure filter (:func:`mmlib.disclosure.frame`, the identity for synthetic
+    data), so no table is wider than the page. No-op outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the chapters only
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, lambda df: page_html(disclosure.frame(df)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -163,3 +164,24 @@ def test_results_table_marks_the_papers_gaps_and_can_add_the_signed_ones():
     assert t.iloc[0, 2] == "-0.050 ± 0.010 [-0.070, -0.030]"
     assert tables.column_label("dp_diff", "gender").endswith(tables.PAPER_GAP_MARK)
     assert set(tables.SIGNED_COLUMNS) >= {("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender")}
+
+
+def test_page_html_shows_wide_tables_in_parts_with_the_full_table_as_csv():
+    import base64
+    import io
+    import re
+
+    from mmlib import tables
+
+    narrow = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+    assert tables.page_html(narrow) == narrow.to_html()
+    wide = pd.DataFrame(np.arange(34).reshape(2, 17), columns=[f"c{i}" for i in range(17)],
+                        index=pd.MultiIndex.from_tuples([("x", "p"), ("y", "q")], names=["k1", "k2"]))
+    page = tables.page_html(wide, max_columns=7)  # 2 index levels: 5 columns a part, 4 parts
+    assert page.count("<table") == 4 and "17 columns, shown in 4 parts" in page
+    for part in re.findall(r"<table.*?</table>", page, re.S):
+        first_row = re.search(r"<tbody>\s*<tr>(.*?)</tr>", part, re.S).group(1)
+        assert len(re.findall(r"<t[hd]", first_row)) <= 7
+    csv = base64.b64decode(re.search(r'href="data:text/csv;charset=utf-8;base64,([^"]+)"', page).group(1))
+    back = pd.read_csv(io.BytesIO(csv), index_col=[0, 1])
+    assert back.shape == (2, 17) and (back.to_numpy() == wide.to_numpy()).all()
