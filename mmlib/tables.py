@@ -509,8 +509,9 @@ def fit_summary(log: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ tables on the page
-#: the most columns (index levels included) a table shows on the page; wider tables are shown in parts
-PAGE_COLUMNS = 7
+#: the most columns (index levels included) a table shows on the page (cells "mean ± sd [CI]" wrap to fit 4 in the
+#: content column); wider tables are shown in parts
+PAGE_COLUMNS = 4
 
 
 def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
@@ -523,7 +524,7 @@ def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
     import html as html_lib
 
     levels = df.index.nlevels
-    per = max(1, max_columns - levels)
+    per = max(2, max_columns - levels)  # a deep index still leaves two columns a part
     if df.shape[1] <= per:
         return df.to_html()
     csv = df.to_csv().encode("utf-8")
