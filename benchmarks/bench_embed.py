@@ -10,17 +10,24 @@ bytes whatever the batch): for ``--invariance`` notes, the largest absolute diff
 from the timed run (in chunks, with its neighbours), the vector of the note embedded alone, and the vector
 from a shuffled mix with other notes at another batch size -- for sentence-transformers too, for comparison.
 
-The two are timed in alternation, chunk by chunk (the order flipping each chunk), so that the load of a
-shared machine falls on both alike. The one-time export of the ONNX graphs is timed separately.
+Before and after: ``embed_texts`` of a git revision (``--baseline``, default ``HEAD``; ``--baseline ''`` for
+none), loaded from ``git show <rev>:mmlib/embed.py``, is timed on the same notes at the first precision asked
+for; the ratio baseline / working tree is printed, and its vectors must be the same bytes as the working tree's.
+
+All are timed in alternation, chunk by chunk (the order flipping each chunk), so that the load of a shared
+machine falls on all alike. The one-time export of the ONNX graphs is timed separately.
 
     .venv/bin/python benchmarks/bench_embed.py [--n 5000] [--precisions int8,fp32] [--chunks 5] [--invariance 200]
+        [--baseline HEAD]
 """
 from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import tempfile
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -104,6 +111,17 @@ def make_notes(n: int, tokenizer, seed: int = 0, lo: int = 40, hi: int = 250) ->
     return notes
 
 
+def baseline_embed(rev: str):
+    """``mmlib.embed`` as it is at git revision ``rev``, as a separate module (its own runners and caches)."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "show", f"{rev}:mmlib/embed.py"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    mod = types.ModuleType("mmlib._embed_baseline")
+    mod.__package__, mod.__file__ = "mmlib", f"{rev}:mmlib/embed.py"
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)  # noqa: S102  (the project's own code, from git)
+    return mod
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="number of notes (default 5000)")
@@ -112,6 +130,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--encoder", default="all-MiniLM-L6-v2")
     ap.add_argument("--invariance", type=int, default=200, help="notes checked across batch compositions")
+    ap.add_argument("--baseline", default="HEAD", help="git revision whose embed_texts is timed too ('' for none)")
     args = ap.parse_args()
 
     import torch
@@ -145,16 +164,27 @@ def main() -> None:
             what = "export, fusion" + (", int8 quantisation" if p == "int8" else "") + ", check"
             print(f"embed_texts {p}: first use (ONNX graphs: {what}) {time.perf_counter() - t0:.1f} s")
 
-        secs = {"st": 0.0, **{p: 0.0 for p in precisions}}
+        base = baseline_embed(args.baseline) if args.baseline else None
+        if base is not None:
+            t0 = time.perf_counter()
+            base.embed_texts(warm, encoder=str(path), precision=precisions[0], cache_dir=Path(tmp) / "baseline",
+                             progress=False)
+            print(f"baseline ({args.baseline}) embed_texts {precisions[0]}: first use {time.perf_counter() - t0:.1f} s")
+        secs = {"st": 0.0, **{p: 0.0 for p in precisions}, **({"baseline": 0.0} if base is not None else {})}
         vecs = {k: [] for k in secs}
         bounds = np.linspace(0, len(notes), args.chunks + 1).astype(int)
         for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             chunk = notes[a:b]
-            order = ["st", *precisions] if c % 2 == 0 else [*precisions, "st"]
+            order = ["st", *precisions, *(["baseline"] if base is not None else [])]
+            order = order if c % 2 == 0 else order[::-1]
             for k in order:
                 t0 = time.perf_counter()
                 if k == "st":
                     v = st.encode(chunk, batch_size=args.batch_size)
+                elif k == "baseline":
+                    v, stats = base.embed_texts(chunk, encoder=str(path), precision=precisions[0],
+                                                batch_size=args.batch_size, cache_dir=Path(tmp) / k, progress=False)
+                    assert stats["embedded"] == len(chunk), stats
                 else:
                     v, stats = embed_texts(chunk, encoder=str(path), precision=k, batch_size=args.batch_size,
                                            cache_dir=Path(tmp) / k, progress=False)
@@ -179,6 +209,15 @@ def main() -> None:
             verdicts.append(f"{p}: ratio {ratio:.2f} ({'meets' if ratio >= TARGET_RATIO else 'below'} the "
                             f"{TARGET_RATIO:.0f}x target), min cosine {cos.min():.4f} "
                             f"({'meets' if cos.min() >= TARGET_COSINE else 'below'} {TARGET_COSINE})")
+        if base is not None:
+            vb, vn = np.concatenate(vecs["baseline"]), np.concatenate(vecs[precisions[0]])
+            rate_b = len(notes) / secs["baseline"]
+            same = vb.tobytes() == vn.tobytes()
+            print(f"{'baseline ' + args.baseline + ' embed_texts precision=' + precisions[0]:<44s} {rate_b:8.1f} "
+                  f"{rate_b / st_rate:6.2f}")
+            verdicts.append(f"{precisions[0]}: working tree / baseline {args.baseline}: "
+                            f"{secs['baseline'] / secs[precisions[0]]:.2f}x the speed; vectors "
+                            f"{'the same bytes' if same else 'DIFFERENT: max |diff| %.3g' % np.abs(vb - vn).max()}")
         t0 = time.perf_counter()
         _, stats = embed_texts(notes, encoder=str(path), precision=precisions[0], cache_dir=Path(tmp) / precisions[0],
                                progress=False)

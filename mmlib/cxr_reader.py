@@ -79,6 +79,7 @@ Public API: :data:`FINDINGS`, :data:`ZONES`, :data:`SIDES`, :data:`DEFAULT_THRES
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -88,7 +89,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .reports import findings_in_text, merge_thresholds
+from .reports import findings_in_text, merge_thresholds, worker_count
 from .schema import CXR_FINDINGS
 
 __all__ = ["FINDINGS", "ZONES", "SIDES", "DEFAULT_THRESHOLDS", "READER_SETTINGS", "measure_cxr", "cxr_findings",
@@ -772,12 +773,17 @@ def cxr_findings(measurements: pd.DataFrame, thresholds: dict | None = None) -> 
             # an obscured heart's visible width is a lower bound: above the threshold it is still enlarged
             "cardiomegaly": ctr > ctr_thr,
             "consolidation": [bool(_consolidated_zones(r, th)) if k else False
-                              for k, (_, r) in zip(ok, m.iterrows())],
+                              for k, r in zip(ok, _records(m))],
             "edema": m["edema_score"].to_numpy(float) > th["edema"],
             "pleural_effusion": (m[[f"cp_blunting_{s}" for s in SIDES]].to_numpy(float) > th["effusion"]).any(1),
         }, index=m.index)
     out.loc[~ok, :] = False
     return out.astype(bool)
+
+
+def _records(frame: pd.DataFrame) -> list:
+    """The rows of ``frame`` as dicts (read by key like the row Series they replace; one conversion per frame)."""
+    return frame.to_dict("records") if frame.columns.is_unique else [r for _, r in frame.iterrows()]
 
 
 def _effusion_size(b: float, th: dict) -> str:
@@ -800,7 +806,7 @@ def cxr_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     th = _thresholds(thresholds)
     f = cxr_findings(measurements, thresholds)
     out: list[str | None] = []
-    for (_, m), (_, fi) in zip(measurements.iterrows(), f.iterrows()):
+    for m, fi in zip(_records(measurements), _records(f)):
         if not bool(m["readable"]):
             out.append(None)
             continue
@@ -890,10 +896,41 @@ def cxr_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     return out
 
 
-def read_cxr(images, view: list[str] | None = None, progress: bool = False) -> tuple[list[str | None], pd.DataFrame]:
-    """Measure and report: ``(reports, measurements)`` (reports ``None`` where unreadable)."""
-    m = measure_cxr(images, view=view, progress=progress)
-    return cxr_report(m), m
+def read_cxr(images, view: list[str] | None = None, progress: bool = False,
+             n_jobs: int | None = 1) -> tuple[list[str | None], pd.DataFrame]:
+    """Measure and report: ``(reports, measurements)`` (reports ``None`` where unreadable).
+
+    ``n_jobs``: worker processes (joblib; ``None`` or ``-1``: one per CPU core). Each worker reads whole batches of
+    256 images -- the batches a single process reads -- so the result is the same whatever ``n_jobs``.
+    """
+    if not isinstance(images, np.ndarray):
+        images = list(images)
+    n = len(images)
+    if view is not None:
+        view = list(view)
+        if len(view) != n:
+            raise ValueError(f"view: expected {n} entries (one per image), got {len(view)}")
+    jobs = 1 if isinstance(images, np.ndarray) and images.ndim != 3 else worker_count(n_jobs, n, _CHUNK)
+    if jobs <= 1:
+        m = measure_cxr(images, view=view, progress=progress)
+        return cxr_report(m), m
+    from joblib import Parallel, delayed
+
+    starts = range(0, n, _CHUNK)
+    tasks = (delayed(read_cxr)(images[a:a + _CHUNK], None if view is None else view[a:a + _CHUNK])
+             for a in starts)
+    parts = Parallel(n_jobs=jobs, return_as="generator")(tasks)
+    if progress:
+        from tqdm import tqdm
+
+        parts = tqdm(parts, total=len(starts), desc="read_cxr", unit="batch")
+    reports: list[str | None] = []
+    frames = []
+    for r, m in parts:
+        reports += r
+        frames.append(m)
+    return reports, pd.concat(frames, ignore_index=True)
+
 
 
 # --------------------------------------------------------------------------- #
@@ -919,5 +956,17 @@ def findings_from_report(text: str | None) -> dict[str, bool]:
     False.  ``None`` or an empty text gives all False (count an unreadable image as missing, not as
     negative).
     """
+    if not isinstance(text, str):
+        return _findings(text)
+    return dict(_findings_cached(text))
+
+
+def _findings(text) -> dict[str, bool]:
     found = findings_in_text(text, _PATTERNS, _NEG, clause_split=r"[.;\n]", section="impression:")
     return {k: found.get(k, False) for k in FINDINGS}
+
+
+@functools.lru_cache(maxsize=65536)
+def _findings_cached(text: str) -> dict[str, bool]:
+    """:func:`_findings` of a text, remembered: templated reports repeat (a copy is handed out)."""
+    return _findings(text)

@@ -73,7 +73,7 @@ from scipy import ndimage as _nd
 from scipy import signal as _ss
 from tqdm import tqdm
 
-from .reports import findings_in_text, merge_thresholds
+from .reports import findings_in_text, merge_thresholds, worker_count
 from .schema import FS, LEADS
 
 __all__ = ["TERRITORIES", "DEFAULT_THRESHOLDS", "READER_SETTINGS", "FINDINGS", "measure_ecg",
@@ -224,6 +224,18 @@ def _detect_peaks(env: np.ndarray, fs: int) -> np.ndarray:
     return ref
 
 
+def _median0(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)``, the same numbers, by one sort along the (short) beat axis instead of a partition
+    of every strided column: the middle value, or the mean of the two middle values as ``np.median`` takes it
+    ((lower + upper) / 2). A NaN anywhere falls back to ``np.median`` (which returns NaN there)."""
+    s = np.sort(a, axis=0)  # NaNs sort last
+    n = s.shape[0]
+    if n == 0 or np.isnan(s[-1]).any():
+        return np.median(a, axis=0)
+    k = n // 2
+    return s[k].copy() if n % 2 else (s[k - 1] + s[k]) / 2
+
+
 def _measure_one(x: np.ndarray, bp: np.ndarray, env: np.ndarray, fs: int) -> dict:
     """Measurements of one clean record: x (T, 12) mV, bp (T, 8) band-passed independent leads, env (T,)."""
     S = READER_SETTINGS
@@ -258,7 +270,7 @@ def _measure_one(x: np.ndarray, bp: np.ndarray, env: np.ndarray, fs: int) -> dic
     if fid.size < 2:
         return _empty_row("too few complete beats")
     qb = bp[fid[:, None] + qo[None, :]]  # (nb, 2q+1, 8)
-    tmpl = np.median(qb, axis=0)
+    tmpl = _median0(qb)
     scores = np.stack([np.einsum("bkl,kl->b", bp[fid[:, None] + qo[None, :] + lag], tmpl)
                        for lag in range(-maxlag, maxlag + 1)], axis=1)
     fid = fid + np.argmax(scores, axis=1) - maxlag
@@ -267,7 +279,7 @@ def _measure_one(x: np.ndarray, bp: np.ndarray, env: np.ndarray, fs: int) -> dic
     if fid.size < 2:
         return _empty_row("too few complete beats")
     qb = bp[fid[:, None] + qo[None, :]].reshape(fid.size, -1)
-    tmpl = np.median(qb, axis=0)
+    tmpl = _median0(qb)
     qc = qb - qb.mean(axis=1, keepdims=True)
     tc = tmpl - tmpl.mean()
     corr = (qc @ tc) / (np.linalg.norm(qc, axis=1) * np.linalg.norm(tc) + 1e-12)
@@ -275,7 +287,7 @@ def _measure_one(x: np.ndarray, bp: np.ndarray, env: np.ndarray, fs: int) -> dic
 
     # --- first-pass median beat -> QRS onset/offset (velocity is insensitive to the baseline)
     idx = fid[:, None] + offs[None, :]
-    mb = np.median(x[idx], axis=0)  # (W, 12)
+    mb = _median0(x[idx])  # (W, 12)
     up = max(1, int(round(1000.0 / fs)))
     on_s, off_s = _qrs_bounds(_upsample(mb[:, _IND], up), pre, fs, up)
 
@@ -291,7 +303,7 @@ def _measure_one(x: np.ndarray, bp: np.ndarray, env: np.ndarray, fs: int) -> dic
         base[:, lead] = np.interp(t, kt, knots[:, lead])
     xb = x - base
     beats = xb[idx]  # (nb, W, 12)
-    mb = np.median(beats, axis=0)
+    mb = _median0(beats)
 
     # --- measurements on the upsampled median beat
     mbu = _upsample(mb, up)
@@ -562,7 +574,7 @@ def ecg_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     th = _thresholds(thresholds)
     f = ecg_findings(measurements, thresholds)
     out: list[str | None] = []
-    for (_, m), (_, fi) in zip(measurements.iterrows(), f.iterrows()):
+    for m, fi in zip(_records(measurements), _records(f)):
         if not bool(m["readable"]):
             out.append(None)
             continue
@@ -609,10 +621,38 @@ def ecg_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     return out
 
 
-def read_ecg(signals: np.ndarray, fs: int = FS, progress: bool = False) -> tuple[list[str | None], pd.DataFrame]:
-    """Measure and interpret: ``(reports, measurements)`` (reports ``None`` where unreadable)."""
-    m = measure_ecg(signals, fs=fs, progress=progress)
-    return ecg_report(m), m
+def _records(frame: pd.DataFrame) -> list:
+    """The rows of ``frame`` as dicts (read by key like the row Series they replace; one conversion per frame)."""
+    return frame.to_dict("records") if frame.columns.is_unique else [r for _, r in frame.iterrows()]
+
+
+_JOB_CHUNK = 256  # records per worker task: the chunk measure_ecg itself works in
+
+
+def read_ecg(signals: np.ndarray, fs: int = FS, progress: bool = False,
+             n_jobs: int | None = 1) -> tuple[list[str | None], pd.DataFrame]:
+    """Measure and interpret: ``(reports, measurements)`` (reports ``None`` where unreadable).
+
+    ``n_jobs``: worker processes (joblib; ``None`` or ``-1``: one per CPU core), each given whole chunks of 256
+    records; every record is measured on its own, so the result is the same whatever ``n_jobs``.
+    """
+    x = np.asarray(signals)
+    n = x.shape[0] if x.ndim == 3 else 1
+    jobs = worker_count(n_jobs, n, _JOB_CHUNK) if x.ndim == 3 else 1
+    if jobs <= 1:
+        m = measure_ecg(x, fs=fs, progress=progress)
+        return ecg_report(m), m
+    from joblib import Parallel, delayed
+
+    starts = range(0, n, _JOB_CHUNK)
+    parts = Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(read_ecg)(x[a:a + _JOB_CHUNK], fs) for a in starts)
+    reports: list[str | None] = []
+    frames = []
+    for r, m in tqdm(parts, total=len(starts), disable=not progress, desc="reading ECGs", unit="chunk", leave=False):
+        reports += r
+        frames.append(m)
+    return reports, pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -637,5 +677,17 @@ def findings_from_report(text: str | None) -> dict[str, bool]:
     ST deviation." give False.  ``None`` or an empty text gives all False (the caller should count an
     unreadable record as missing, not as negative).
     """
+    if not isinstance(text, str):
+        return _findings(text)
+    return dict(_findings_cached(text))
+
+
+def _findings(text) -> dict[str, bool]:
     found = findings_in_text(text, _PATTERNS, _NEG, clause_split=r"[.;:,\n]")
     return {k: found.get(k, False) for k in FINDINGS}
+
+
+@functools.lru_cache(maxsize=65536)
+def _findings_cached(text: str) -> dict[str, bool]:
+    """:func:`_findings` of a text, remembered: templated interpretations repeat (a copy is handed out)."""
+    return _findings(text)

@@ -2,11 +2,13 @@
 
 Free-text reports (the offline readers' templates, or a VLM's prose) are read back into findings by
 :func:`findings_in_text` with a reader's patterns and negation; :func:`merge_thresholds` merges a
-reader's decision thresholds with per-call overrides. :mod:`mmlib.cxr_reader`, :mod:`mmlib.ecg_reader`
-and :mod:`mmlib.text` import these; this module imports nothing from them (nor anything else of mmlib).
+reader's decision thresholds with per-call overrides; :func:`worker_count` sizes the readers' worker
+pools. :mod:`mmlib.cxr_reader`, :mod:`mmlib.ecg_reader` and :mod:`mmlib.text` import these; this module
+imports nothing from them (nor anything else of mmlib).
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -46,3 +48,16 @@ def findings_in_text(text, patterns: dict[str, list[str]], negation: re.Pattern,
                                     for pat in pats for mt in re.finditer(pat, clause)):
                 out[key] = True
     return out
+
+
+def worker_count(n_jobs: int | None, n: int, chunk: int) -> int:
+    """Worker processes for ``n`` items read in chunks of ``chunk`` (the offline readers): ``n_jobs`` (``None`` or
+    negative: the CPU cores this process may use), at most one per chunk; 1 when there are fewer than two chunks
+    (a worker's start-up would cost more than it saves)."""
+    if n_jobs is None or n_jobs < 0:
+        try:
+            n_jobs = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            n_jobs = os.cpu_count() or 1
+    chunks = -(-n // chunk)
+    return max(1, min(int(n_jobs), chunks)) if chunks >= 2 else 1

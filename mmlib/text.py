@@ -9,6 +9,7 @@ puts all of a cohort's texts in one table. Race is not written into any text unl
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -176,14 +177,26 @@ def mds_ed_vitals(row: pd.Series) -> str | None:
 _LAB = re.compile(r"^labvalues_(.+)_(" + "|".join(STATS) + r")$")
 
 
+@functools.lru_cache(maxsize=32)
+def _first_lab_columns(columns: tuple) -> tuple[tuple[object, str], ...]:
+    """(column, lab) of the ``labvalues_<lab>_first`` columns among ``columns``, in their order (matched once per
+    set of columns, not once per row)."""
+    out = []
+    for col in columns:
+        m = _LAB.match(str(col))
+        if m and m.group(2) == "first":
+            out.append((col, m.group(1)))
+    return tuple(out)
+
+
 def mds_ed_labs(row: pd.Series) -> str | None:
     """Labs note: the first value of each lab measured in the first 90 minutes, by its display name, with its unit
     (:data:`mmlib.schema.LAB_UNITS`) and a high/low flag (:data:`LAB_INFO`); an unknown lab by its column name."""
     firsts = {}
-    for col, val in row.items():
-        m = _LAB.match(str(col))
-        if m and m.group(2) == "first" and not pd.isna(val):
-            firsts[m.group(1)] = float(val)
+    for col, lab in _first_lab_columns(tuple(row.keys())):
+        val = row[col]
+        if not pd.isna(val):
+            firsts[lab] = float(val)
     if not firsts:
         return None
     out = []
@@ -210,14 +223,17 @@ def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Se
         raise ValueError(f"modality {modality!r} of {cohort.name} is not structured; expected one of "
                          f"{[m for c, m in NOTE_WRITERS if c == cohort.name]}")
     df = cohort.modalities[modality]
-    avail = cohort.availability[modality]
-    race = cohort.stays["race_raw"]
+    avail = cohort.availability[modality].reindex(df.index).to_numpy()
+    race = cohort.stays["race_raw"].reindex(df.index).to_numpy() if include_race else None
+    # each row as a plain dict (the writers read it with .get / [] / .items(), as they would a Series): one
+    # conversion of the frame instead of one Series per row
+    rows = df.to_dict("records") if df.columns.is_unique else [r for _, r in df.iterrows()]
     texts = {}
-    for sid, row in df.iterrows():
-        if not avail.at[sid]:
+    for i, (sid, row) in enumerate(zip(df.index, rows, strict=True)):
+        if not avail[i]:
             texts[sid] = None
         elif modality == "arrival":
-            texts[sid] = writer(row, race.at[sid] if include_race else None)
+            texts[sid] = writer(row, race[i] if include_race else None)
         else:
             texts[sid] = writer(row)
     return pd.Series(texts, name=modality, dtype=object).reindex(cohort.stays.index)
@@ -226,12 +242,14 @@ def structured_notes(cohort, modality: str, include_race: bool = False) -> pd.Se
 # --------------------------------------------------------------------------------- images and signals
 def transcribe_cxr(cohort, backend: str = "offline", model_path: str | None = None, prompt: str | None = None,
                    max_new_tokens: int = 256, batch_size: int = 8, device: str | None = None,
-                   shard_dir=None, progress: bool = True) -> tuple[pd.Series, pd.DataFrame]:
+                   shard_dir=None, progress: bool = True, *,
+                   n_jobs: int | None = None) -> tuple[pd.Series, pd.DataFrame]:
     """Chest X-ray reports for every stay with an X-ray, from ``backend``.
 
     ``"offline"``: the classical reader of the pixels (:mod:`mmlib.cxr_reader`); ``"qwen2.5-vl"``: Qwen2.5-VL
     from a local model folder (:mod:`mmlib.vlm`). Returns the reports (``None`` where the stay has no X-ray or
-    the image could not be read) and, for the offline reader, its measurements.
+    the image could not be read) and, for the offline reader, its measurements. ``n_jobs``: the offline reader's
+    worker processes (``None``: one per CPU core; the reports do not depend on it).
     """
     ids = cohort.stays.index[cohort.availability["cxr"].to_numpy()]
     paths = [str(cohort.root / p) for p in cohort.modalities["cxr"].loc[ids, "path"]]
@@ -239,7 +257,7 @@ def transcribe_cxr(cohort, backend: str = "offline", model_path: str | None = No
     if backend == "offline":
         from .cxr_reader import read_cxr
 
-        reports, meas = read_cxr(paths, view=views, progress=progress)
+        reports, meas = read_cxr(paths, view=views, progress=progress, n_jobs=n_jobs)
         meas.index = ids
     elif backend == "qwen2.5-vl":
         from .vlm import DEFAULT_CXR_PROMPT, QwenVLReader
@@ -254,21 +272,33 @@ def transcribe_cxr(cohort, backend: str = "offline", model_path: str | None = No
 
 def interpret_ecg(cohort, backend: str = "offline", model_path: str | None = None, prompt: str | None = None,
                   max_new_tokens: int = 256, batch_size: int = 8, device: str | None = None, shard_dir=None,
-                  chunk: int = 500, progress: bool = True) -> tuple[pd.Series, pd.DataFrame]:
+                  chunk: int = 250, progress: bool = True, *,
+                  n_jobs: int | None = None) -> tuple[pd.Series, pd.DataFrame]:
     """ECG interpretations for every stay with an ECG before the prediction time, from ``backend``.
 
     ``"offline"``: signal measurements (:mod:`mmlib.ecg_reader`); ``"pulse-7b"``: PULSE-7B on the rendered
     12-lead print (:mod:`mmlib.vlm`). ``None`` where the stay has no ECG or the record is unreadable (flat line).
+    The offline reader reads ``chunk`` records at a time, spread over ``n_jobs`` worker processes (``None``: one per
+    CPU core); every record is measured on its own, so the reports depend on neither.
     """
     ids = cohort.stays.index[cohort.availability["ecg"].to_numpy()]
     if backend == "offline":
-        from .ecg_reader import read_ecg
-
-        reports, parts = [], []
         from tqdm import tqdm
 
-        for a in tqdm(range(0, len(ids), chunk), desc="reading ECGs", disable=not progress, leave=False):
-            r, m = read_ecg(cohort.ecg(ids[a:a + chunk]), progress=False)
+        from .ecg_reader import read_ecg
+        from .reports import worker_count
+
+        jobs = worker_count(n_jobs, len(ids), chunk)
+        starts = range(0, len(ids), chunk)
+        if jobs > 1:  # records loaded chunk by chunk as workers ask for them (joblib dispatches lazily)
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=jobs, return_as="generator")(
+                delayed(read_ecg)(cohort.ecg(ids[a:a + chunk])) for a in starts)
+        else:
+            results = (read_ecg(cohort.ecg(ids[a:a + chunk])) for a in starts)
+        reports, parts = [], []
+        for r, m in tqdm(results, total=len(starts), desc="reading ECGs", disable=not progress, leave=False):
             reports += list(r)
             parts.append(m)
         meas = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -323,24 +353,25 @@ def cohort_texts(cohort, *, cxr_backend: str = "offline", ecg_backend: str = "of
                  cxr_model_path: str | None = None, ecg_model_path: str | None = None, cxr_prompt: str | None = None,
                  ecg_prompt: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
                  device: str | None = None, shard_dirs: dict | None = None, include_race: bool = False,
-                 progress: bool = False) -> pd.DataFrame:
+                 progress: bool = False, n_jobs: int | None = None) -> pd.DataFrame:
     """Every text of a cohort: one row per stay, one column per modality (``mmlib.schema.MODALITIES`` order),
     ``None`` where the stay has no text for it (chapter 02's ``texts`` artifact).
 
     Structured modalities are written by :func:`structured_notes` (``include_race``); chest X-rays by
     :func:`transcribe_cxr` with ``cxr_backend`` / ``cxr_model_path`` / ``cxr_prompt``, ECGs by
     :func:`interpret_ecg` with the ``ecg_*`` options; ``max_new_tokens``, ``batch_size`` and ``device`` are the
-    VLM backends'. ``shard_dirs``: modality -> folder where a VLM backend keeps its finished shards.
+    VLM backends'. ``shard_dirs``: modality -> folder where a VLM backend keeps its finished shards. ``n_jobs``: the
+    offline readers' worker processes (``None``: one per CPU core); the texts do not depend on it.
     """
     shard_dirs = shard_dirs or {}
     cols = {}
     for m in MODALITIES[cohort.name]:
         if m == "cxr":
             cols[m], _ = transcribe_cxr(cohort, cxr_backend, cxr_model_path, cxr_prompt, max_new_tokens, batch_size,
-                                        device, shard_dir=shard_dirs.get(m), progress=progress)
+                                        device, shard_dir=shard_dirs.get(m), progress=progress, n_jobs=n_jobs)
         elif m == "ecg":
             cols[m], _ = interpret_ecg(cohort, ecg_backend, ecg_model_path, ecg_prompt, max_new_tokens, batch_size,
-                                       device, shard_dir=shard_dirs.get(m), progress=progress)
+                                       device, shard_dir=shard_dirs.get(m), progress=progress, n_jobs=n_jobs)
         else:
             cols[m] = structured_notes(cohort, m, include_race=include_race)
     return pd.DataFrame(cols)

@@ -250,3 +250,14 @@ def test_findings_from_report_free_text_and_thresholds():
     assert cr.cxr_report(m)[1].startswith("FINDINGS: Frontal view.")
     with pytest.raises(ValueError, match="unknown"):
         cr.cxr_findings(m, {"ctr": 0.5})
+
+
+def test_worker_processes_give_the_same_reports_and_measurements(cohort_read, monkeypatch):
+    """read_cxr(n_jobs=2) hands whole batches to two worker processes: the same result as one process."""
+    paths, views, _, reports, m = cohort_read
+    monkeypatch.setattr(cr, "_CHUNK", 64)  # several batches from these ~300 images (workers use their own size)
+    r2, m2 = cr.read_cxr(paths, view=views, n_jobs=2)
+    assert r2 == reports
+    pd.testing.assert_frame_equal(m2, m)
+    r1, m1 = cr.read_cxr(paths[:10], view=views[:10], n_jobs=2)  # one batch: read here, no workers
+    assert r1 == reports[:10]

@@ -248,3 +248,30 @@ def test_fidelity_above_chance_on_a_generated_cohort(tmp_path):
     assert balanced(found["wide_qrs"], truth["ecg_qrs_ms"] >= 120) > 0.8
     assert balanced(found["st_elevation"], truth["ecg_st_mv"] >= 0.1) > 0.75
     assert np.corrcoef(m["qrs_ms"][ok], truth["ecg_qrs_ms"][ok])[0, 1] > 0.6
+
+
+def test_worker_processes_give_the_same_reports_and_measurements(monkeypatch):
+    sig, _ = simulate(13, 12, af=[False, True] * 6, heart_rate=np.linspace(50, 140, 12))
+    r1, m1 = er.read_ecg(sig)
+    monkeypatch.setattr(er, "_JOB_CHUNK", 5)  # three chunks over two worker processes
+    r2, m2 = er.read_ecg(sig, n_jobs=2)
+    assert r2 == r1
+    pd.testing.assert_frame_equal(m2, m1)
+
+
+def test_parsed_findings_are_remembered_but_handed_out_as_copies():
+    text = "Atrial fibrillation with rapid ventricular response, rate 124/min. No LVH voltage criteria."
+    a = er.findings_from_report(text)
+    a["af"] = "changed by the caller"
+    assert er.findings_from_report(text)["af"] is True
+
+
+def test_median_over_beats_is_numpy_s_median():
+    rng = np.random.default_rng(3)
+    for shape in [(1, 9, 12), (2, 9, 12), (7, 96, 12), (12, 136), (13, 17, 8)]:
+        a = rng.normal(size=shape)
+        a[1 % shape[0]] = a[0]  # ties
+        assert np.array_equal(er._median0(a), np.median(a, axis=0))
+    a = rng.normal(size=(6, 4))
+    a[3, 2] = np.nan
+    assert np.array_equal(er._median0(a), np.median(a, axis=0), equal_nan=True)

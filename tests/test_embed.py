@@ -330,3 +330,31 @@ def test_the_cache_key_holds_every_setting_that_decides_a_vector(tmp_path, monke
     monkeypatch.setattr(embed, "INT8_MIN_TOKENS", 2)
     _, s2 = embed_texts(NOTES, cache_dir=tmp_path, progress=False)
     assert s2["numerics"] != s["numerics"] and s2["embedded"] == len(NOTES)
+
+
+def test_token_ids_from_the_rust_tokenizer_are_the_transformers_call_s(tiny_bert, monkeypatch):
+    """embed_texts tokenises with the fast tokenizer's Rust backend directly: the same ids (truncation included)
+    as the transformers call; a backend that disagrees on the probe texts is not used."""
+    long = " ".join(TEXTS + NOTES) * 3
+    texts = TEXTS + NOTES + [long, "", "ÉCG: QRS 96 ms; SpO₂ 91 %"]
+    for folder, max_length in ((resolve_encoder("all-MiniLM-L6-v2"), 256), (tiny_bert, 64), (tiny_bert, 128)):
+        tok = embed._tokenizer(folder)
+        want = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+        assert embed._token_ids(folder, tok, texts, max_length) == want
+        assert embed._FAST_TOKENIZERS[(str(folder), max_length)] is not None, "the fast path was taken"
+    assert embed._token_ids(tiny_bert, embed._tokenizer(tiny_bert), [], 64) == []
+
+    class Disagrees:  # a tokenizer whose transformers call differs from its backend: the call is used
+        is_fast = True
+
+        def __init__(self, tok):
+            self.tok, self.backend_tokenizer = tok, tok.backend_tokenizer
+
+        def __call__(self, texts, **kw):
+            out = self.tok(texts, **kw)
+            return {"input_ids": [x[:-1] for x in out["input_ids"]]}
+
+    odd = Disagrees(embed._tokenizer(tiny_bert))
+    monkeypatch.setattr(embed, "_FAST_TOKENIZERS", {})
+    assert embed._token_ids(tiny_bert, odd, NOTES, 64) == odd(NOTES, truncation=True, max_length=64)["input_ids"]
+    assert embed._FAST_TOKENIZERS[(str(tiny_bert), 64)] is None

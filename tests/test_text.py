@@ -116,3 +116,31 @@ def test_word_counts_long_by_cohort_without_missing_texts():
     assert w[w.cohort == "MIMIC-IV-Ext-MDS-ED"].groupby("modality")["words"].apply(list).to_dict() == {
         "arrival": [3.0], "ecg": [2.0, 4.0]}
     assert (w[w.cohort == "other"]["words"] == [3.0, 2.0]).all()
+
+
+@pytest.mark.parametrize("name", ["mimic_eye", "mds_ed"])
+def test_structured_notes_are_the_writers_applied_row_by_row(cohorts, name):
+    """The frame is read as dicts once (speed); each note is still exactly its writer on the stay's row Series."""
+    c = cohorts[name]
+    for m in [m for (cn, m) in text.NOTE_WRITERS if cn == name]:
+        writer, df, avail = text.NOTE_WRITERS[(name, m)], c.modalities[m], c.availability[m]
+        for include_race in ([False, True] if m == "arrival" else [False]):
+            want = {sid: (None if not avail.at[sid] else
+                          writer(row, c.stays.at[sid, "race_raw"] if include_race else None) if m == "arrival"
+                          else writer(row)) for sid, row in df.iterrows()}
+            got = text.structured_notes(c, m, include_race=include_race)
+            want = pd.Series(want, dtype=object).reindex(c.stays.index)
+            assert list(got.isna()) == list(want.isna())
+            assert list(got.dropna()) == list(want.dropna()), m
+
+
+def test_readers_give_the_same_texts_whatever_the_worker_processes_and_chunks(cohorts):
+    c = cohorts["mds_ed"]
+    one, _ = text.interpret_ecg(c, progress=False, n_jobs=1)
+    two, _ = text.interpret_ecg(c, progress=False, n_jobs=2, chunk=25)  # several chunks, two worker processes
+    pd.testing.assert_series_equal(one, two)
+    me = cohorts["mimic_eye"]
+    one, m1 = text.transcribe_cxr(me, progress=False, n_jobs=1)
+    two, m2 = text.transcribe_cxr(me, progress=False, n_jobs=2)
+    pd.testing.assert_series_equal(one, two)
+    pd.testing.assert_frame_equal(m1, m2)
