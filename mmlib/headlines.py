@@ -43,9 +43,11 @@ def single_modalities(summary, modalities: dict, model: str) -> list[str]:
                 for m in mods for a in ("race", "gender")]
         finite = [g for g in gaps if np.isfinite(g.mean)]
         clear = [g for g in finite if g.ci_low > 0 or g.ci_high < 0]
+        gap_text = (f"{len(clear)} of {len(finite)} signed TPR gaps of the single modalities (race and gender) are "
+                    "clearly different from 0" if finite else
+                    "no signed TPR gap could be estimated (no group large enough to compare)")
         out.append(f"**{display_name(n)}**: alone, **{best}** predicts best (AUROC {fmt_estimate(*au[best][:3])}) "
-                   f"and **{worst}** least ({fmt_estimate(*au[worst][:3])}); {len(clear)} of {len(finite)} signed "
-                   "TPR gaps of the single modalities (race and gender) are clearly different from 0.")
+                   f"and **{worst}** least ({fmt_estimate(*au[worst][:3])}); {gap_text}.")
     return out
 
 
@@ -70,6 +72,8 @@ def adding_modalities(summary, orders: dict, model: str) -> list[str]:
                      + difference_word(gain, "adding modalities clearly helps", "adding modalities clearly hurts")
                      + "); ")
         gaps = [signed_gap_text(summary, "tpr_signed", a, cohort=n, model=model, modalities=full)
+                if np.isfinite(summary.estimate("tpr_signed", a, cohort=n, model=model, modalities=full).mean) else
+                f"signed TPR gap by {a} is not estimable (no group large enough to compare)"
                 for a in ("race", "gender")]
         out.append(head + "with all modalities the " + "; the ".join(gaps) + ".")
     return out

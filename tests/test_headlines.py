@@ -104,3 +104,16 @@ def test_lab_counts_null_coverage_and_names_what_is_recovered_by_what():
     assert "no knob recovered" not in only and "each knob at ×3: not measurable here" in only
     assert headlines.lab(pd.DataFrame(), pd.DataFrame(), 3.0) == [
         "No race group was large enough to measure any knob's effect at this cohort size."]
+
+
+def test_gaps_that_cannot_be_estimated_are_said_so_in_words():
+    vals = {}
+    for lab, au in (("a", 0.60), ("b", 0.55), ("c", 0.50), ("a+b+c", 0.75)):
+        vals[("paper", lab, "auroc", "overall")] = au
+        for attr in ("race", "gender"):
+            vals[("paper", lab, "tpr_signed", attr)] = float("nan")
+    s = _summary(vals)
+    [one] = headlines.single_modalities(s, {"c": ["a", "b", "c"]}, "paper")
+    assert one.endswith("no signed TPR gap could be estimated (no group large enough to compare).")
+    [add] = headlines.adding_modalities(s, {"c": ORDER}, "paper")
+    assert "the signed TPR gap by race is not estimable (no group large enough to compare)" in add and "–" not in add
