@@ -655,13 +655,8 @@ def measure_cxr(images, view: list[str] | None = None, progress: bool = False) -
     size = int(S["size"])
     if isinstance(images, np.ndarray) and images.ndim != 3:
         raise ValueError(f"images: expected an (n, H, W) array or a list of paths / arrays, got shape {images.shape}")
-    if not isinstance(images, np.ndarray):
-        images = list(images)
-    n = len(images)
+    images, n, view = _checked_views(images, view)
     if view is not None:
-        view = list(view)
-        if len(view) != n:
-            raise ValueError(f"view: expected {n} entries (one per image), got {len(view)}")
         view = [_view_kind(v) for v in view]
     rows: list[dict] = []
     batches = _iter_batches(images, size)
@@ -896,13 +891,10 @@ def cxr_report(measurements: pd.DataFrame, thresholds: dict | None = None) -> li
     return out
 
 
-def read_cxr(images, view: list[str] | None = None, progress: bool = False,
-             n_jobs: int | None = 1) -> tuple[list[str | None], pd.DataFrame]:
-    """Measure and report: ``(reports, measurements)`` (reports ``None`` where unreadable).
 
-    ``n_jobs``: worker processes (joblib; ``None`` or ``-1``: one per CPU core). Each worker reads whole batches of
-    256 images -- the batches a single process reads -- so the result is the same whatever ``n_jobs``.
-    """
+def _checked_views(images, view):
+    """``(images, n, view)``: the images as an array or a list, their number, and ``view`` as a list of one entry
+    per image (or None); ValueError when the counts differ. Used by :func:`measure_cxr` and :func:`read_cxr`."""
     if not isinstance(images, np.ndarray):
         images = list(images)
     n = len(images)
@@ -910,6 +902,16 @@ def read_cxr(images, view: list[str] | None = None, progress: bool = False,
         view = list(view)
         if len(view) != n:
             raise ValueError(f"view: expected {n} entries (one per image), got {len(view)}")
+    return images, n, view
+
+def read_cxr(images, view: list[str] | None = None, progress: bool = False,
+             n_jobs: int | None = 1) -> tuple[list[str | None], pd.DataFrame]:
+    """Measure and report: ``(reports, measurements)`` (reports ``None`` where unreadable).
+
+    ``n_jobs``: worker processes (joblib; ``None`` or ``-1``: one per CPU core). Each worker reads whole batches of
+    256 images -- the batches a single process reads -- so the result is the same whatever ``n_jobs``.
+    """
+    images, n, view = _checked_views(images, view)
     jobs = 1 if isinstance(images, np.ndarray) and images.ndim != 3 else worker_count(n_jobs, n, _CHUNK)
     if jobs <= 1:
         m = measure_cxr(images, view=view, progress=progress)
