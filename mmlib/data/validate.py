@@ -45,11 +45,14 @@ def _ids(ids: pd.Series, k: int = 3) -> list:
 
 
 def drop_duplicate_rows(df: pd.DataFrame, where: str, counts: dict) -> pd.DataFrame:
-    """``df`` without exact duplicate rows; how many were removed is added to ``counts[where]``."""
+    """A new frame: ``df`` without exact duplicate rows (how many were removed is added to ``counts[where]``).
+    Always a copy of its own, never a view of ``df``, so the loaders may assign columns on it without touching
+    the caller's table."""
     dup = df.duplicated()
-    if dup.any():
-        counts[where] = counts.get(where, 0) + int(dup.sum())
-    return df[~dup]
+    if not dup.any():
+        return df.copy()
+    counts[where] = counts.get(where, 0) + int(dup.sum())
+    return df.loc[~dup].copy()
 
 
 def require_unique(df: pd.DataFrame, key, where: str, what: str) -> None:
