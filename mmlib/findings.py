@@ -640,8 +640,11 @@ def degradation_areas(sweep: pd.DataFrame, keys=PERFORMANCE_KEYS + SIGNED_KEYS +
     return pd.DataFrame(rows)
 
 
-def _random(n, m, p) -> dict:
-    return dict(cohort=n, model=m, protocol="random", rate=p, modality="all")
+def random_run(cohort: str, model: str, rate: float) -> dict:
+    """The selector (keyword arguments of :meth:`Run.of_sweep` / :meth:`mmlib.missing.Sweep.has`) of one run of
+    chapter 05's sweep: ``model`` on ``cohort`` with every modality missing at random at ``rate``. Used by the
+    answers of chapter 05 here and in :mod:`mmlib.headlines`."""
+    return dict(cohort=cohort, model=model, protocol="random", rate=rate, modality="all")
 
 
 def modality_harm(sweep, model: str, orders: dict, flags: dict | None = None) -> pd.DataFrame:
@@ -654,7 +657,7 @@ def modality_harm(sweep, model: str, orders: dict, flags: dict | None = None) ->
     rows = []
     t = sweep.table
     for n, order in orders.items():
-        base = Run.of_sweep(sweep, (flags or {}).get(n), **_random(n, model, 0.0))
+        base = Run.of_sweep(sweep, (flags or {}).get(n), **random_run(n, model, 0.0))
         for mod in order:
             sel = t[(t.cohort == n) & (t.model == model) & (t.protocol == "one modality") & (t.modality == mod)]
             if sel.empty:
@@ -685,9 +688,9 @@ def group_factor_note(factors: dict, skipped: list) -> str:
             + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) if skipped else "."))
 
 
-def _signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:
+def signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:
     """The paired change of every signed gap of ``keys`` from run ``a`` to ``b``, in words, and the names of
-    those that clearly widen."""
+    those that clearly widen (:func:`gap_name`). Chapter 05's answers (here and :func:`mmlib.headlines.losing_modalities`)."""
     parts, wider = [], []
     for metric, attr in keys:
         for g, ref, e in a.signed(metric, attr):
@@ -718,12 +721,12 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
     for n in cohorts:
         lines.append(f"**{display_name(n)}.**")
         for m in models:
-            zero = Run.of_sweep(sweep, flags.get(n), **_random(n, m, 0.0))
+            zero = Run.of_sweep(sweep, flags.get(n), **random_run(n, m, 0.0))
             parts = [f"- `{m}`, nothing missing: {signed_gaps_text(zero)}."]
             for p in low:
-                at = Run.of_sweep(sweep, flags.get(n), **_random(n, m, p))
+                at = Run.of_sweep(sweep, flags.get(n), **random_run(n, m, p))
                 au = zero.change(at, ("auroc", "overall", "all"))
-                moves, wider = _signed_moves(zero, at)
+                moves, wider = signed_moves(zero, at)
                 paper = zero.change(at, ("tpr_diff", "race", "gap"))
                 parts.append(f"  - at p={p:g}: AUROC {fmt_change(*au)} ({difference_word(au)}); "
                              + "; ".join(moves)
@@ -734,8 +737,8 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
             lines.extend(parts)
         loss = {}
         for m in models:
-            z = Run.of_sweep(sweep, **_random(n, m, 0.0))
-            t = Run.of_sweep(sweep, **_random(n, m, top))
+            z = Run.of_sweep(sweep, **random_run(n, m, 0.0))
+            t = Run.of_sweep(sweep, **random_run(n, m, top))
             c = t.change(z, ("auroc", "overall", "all"))  # positive: AUROC lost
             loss[m] = (c, z.replicates.get(("auroc", "overall", "all")), t.replicates.get(("auroc", "overall", "all")))
         finite = {m: v for m, v in loss.items() if np.isfinite(v[0].change)}
@@ -769,11 +772,11 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
                              f"{fmt_change(w['change'], w['ci_low'], w['ci_high'])}: no clear difference.")
         gd = []
         for p in rates:
-            labels = dict(_random(n, lead, p), protocol="group-dependent")
+            labels = dict(random_run(n, lead, p), protocol="group-dependent")
             if p in (0.1, 0.3, 0.5) and sweep.has(**labels):
-                r = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
+                r = Run.of_sweep(sweep, flags.get(n), **random_run(n, lead, p))
                 g = Run.of_sweep(sweep, flags.get(n), **labels)
-                moves, _ = _signed_moves(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
+                moves, _ = signed_moves(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
                 gd.append(f"p={p:g}: " + ("; ".join(moves) if moves else
                                           f"not estimable ({_why_not(r, 'race')})"))
         if gd:

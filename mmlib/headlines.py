@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .findings import Run, _random, clear_lead, difference_word, gap_effects, signed_change_word, signed_gap_text
+from .findings import (Run, clear_lead, difference_word, gap_effects, random_run, signed_change_word, signed_gap_text,
+                       signed_moves)
 from .schema import display_name
 from .tables import fmt_change, fmt_estimate
 
@@ -88,31 +89,25 @@ def losing_modalities(sweep, cohorts, models, rates, flags: dict | None = None) 
     lead, top = models[0], max(rates)
     out = []
     for n in cohorts:
-        zero = {m: Run.of_sweep(sweep, flags.get(n), **_random(n, m, 0.0)) for m in models}
+        zero = {m: Run.of_sweep(sweep, flags.get(n), **random_run(n, m, 0.0)) for m in models}
         loss = []
         for m in models:
-            c = zero[m].change(Run.of_sweep(sweep, flags.get(n), **_random(n, m, top)), ("auroc", "overall", "all"))
+            c = zero[m].change(Run.of_sweep(sweep, flags.get(n), **random_run(n, m, top)), ("auroc", "overall", "all"))
             loss.append(f"`{m}` {fmt_change(*c)}")
         wider = set()
         for p in rates:
             if p == 0:
                 continue
-            at = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
-            for metric, attr in (("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender"),
-                                 ("dp_signed", "gender")):
-                for g, _, e in zero[lead].signed(metric, attr):
-                    c = zero[lead].signed_change(at, metric, attr, g)
-                    if signed_change_word(e[0], c).startswith("widens"):
-                        wider.add(f"{metric.split('_')[0].upper()} by {attr} ({g})")
+            wider.update(signed_moves(zero[lead], Run.of_sweep(sweep, flags.get(n), **random_run(n, lead, p)))[1])
         s = (f"**{display_name(n)}**: from nothing missing to p = {top:g} missing at random, AUROC changes by "
              + ", ".join(loss) + f"; {len(wider)} signed gap{'s' if len(wider) != 1 else ''} of `{lead}` clearly "
              f"widen{'s' if len(wider) == 1 else ''} at some rate" + (f" ({', '.join(sorted(wider))})" if wider else "")
              + ".")
-        shared = [p for p in rates if p > 0 and sweep.has(**dict(_random(n, lead, p), protocol="group-dependent"))]
+        shared = [p for p in rates if p > 0 and sweep.has(**dict(random_run(n, lead, p), protocol="group-dependent"))]
         if shared:
             p = max(shared)
-            r = Run.of_sweep(sweep, flags.get(n), **_random(n, lead, p))
-            g = Run.of_sweep(sweep, flags.get(n), **dict(_random(n, lead, p), protocol="group-dependent"))
+            r = Run.of_sweep(sweep, flags.get(n), **random_run(n, lead, p))
+            g = Run.of_sweep(sweep, flags.get(n), **dict(random_run(n, lead, p), protocol="group-dependent"))
             for grp, ref, e in r.signed("tpr_signed", "race"):
                 c = r.signed_change(g, "tpr_signed", "race", grp)
                 s += (f" Who is missing: at p = {p:g}, missingness that follows the cohort's own unequal access "

@@ -56,7 +56,7 @@ def test_losing_modalities_states_losses_widened_gaps_and_who_is_missing():
     assert "from nothing missing to p = 0.4 missing at random, AUROC changes by `paper` -0.100 [-0.100, -0.100], " \
            "`late` -0.020 [-0.020, -0.020]" in s
     # the race TPR gap widens clearly (−0.05 → −0.10 ...); the gender gap's move at p = 0.1 is inside its interval
-    assert "1 signed gap of `paper` clearly widens at some rate (TPR by race (non-White))" in s
+    assert "1 signed gap of `paper` clearly widens at some rate (race TPR gap (non-White − White))" in s
     # group-dependent at p = 0.1: non-White TPR 0.68 against 0.65 at random: the gap narrows by +0.03
     assert "at p = 0.1" in s and "(non-White − White, -0.100 at random) by +0.030 [+0.030, +0.030]: narrows" in s
 
