@@ -7,6 +7,8 @@ stays, as MIMIC's data use agreement requires for published aggregates. ``real``
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
@@ -216,7 +218,8 @@ def flow_table(cohort) -> pd.DataFrame:
 def flow_note(cohort) -> str:
     """The cohort flow in words (chapter 01): stays read and kept, each exclusion step with its count, and the
     counts the loader recorded in ``Cohort.info`` (values set to missing, stays whose modality was counted as
-    missing rather than excluded), as Markdown; for real data through :func:`mmlib.disclosure.flow` and
+    missing rather than excluded; a value set to NaN is said to be "missing", a dotted key ``a.b`` reads
+    "a (b)"), as Markdown; for real data through :func:`mmlib.disclosure.flow` and
     :func:`mmlib.disclosure.count`."""
     real = _real_cohort(cohort)
     flow = disclosure.flow(cohort.flow, real=real)
@@ -233,7 +236,14 @@ def flow_note(cohort) -> str:
             return " / ".join(str(x) for x in v)
         return v
 
-    shown = [f"\n- {k.replace('_', ' ')}: {value(v)}" for k, v in extra.items()]
+    def words(text: str) -> str:  # prose, not pandas: a value set to missing is "missing", not "NaN"
+        return re.sub(r"\bnan\b", "missing", text, flags=re.I)
+
+    def label(k: str) -> str:  # "chexpert_uncertain_as_nan.cxr_edema" -> "chexpert uncertain as missing (cxr edema)"
+        head, _, tail = k.partition(".")
+        return words(head.replace("_", " ") + (f" ({tail.replace('_', ' ')})" if tail else ""))
+
+    shown = [f"\n- {label(k)}: {words(str(value(v)))}" for k, v in extra.items()]
     return (f"{flow.step.iloc[0]}: {flow.remaining.iloc[0]}; {len(cohort.stays)} stays kept for the study "
             f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
             + "".join(shown))
@@ -265,12 +275,15 @@ def availability_by_group(cohort, group: str = "race_binary") -> pd.DataFrame:
 
 def knob_table(knobs) -> pd.DataFrame:
     """The bias knobs of the synthetic cohorts (chapter 01): for each, the scale used (``knobs``, a
-    :class:`mmlib.data.BiasKnobs`), the mechanism, its size at scale 1 by group and the literature behind it."""
+    :class:`mmlib.data.BiasKnobs`), the mechanism, its size at scale 1 by group and the literature behind it, as
+    short citations (``Sjoding et al. 2020``) whose full references are in the book's bibliography
+    (:data:`mmlib.data.latent.KNOB_REFERENCES`; chapter 01 cites them next to the table)."""
     from .data.latent import GROUP_EFFECTS, KNOB_DOCS, KNOB_REFERENCES
 
     return pd.DataFrame([{"knob": k, "scale used": getattr(knobs, k), "mechanism": doc,
                           **{f"size at 1: {g}": v for g, v in GROUP_EFFECTS[k].items()},
-                          "literature": KNOB_REFERENCES[k]} for k, doc in KNOB_DOCS.items()]).set_index("knob")
+                          "literature": "; ".join(KNOB_REFERENCES[k].values())}
+                         for k, doc in KNOB_DOCS.items()]).set_index("knob")
 
 
 def bias_audit_note(audit: pd.DataFrame, knobs) -> str:
@@ -513,38 +526,197 @@ def fit_summary(log: pd.DataFrame) -> pd.DataFrame:
 #: content column); wider tables are shown in parts
 PAGE_COLUMNS = 4
 
+#: How a cell with no value is shown on the page (never ``NaN``), and the note under a table that has one.
+MISSING = "–"
+MISSING_NOTE = (f"{MISSING}: no value; not estimable from these data (e.g. too few stays or events in a group to "
+                f"compare) or not applicable (e.g. a modality the cohort does not have).")
+#: The most decimals a number is shown with when the table's builder rounded it (e.g. ``.round(4)``); a number
+#: that was not rounded gets :func:`_default_decimals`.
+MAX_DECIMALS = 4
+#: Columns whose numbers are never shown with thousands separators (identifiers, seeds, years).
+_NO_SEPARATOR = re.compile(r"(^|[\s_])(id|ids|seed|seeds|year|years|fold|folds)($|[\s_])", re.I)
+#: Columns of rates, probabilities and scores: shown with 3 decimals at least, whatever their values.
+_RATE_COLUMN = re.compile(r"(?<![a-z])(auroc|auprc|f1|rates?|tpr|fpr|sensitivity|specificity|accuracy|probability|"
+                          r"ece|gap|difference|share)(?![a-z])", re.I)
+#: A text cell that only says "not a number" (``nan``, ``[+nan, +nan]``, ``nan ± nan``).
+_NAN_TEXT = re.compile(r"^[\s\[\](),;+\-−±]*(nan|NaN|None|<NA>)([\s\[\](),;+\-−±]*(nan|NaN|None|<NA>))*[\s\[\](),;+\-−±]*$")
+
+
+def _is_missing(v) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    return isinstance(v, str) and bool(_NAN_TEXT.match(v))
+
+
+def _decimals_of(values: np.ndarray) -> int | None:
+    """The fewest decimals (at most :data:`MAX_DECIMALS`) that write every finite number of ``values`` exactly,
+    up to float32 rounding (``40.400002`` is ``40.4`` stored in float32); None when they need more (numbers
+    nobody rounded)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return 0
+    tol = 2e-7 * np.abs(v) + 1e-12  # float32 keeps 24 bits: a relative error of 6e-8 at most
+    for d in range(MAX_DECIMALS + 1):
+        if (np.abs(v - np.round(v, d)) <= tol).all():
+            return d
+    return None
+
+
+def _default_decimals(values: np.ndarray) -> int:
+    """Decimals for numbers that were not rounded: 3 (rates, AUROC, log-odds), 1 from 100, 0 from 10,000."""
+    v = np.abs(np.asarray(values, dtype=np.float64))
+    top = v[np.isfinite(v)].max() if np.isfinite(v).any() else 0.0
+    return 0 if top >= 1e4 else 1 if top >= 100 else 3
+
+
+def _column_decimals(values, name: str = "") -> int:
+    """Decimals of one column's numbers: as few as write them exactly (:func:`_decimals_of`), else
+    :func:`_default_decimals`; a rate column (:data:`_RATE_COLUMN`) of numbers within [-1, 1] gets 3 at least."""
+    v = np.asarray(values, dtype=np.float64)
+    d = _decimals_of(v)
+    d = _default_decimals(v) if d is None else d
+    finite = v[np.isfinite(v)]
+    if _RATE_COLUMN.search(name) and len(finite) and (np.abs(finite) <= 1).all() and not (finite == np.round(finite)).all():
+        d = max(d, 3)
+    return d
+
+
+def _fmt_number(v, decimals: int, separators: bool = True) -> str:
+    """One number as the page shows it: ``4,313``, ``0.712``, ``-0.050`` (no ``-0.000``: shown as ``0.000``)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if decimals == 0 or isinstance(v, (int, np.integer)):
+        s = f"{int(round(float(v))):,}" if separators else f"{int(round(float(v)))}"
+    else:
+        s = f"{float(v):,.{decimals}f}" if separators else f"{float(v):.{decimals}f}"
+    return s[1:] if s.startswith("-") and not any(c in "123456789" for c in s) else s
+
+
+def _format_values(values: pd.Series | pd.Index, name: str = "") -> tuple[list, bool]:
+    """The cells of one column (or index level) as text: numbers by :func:`_column_decimals` (integers, and
+    floats that hold whole numbers, as integers with thousands separators), text as it is, missing values as
+    :data:`MISSING`. Also whether a missing value was replaced."""
+    vals = list(values)
+    sep = not _NO_SEPARATOR.search(name) and not disclosure.ID_COLUMN.match(name)
+    nums = [float(v) for v in vals if isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)]
+    numeric_column = pd.api.types.is_numeric_dtype(getattr(values, "dtype", object)) and not \
+        pd.api.types.is_bool_dtype(getattr(values, "dtype", object))
+    decimals = _column_decimals(nums, name) if numeric_column else None
+    out, missing = [], False
+    for v in vals:
+        if _is_missing(v):
+            out.append(MISSING)
+            missing = True
+        elif isinstance(v, (bool, np.bool_)):
+            out.append(_fmt_number(v, 0))
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+                out.append("∞" if v > 0 else "−∞")
+            else:  # a mixed (object) column: each number on its own
+                d = decimals if decimals is not None else _column_decimals([float(v)], name)
+                out.append(_fmt_number(v, d, sep))
+        else:
+            out.append(v)
+    return out, missing
+
+
+def _label(v) -> str:
+    return " ".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
+
+
+def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """A DataFrame's cells as the book's page shows them (:func:`page_html`), all text: integers and whole-number
+    floats (counts) as integers with thousands separators (``4,313``, never ``4313.0``); other numbers with the
+    decimals of their column, as few as write every value exactly up to float32 rounding (so ``40.400002`` is
+    ``40.4``; a table rounded to 3 decimals keeps 3), at most :data:`MAX_DECIMALS`, and 3 (rates, AUROC, log-odds)
+    for numbers nobody rounded; rate columns at least 3; ``NaN`` and ``nan`` text as :data:`MISSING`. Float index
+    levels and column labels are formatted the same way (without the rate rule: a missingness rate ``0.1`` stays
+    ``0.1``). Returns the text frame and whether a missing value was
+    replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
+    disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone."""
+    out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
+    missing = False
+    for j in range(df.shape[1]):
+        cells, miss = _format_values(df.iloc[:, j], _label(df.columns[j]))
+        out.isetitem(j, pd.Series(cells, index=df.index, dtype=object))
+        missing |= miss
+
+    def axis(index: pd.Index) -> pd.Index:
+        if isinstance(index, pd.MultiIndex):
+            if not any(pd.api.types.is_float_dtype(lv.dtype) for lv in index.levels):
+                return index
+            arrays = [index.get_level_values(i) for i in range(index.nlevels)]
+            return pd.MultiIndex.from_arrays(
+                [_format_values(a)[0] if pd.api.types.is_float_dtype(a.dtype) else a
+                 for a, nm in zip(arrays, index.names)], names=index.names)
+        if pd.api.types.is_float_dtype(index.dtype):
+            return pd.Index(_format_values(index)[0], name=index.name)
+        return index
+
+    out.index, out.columns = axis(df.index), axis(df.columns)
+    return out, missing
+
 
 def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
-    """A DataFrame as the book's page shows it (every chapter; :func:`install_page_tables`): as it is when it has
-    at most ``max_columns`` columns counting the index levels; otherwise in consecutive parts of its columns, each
-    with the index and at most ``max_columns`` cells a row, under a line that says so and links the full table
-    as a CSV download (a ``data:`` link, so the page needs no file beside it)."""
+    """A DataFrame as the book's page shows it (every chapter; :func:`install_page_tables`), its numbers formatted
+    for reading (:func:`page_frame`), with :data:`MISSING_NOTE` under it when a cell has no value: as it is when it
+    has at most ``max_columns`` columns counting the index levels; otherwise in consecutive parts of its columns,
+    each with the index and at most ``max_columns`` cells a row, under a line that says so and links the full
+    table, at full precision, as a CSV download (a ``data:`` link, so the page needs no file beside it). The
+    caller applies the disclosure filter first (:func:`install_page_tables` does)."""
     import base64
     import hashlib
     import html as html_lib
 
+    shown, missing = page_frame(df)
+    note = f"\n<p><em>{html_lib.escape(MISSING_NOTE)}</em></p>" if missing or _has_dash(shown) else ""
     levels = df.index.nlevels
     per = max(2, max_columns - levels)  # a deep index still leaves two columns a part
     if df.shape[1] <= per:
-        return df.to_html()
+        return _to_html(shown) + note
     csv = df.to_csv().encode("utf-8")
     name = f"table-{hashlib.sha1(csv).hexdigest()[:8]}.csv"
-    parts = [df.iloc[:, i:i + per] for i in range(0, df.shape[1], per)]
+    parts = [shown.iloc[:, i:i + per] for i in range(0, df.shape[1], per)]
     link = (f'<a download="{name}" href="data:text/csv;charset=utf-8;base64,{base64.b64encode(csv).decode()}">'
             f"the full table (CSV)</a>")
     head = (f"<p><em>{html_lib.escape(f'{df.shape[1]} columns, shown in {len(parts)} parts')}; download "
             f"{link}.</em></p>")
-    return head + "\n".join(p.to_html() for p in parts)
+    return head + "\n".join(_to_html(p) for p in parts) + note
+
+
+def _to_html(shown: pd.DataFrame) -> str:
+    """``to_html`` of a formatted table with every cell in full (pandas cuts text at ``display.max_colwidth``,
+    50 characters by default: "Pulse oximetry over-reads SpO2 for darker skin...")."""
+    with pd.option_context("display.max_colwidth", None):
+        return shown.to_html()
+
+
+def _has_dash(shown: pd.DataFrame) -> bool:
+    """Whether a formatted table has a cell that is only :data:`MISSING` (a builder's own "not estimable")."""
+    return bool((shown.to_numpy() == MISSING).any()) if shown.size else False
+
+
+def page_text(df: pd.DataFrame) -> str:
+    """The plain-text form of :func:`page_html` (the same formatted cells, no parts)."""
+    with pd.option_context("display.max_colwidth", None):
+        return page_frame(df)[0].to_string()
 
 
 def install_page_tables() -> None:
     """In an IPython kernel (a chapter, :func:`mmlib.chapter.start`): display every DataFrame through
-    :func:`page_html`, after the disclosure filter (:func:`mmlib.disclosure.frame`, the identity for synthetic
-    data), so no table is wider than the page. No-op outside IPython."""
+    :func:`page_html` (and its text form through :func:`page_text`), after the disclosure filter
+    (:func:`mmlib.disclosure.frame`, the identity for synthetic data), so no table is wider than the page and
+    every number is formatted for reading. No-op outside IPython."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency of the chapters only
         return
     ip = get_ipython()
     if ip is not None:
-        ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, lambda df: page_html(disclosure.frame(df)))
+        formatters = ip.display_formatter.formatters
+        formatters["text/html"].for_type(pd.DataFrame, lambda df: page_html(disclosure.frame(df)))
+        formatters["text/plain"].for_type(pd.DataFrame, lambda df, p, cycle: p.text(page_text(disclosure.frame(df))))

@@ -1,6 +1,7 @@
 """Tables and sentences of chapters 01-02 (mmlib.tables), on small hand-made cohorts and tables."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -34,6 +35,10 @@ def test_flow_note_lists_exclusions_and_missing_counts():
                                         "- split fractions: 0.7 / 0.3"), "no Python dict or list in the prose"
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})
     assert tables.flow_note(c).endswith("\n- no stay was excluded")
+    c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y",
+                        info={"chexpert_uncertain_as_nan.cxr_edema": 4, "mapping": "-1.0 (uncertain) -> NaN"})
+    assert tables.flow_note(c).endswith("\n- chexpert uncertain as missing (cxr edema): 4\n"
+                                        "- mapping: -1.0 (uncertain) -> missing"), "prose, not pandas debris"
 
 
 def _split_cohort(synthetic=True):
@@ -185,3 +190,120 @@ def test_page_html_shows_wide_tables_in_parts_with_the_full_table_as_csv():
     csv = base64.b64decode(re.search(r'href="data:text/csv;charset=utf-8;base64,([^"]+)"', page).group(1))
     back = pd.read_csv(io.BytesIO(csv), index_col=[0, 1])
     assert back.shape == (2, 17) and (back.to_numpy() == wide.to_numpy()).all()
+
+
+# ------------------------------------------------------------------ numbers on the page (every displayed table)
+def _cells(html: str) -> list[str]:
+    import re
+
+    return re.findall(r"<t[dh](?:\s[^>]*)?>(.*?)</t[dh]>", html, re.S)
+
+
+def test_page_html_formats_numbers_for_reading():
+    """No float32 debris, counts never as floats, no NaN, the decimals of the column (a table rounded to 3 or 4
+    decimals keeps them), thousands separators; text cells whole, not cut at pandas' 50 characters."""
+    long = "Pulse oximetry over-reads SpO2 for darker skin at equal arterial saturation (occult hypoxemia)."
+    df = pd.DataFrame({"stays": [4313, 78, 12],
+                       "positive (%)": np.array([40.4, 47.4, 25.3], dtype=np.float32),  # 40.400002 in float32
+                       "texts": [4313.0, np.nan, 302.0],  # counts made float by a missing cell
+                       "AUROC": [0.5, 0.712, 0.25],
+                       "distance": [0.0012, 0.0103, 0.2],  # a column the chapter rounded to 4 decimals
+                       "estimate": ["0.712 ± 0.010 [0.690, 0.731]", "[+nan, +nan]", "nan"],
+                       "mechanism": [long, "b", "c"]},
+                      index=pd.Index(["a", "b", "c"], name="cohort"))
+    html = tables.page_html(df, max_columns=20)
+    cells = _cells(html)
+    assert {"4,313", "40.4", "47.4", "25.3", "0.500", "0.712", "0.250", "0.0012", "0.0103", "0.2000", "302",
+            "0.712 ± 0.010 [0.690, 0.731]", long} <= set(cells), cells
+    for debris in ("40.400002", "25.299999", "4313.0", "302.0", "NaN", "nan", "..."):
+        assert debris not in html.replace(long, ""), debris
+    assert cells.count(tables.MISSING) == 3  # the missing count and both "not a number" texts
+    assert tables.MISSING_NOTE in html, "a table with a dash says what the dash means"
+    assert tables.MISSING_NOTE not in tables.page_html(df.drop(columns=["texts", "estimate"]), max_columns=20)
+
+
+def test_page_frame_formats_float_index_levels_and_keeps_integers_and_negatives():
+    df = pd.DataFrame({"n_pos": np.array([1200, 3], dtype=np.int64), "change": [-0.0001, 0.1234567]},
+                      index=pd.MultiIndex.from_tuples([("x", 0.1), ("x", 0.30000000000000004)], names=["c", "rate"]))
+    shown, missing = tables.page_frame(df)
+    assert not missing and list(shown.index.get_level_values("rate")) == ["0.1", "0.3"]
+    assert shown["n_pos"].tolist() == ["1,200", "3"]
+    assert shown["change"].tolist() == ["0.000", "0.123"], "no -0.000; unrounded numbers get 3 decimals"
+
+
+def test_split_sizes_share_of_positives_has_no_float32_debris():
+    y = np.zeros(300, dtype=np.float32)
+    y[:101] = 1  # 40.4% of the 250 training stays: 40.400002 when computed in float32
+    rows = {"train": np.arange(250), "val": np.arange(250, 275), "test": np.arange(275, 300)}
+    d = SimpleNamespace(rows=lambda s: rows[s], y=y, target="admitted")
+    t = tables.split_sizes({"mimic_eye": d})
+    html = tables.page_html(t)
+    assert t["positive (%)"].dtype == np.float32 and "40.400002" in t.to_html(), "the debris this guards against"
+    assert "40.4" in _cells(html) and "40.400002" not in html and "NaN" not in html
+
+
+def test_page_html_csv_download_keeps_full_precision():
+    import base64
+    import io
+    import re
+
+    wide = pd.DataFrame(np.array([[0.123456789, 1 / 3, 2.5e-7, 4313.0, 7.0, 0.5]]), columns=list("abcdef"))
+    page = tables.page_html(wide, max_columns=3)
+    assert "0.123" in _cells(page) and "0.123456789" not in page.split("<table")[1]
+    csv = base64.b64decode(re.search(r'href="data:text/csv;charset=utf-8;base64,([^"]+)"', page).group(1))
+    back = pd.read_csv(io.BytesIO(csv), index_col=0)
+    assert (back.to_numpy() == wide.to_numpy()).all(), "the CSV is the table at full precision"
+
+
+def test_installed_page_tables_still_apply_small_cell_suppression_before_formatting():
+    """In a kernel (the chapters' path: :func:`mmlib.tables.install_page_tables` after the disclosure filter), a
+    credentialed source's count of 1-10 is shown as <11, also when the count came as a float; larger counts are
+    formatted; the CSV download holds the suppressed table, not the raw counts."""
+    import base64
+    import re
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mmlib import disclosure
+
+    shell = InteractiveShell.instance()
+    tables.install_page_tables()
+    df = pd.DataFrame({"stays": [4313.0, 5.0, 0.0], "Female, n (%)": ["2000 (46.4%)", "3 (60.0%)", "0 (0.0%)"],
+                       "rate": [0.41, 0.3, np.nan]}, index=pd.Index(["All", "Asian", "Other"], name="group"))
+    try:
+        disclosure.enforce(True)
+        html = shell.display_formatter.format(df)[0]["text/html"]
+        text = shell.display_formatter.format(df)[0]["text/plain"]
+        wide = shell.display_formatter.format(df.assign(x=1, y=2))[0]["text/html"]
+    finally:
+        disclosure.enforce(False)
+    cells = _cells(html)
+    assert cells.count(disclosure.SUPPRESSED.replace("<", "&lt;")) == 2, cells  # 5 stays and "3 (60.0%)"
+    assert "4,313" in cells and "5" not in cells and "5.0" not in html and "3 (60.0%)" not in html
+    assert "<11" in text and "5.0" not in text
+    csv = base64.b64decode(re.search(r'base64,([^"]+)"', wide).group(1)).decode()
+    assert "<11" in csv and "3 (60.0%)" not in csv and ",5.0," not in csv
+    shown = shell.display_formatter.format(df)[0]["text/html"]  # synthetic again: every count shown
+    assert "5" in _cells(shown)
+
+
+def test_knob_table_cites_the_bibliography_in_short_complete_citations():
+    """Each knob's literature is a short citation ("Sjoding et al. 2020") of an entry of references.bib, where the
+    full reference is; nothing truncated and no reference the bibliography cannot resolve."""
+    from pathlib import Path
+
+    from mmlib import book
+    from mmlib.data import KNOB_REFERENCES
+
+    keys = book.bib_keys([Path(__file__).resolve().parents[1] / "references.bib"])
+    assert set(KNOB_REFERENCES) == set(KNOB_DOCS)
+    for knob, refs in KNOB_REFERENCES.items():
+        assert refs and set(refs) <= keys, (knob, set(refs) - keys)
+        for key, short in refs.items():
+            year = key[-4:] if key[-4:].isdigit() else re.search(r"\d{4}", key).group(0)
+            assert short.endswith(year) and len(short) < 40, short
+    t = tables.knob_table(BiasKnobs())
+    assert t.loc["unequal_access", "literature"] == "Schrager et al. 2019"
+    assert t.loc["under_triage", "literature"] == "Schrader & Lewis 2013; Sax et al. 2023"
+    html = tables.page_html(t)
+    assert "Sjoding et al. 2020" in html and "..." not in html and "Zhang" not in html

@@ -104,16 +104,15 @@ KNOB_DOCS = {
     "label_bias": "The recorded outcome (hospital admission, ICU transfer) depends on group as well as on need.",
 }
 
+#: The literature behind each knob: ``{bib key: short citation}``, the keys those of ``references.bib`` (the
+#: book's bibliography, where the full references are; chapter 01 cites them next to its knob table and
+#: :func:`mmlib.tables.knob_table` shows the short citations; ``tests/test_tables.py`` checks the keys).
 KNOB_REFERENCES = {
-    "spo2_overread": "Sjoding MW et al. Racial bias in pulse oximetry measurement. NEJM 2020;383:2477-8.",
-    "under_triage": "Schrader CD, Lewis LM. Racial disparity in ED triage. J Emerg Med 2013; "
-                    "Sax DR et al. Evaluation of the ESI in U.S. EDs by race and ethnicity. JAMA Netw Open 2023.",
-    "cxr_underdocumentation": "Seyyed-Kalantari L et al. Underdiagnosis bias of AI algorithms applied to chest "
-                              "radiographs in under-served patient populations. Nat Med 2021;27:2176-82.",
-    "unequal_access": "Missing-not-at-random access to diagnostics by race: e.g. Zhang X et al., Racial and ethnic "
-                      "disparities in ED care and diagnostic imaging, Acad Emerg Med 2021.",
-    "label_bias": "Obermeyer Z et al. Dissecting racial bias in an algorithm used to manage the health of "
-                  "populations. Science 2019;366:447-53 (outcome labels that encode access, not need).",
+    "spo2_overread": {"sjoding2020pulseox": "Sjoding et al. 2020"},
+    "under_triage": {"schrader2013triage": "Schrader & Lewis 2013", "sax2023esi": "Sax et al. 2023"},
+    "cxr_underdocumentation": {"seyyedkalantari2021underdiagnosis": "Seyyed-Kalantari et al. 2021"},
+    "unequal_access": {"schrager2019imaging": "Schrager et al. 2019"},
+    "label_bias": {"obermeyer2019dissecting": "Obermeyer et al. 2019"},
 }
 
 
