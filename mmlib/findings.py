@@ -147,8 +147,11 @@ def order_table(summary, cohort: str, model: str, order, keys=STEP_KEYS) -> pd.D
 
 def direction(changes) -> str:
     """How a sequence of step changes moves: ``never falls``, ``never rises`` or ``changes direction k
-    times`` (zero changes are skipped when counting reversals)."""
-    changes = list(changes)
+    times`` (zero changes are skipped when counting reversals; changes that are not finite are skipped too, and a
+    sequence with none finite "cannot be followed")."""
+    changes = [c for c in changes if np.isfinite(c)]  # a step whose gap is not estimable says nothing
+    if not changes:
+        return "cannot be followed (no step is estimable)"
     signs = [np.sign(c) for c in changes if c != 0]
     flips = sum(a != b for a, b in zip(signs[:-1], signs[1:]))
     if all(c >= 0 for c in changes):
@@ -159,8 +162,12 @@ def direction(changes) -> str:
 
 
 def _path(summary, cohort, model, order, metric, attr) -> str:
-    return " → ".join(f"{summary.estimate(metric, attr, cohort=cohort, model=model, modalities=lab).mean:.3f}"
-                      for lab in order.prefixes())
+    """A metric's mean along the order's prefixes, ``0.712 → 0.745``; a prefix where it is not estimable reads
+    "n/a", and a path with no estimable prefix says so in words."""
+    means = [summary.estimate(metric, attr, cohort=cohort, model=model, modalities=lab).mean for lab in order.prefixes()]
+    if not np.isfinite(means).any():
+        return "not estimable (no group large enough to compare)"
+    return " → ".join(f"{m:.3f}" if np.isfinite(m) else "n/a" for m in means)
 
 
 def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, models) -> str:
@@ -186,7 +193,11 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
         for attr in ("race", "gender"):
             for g in ("dp_diff", "tpr_diff"):
                 s = st[st.metric == long_label(g, attr)]
-                moves = ", ".join(f"+{r.added} {fmt_change(r.change, r.ci_low, r.ci_high)}" for r in s.itertuples())
+                if not np.isfinite(s["change"].to_numpy(dtype=float)).any():
+                    lines.append(f"- {long_label(g)} by {attr}: not estimable (no group large enough to compare).")
+                    continue
+                moves = ", ".join(f"+{r.added} {fmt_change(r.change, r.ci_low, r.ci_high)}" if np.isfinite(r.change)
+                                  else f"+{r.added} n/a" for r in s.itertuples())
                 lines.append(f"- {long_label(g)} by {attr}: {_path(summary, n, lead, order, g, attr)}; it "
                              f"{direction(s['change'])} (steps: {moves}).")
         if n in order_tables:

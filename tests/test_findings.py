@@ -60,6 +60,9 @@ def test_direction_counts_reversals_and_skips_zero_steps():
     assert findings.direction([-0.1, 0.0]) == "never rises"
     assert findings.direction([0.1, -0.1]) == "changes direction 1 time"
     assert findings.direction([0.1, -0.1, 0.0, 0.2]) == "changes direction 2 times"
+    # a step whose gap is not estimable (NaN) is skipped; none estimable is said in words, never counted
+    assert findings.direction([0.1, float("nan"), -0.1]) == "changes direction 1 time"
+    assert findings.direction([float("nan")] * 3) == "cannot be followed (no step is estimable)"
 
 
 def test_summary_estimate_difference_and_best(rising):

@@ -85,7 +85,7 @@ GROUP_EFFECTS = {
     # percentage points by which pulse oximetry over-reads SaO2 (Sjoding et al., NEJM 2020; grows as SaO2 falls)
     "spo2_overread": {"White": 0.0, "Black": 1.6, "Hispanic": 0.8, "Asian": 0.8, "Other": 0.5},
     # shift of the triage severity score towards *less* severe, in SD of the latent severity
-    # (Schrader & Lewis 2013; Sax et al., JAMA Netw Open 2023: ESI under-triage of Black and Hispanic patients)
+    # (Schrader & Lewis 2013; Sax et al., JAMA Netw Open 2023: ESI mistriage that differs by race, under- and over-triage)
     "under_triage": {"White": 0.0, "Black": 0.40, "Hispanic": 0.30, "Asian": 0.15, "Other": 0.15},
     # probability that a present chest X-ray finding is not documented in the labels
     # (Seyyed-Kalantari et al., Nat Med 2021: under-diagnosis of under-served groups)
