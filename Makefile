@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= demo
 
-.PHONY: book test bench clean
+.PHONY: book pdf test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 ## book: generate the synthetic cohorts if absent, execute every chapter, render the book into _book/
 book: $(STAMP)
 	$(BIN)/python -m mmlib build --profile $(PROFILE)
+
+## pdf: the whole book as one PDF, build/$(PROFILE)/book.pdf, from the chapters `make book` executed
+pdf: book
+	$(BIN)/python -m mmlib pdf --profile $(PROFILE)
 
 ## test: the test suite (unit tests, real papermill execution of the chapters on the ci profile, rendering)
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mmlib {build,run,render,generate,chapters} ...`` (see ``--help``)."""
+"""Command line: ``python -m mmlib {build,run,render,pdf,generate,chapters} ...`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     rd = sub.add_parser("render", help="render the executed chapters of a profile into _book/")
     rd.add_argument("--profile", default="demo")
     rd.add_argument("--renderer", default="auto", choices=["auto", "quarto", "jupyter-book"])
+    pd_ = sub.add_parser("pdf", help="the whole book as one PDF, from the executed chapters of a profile "
+                                     "(build/<profile>/book.pdf; nothing is re-executed)")
+    pd_.add_argument("--profile", default="demo")
+    pd_.add_argument("--out", default=None, help="where to write the PDF (default: build/<profile>/book.pdf)")
     g = sub.add_parser("generate", help="generate a synthetic cohort in its real on-disk layout")
     g.add_argument("cohort", choices=["mimic_eye", "mds_ed"])
     g.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
@@ -63,6 +67,17 @@ def main(argv=None) -> int:
             res = render_book(pipeline.project_root(), pipeline.build_dir() / args.profile / "executed",
                               renderer=args.renderer)
             print(f"rendered with {res.renderer} in {res.seconds:.1f} s -> {res.index_html}")
+        elif args.cmd == "pdf":
+            from pathlib import Path
+
+            from .pdf import build_pdf
+
+            executed = pipeline.build_dir() / args.profile / "executed"
+            out = Path(args.out) if args.out else pipeline.build_dir() / args.profile / "book.pdf"
+            res = build_pdf(pipeline.project_root(), executed, out)
+            for w in res.warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"PDF of {res.pages} pages in {res.seconds:.1f} s -> {res.pdf}")
         elif args.cmd == "generate":
             from .data.synth import generate
 

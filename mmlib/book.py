@@ -17,6 +17,11 @@ them natively, and for Jupyter Book the staged copies get sphinxcontrib-bibtex r
 asks: for Jupyter Book every staged code cell gets the ``hide-input`` tag (a cell opts out with the tag
 ``show-input`` or ``#| code-fold: show``; ``#| echo: false`` removes the input, ``#| include: false`` the
 cell). A citation of a key that the bibliography lacks is an error in both renderers.
+
+Math (``$...$`` inline, ``$$...$$`` display, as Pandoc reads them) is typeset as MathML, which browsers render
+natively, so no page loads MathJax from a CDN: Quarto with ``html-math-method: mathml`` (``_quarto.yml``), Jupyter
+Book through the Sphinx math renderer ``mmlib_mathml`` (:data:`MATHML_EXTENSION`, :func:`mathml`). A formula that
+cannot be converted stops the render with its page and TeX. The PDF of the book is :mod:`mmlib.pdf`.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -65,6 +70,8 @@ class BookSpec:
     parts: list[tuple[str | None, list[str]]]    # (caption or None for loose chapters, paths)
     output_dir: str
     bibliography: list[str]
+    subtitle: str | None = None
+    appendices: list[str] = field(default_factory=list)   # the pages of ``book.appendices``, in order
 
 
 @dataclass
@@ -137,7 +144,9 @@ def read_book_spec(project_root: Path) -> BookSpec:
     return BookSpec(title=str(book.get("title") or "Untitled"), author=author,
                     chapters=[c for _, cs in parts for c in cs], parts=parts,
                     output_dir=str(project.get("output-dir") or "_book"),
-                    bibliography=[bib] if isinstance(bib, str) else list(bib))
+                    bibliography=[bib] if isinstance(bib, str) else list(bib),
+                    subtitle=str(book["subtitle"]) if book.get("subtitle") else None,
+                    appendices=list(parts[-1][1]) if book.get("appendices") else [])
 
 
 def bib_keys(paths: list[Path]) -> set[str]:
@@ -386,6 +395,70 @@ def stage_book(project_root: Path, executed_dir: Path, staging: Path, spec: Book
             shutil.copy2(src, dst)
 
 
+#: A TeX command that latex2mathml does not know: it copies the command into an identifier, ``<mi>\\foo</mi>``.
+_UNKNOWN_TEX = re.compile(r"<mi>(\\[A-Za-z]+)</mi>")
+
+
+def mathml(tex: str, display: bool = False) -> str:
+    """TeX math (the inside of ``$...$`` or ``$$...$$``) as a MathML ``<math>`` element (``display="block"`` for
+    display math), which browsers render without any script; the Jupyter Book render's math (:data:`MATHML_EXTENSION`).
+
+    ValueError naming the formula when latex2mathml cannot convert it, or would print a command it does not know
+    (``\\foo``) or an alignment ``&`` as text."""
+    from latex2mathml.converter import convert
+
+    try:
+        out = convert(tex.strip(), display="block" if display else "inline")
+    except Exception as exc:  # latex2mathml raises its own exception types, and IndexError etc. on bad input
+        raise ValueError(f"cannot convert the math ${tex}$ to MathML: {type(exc).__name__}: {exc}") from exc
+    unknown = _UNKNOWN_TEX.findall(out)
+    if unknown or re.search(r"&(?!#?\w+;)", out):
+        what = f"the command(s) {', '.join(sorted(set(unknown)))}" if unknown else "an alignment '&'"
+        raise ValueError(f"cannot convert the math ${tex}$ to MathML: latex2mathml does not support {what}")
+    return out
+
+
+#: A Sphinx extension written next to the staged pages (Jupyter Book): math nodes (MyST ``$...$``, ``$$...$$``,
+#: ``{math}``) rendered as MathML by :func:`mathml` instead of MathJax, so no page loads a script from a CDN (with
+#: this renderer Sphinx never adds MathJax). A formula it cannot convert is a Sphinx error naming page and line.
+MATHML_EXTENSION = """\
+from docutils import nodes
+from sphinx.util import logging
+
+from mmlib.book import mathml
+
+logger = logging.getLogger(__name__)
+
+
+def _convert(self, node, display):
+    try:
+        return mathml(node.astext(), display)
+    except ValueError as exc:
+        logger.error(str(exc), location=node)
+        return '<code class="math">' + self.encode(node.astext()) + '</code>'
+
+
+def visit_math(self, node):
+    self.body.append(self.starttag(node, "span", "", CLASS="math notranslate nohighlight"))
+    self.body.append(_convert(self, node, False) + "</span>")
+    raise nodes.SkipNode
+
+
+def visit_displaymath(self, node):
+    self.body.append(self.starttag(node, "div", CLASS="math notranslate nohighlight"))
+    if node.get("number"):
+        from sphinx.util.math import get_node_equation_number
+        self.body.append('<span class="eqno">(%s)</span>' % get_node_equation_number(self, node))
+    self.body.append(_convert(self, node, True) + "</div>\\n")
+    raise nodes.SkipNode
+
+
+def setup(app):
+    app.add_html_math_renderer("mmlib_mathml", (visit_math, None), (visit_displaymath, None))
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+"""
+
+
 def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
     """Jupyter Book ``_config.yml`` and ``_toc.yml`` (format jb-book) equivalent to ``spec``."""
     for c in spec.chapters:
@@ -399,7 +472,12 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
         # sphinx-thebe writes its `const THEBE_JS_URL ...` script twice into every page (a JavaScript
         # SyntaxError) and a Binder configuration for its default, unrelated repository.
         "extensions": [e for e in _jb_default_extensions() if e != "sphinx_thebe"]
-                      + (["sphinxcontrib.bibtex", "mmlib_bibstyle"] if bibs else []),
+                      + (["sphinxcontrib.bibtex", "mmlib_bibstyle"] if bibs else []) + ["mmlib_mathml"],
+        # math as MathML (mmlib_mathml, written by render_book): no MathJax, so no script from a CDN
+        "html_math_renderer": "mmlib_mathml",
+        # `$` math as Pandoc (Quarto, the PDF) reads it: no space inside the dollars, no digit right after the
+        # closing one, so "$5 and $10" stays text; `$$...$$` inside a paragraph is display math
+        "myst_dmath_allow_space": False, "myst_dmath_allow_digits": False, "myst_dmath_double_inline": True,
         "html_static_path": ["_static"],
         # a page's own icon, so the browser does not ask the server for /favicon.ico (a 404 in the console)
         "html_favicon": "_static/mmlib-favicon.svg",
@@ -426,8 +504,9 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
                            "colab_url": "", "deepnote_url": "", "thebe": False},
         "repository": {"url": "", "path_to_book": "", "branch": ""},
         "sphinx": {"config": sphinx_config,
-                   # the folder of mmlib_bibstyle.py (written by render_book), put on sys.path by Jupyter Book
-                   **({"local_extensions": {"mmlib_bibstyle": "_ext"}} if bibs else {})},
+                   # the folder of mmlib_bibstyle.py and mmlib_mathml.py (written by render_book), put on sys.path
+                   # by Jupyter Book
+                   "local_extensions": {"mmlib_mathml": "_ext", **({"mmlib_bibstyle": "_ext"} if bibs else {})}},
     }
     if bibs:
         config["bibtex_bibfiles"] = bibs
@@ -486,9 +565,12 @@ def _jb_default_extensions() -> list[str]:
 
 
 def _run(cmd: list[str], log: Path, what: str) -> str:
-    """Run ``cmd``, save its combined output to ``log``; RuntimeError with the log tail on failure."""
+    """Run ``cmd``, save its combined output to ``log``; RuntimeError with the log tail on failure. The command
+    imports this checkout's ``mmlib`` first (the Sphinx extension ``mmlib_mathml`` does)."""
+    path = os.pathsep.join([str(Path(__file__).resolve().parents[1])]
+                           + [p for p in [os.environ.get("PYTHONPATH")] if p])
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={**os.environ, "NO_COLOR": "1"})
+                          env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": path})
     text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)  # Sphinx colours even when piped
     log.write_text(text, encoding="utf-8")
     errors = _SPHINX_ERROR.findall(text) if what == "jupyter-book" else []
@@ -537,6 +619,7 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
             (staging / "_static" / "mmlib-favicon.svg").write_text(FAVICON, encoding="utf-8")
             (staging / "_ext").mkdir(exist_ok=True)
             (staging / "_ext" / "mmlib_bibstyle.py").write_text(BIB_STYLE_EXTENSION, encoding="utf-8")
+            (staging / "_ext" / "mmlib_mathml.py").write_text(MATHML_EXTENSION, encoding="utf-8")
             (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
             (staging / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
             _run([sys.executable, "-c", "from jupyter_book.cli.main import main; main()",

@@ -30,6 +30,7 @@ project:
   output-dir: _book
 book:
   title: "Tiny Test Book"
+  subtitle: "A subtitle"
   author: "Test Author"
   chapters:
     - index.md
@@ -59,6 +60,13 @@ BIB = """\
 """
 
 
+#: A Markdown cell with the kinds of math the chapters write, and code that only looks like math.
+MATH_CELL = ("The signed gap $\\Delta_{\\mathrm{TPR}} = \\mathrm{TPR}_b - \\mathrm{TPR}_w$ and the parity ratio:\n\n"
+             "$$\\mathrm{DPR} = \\frac{\\min_g \\Pr(\\hat{y} = 1 \\mid G = g)}"
+             "{\\max_g \\Pr(\\hat{y} = 1 \\mid G = g)}$$\n\n"
+             "Code stays code: `$not_math$`. In a paragraph, $$y = 2$$ is displayed.")
+
+
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     """Make sure kernel "python3" starts the interpreter running the tests (see module doc)."""
@@ -84,13 +92,15 @@ def write_project(root: Path) -> Path:
     (root / "chapters").mkdir(parents=True)
     (root / "_quarto.yml").write_text(QUARTO)
     (root / "index.md").write_text("# Preface\n\nPREFACE-MARKER: what this book reproduces [@alpha2020], $a^2$; "
-                                   "@gamma2021 says so. Write to me@example.org; `[@not_a_citation]` is code.\n")
+                                   "@gamma2021 says so. Write to me@example.org; `[@not_a_citation]` is code. "
+                                   "It costs $5 and $10 a run.\n")
     (root / "references.md").write_text("# References\n\n::: {#refs}\n:::\n")
     (root / "references.bib").write_text(BIB)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
     nb.cells = [
-        nbformat.v4.new_markdown_cell("# Demo chapter\n\nSome text [see @alpha2020, p. 3; @gamma2021]."),
+        nbformat.v4.new_markdown_cell("# Demo chapter\n\nSome text [see @alpha2020, p. 3; @gamma2021].\n\n"
+                                      + MATH_CELL),
         nbformat.v4.new_code_cell("n = 3", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("import uuid\nprint('RUN-' + uuid.uuid4().hex)"),
         nbformat.v4.new_code_cell("import matplotlib\nmatplotlib.use('Agg')\n"
@@ -126,6 +136,7 @@ def test_read_book_spec_flattens_parts(tmp_path):
     assert spec.parts == [(None, ["index.md"]), ("Part One: Data", ["chapters/01_demo.ipynb"]),
                           ("Appendices", ["references.md"])]
     assert spec.output_dir == "_book" and spec.bibliography == ["references.bib"]
+    assert spec.subtitle == "A subtitle" and spec.appendices == ["references.md"]
 
 
 @pytest.mark.parametrize("text, key", [
@@ -205,6 +216,48 @@ def test_jupyter_book_render_cites_folds_code_and_has_no_binder(project):
         assert "THEBE_JS_URL" not in doc and "binder" not in doc.lower()
         assert "executablebooks/jupyter-book" not in doc
         assert len(re.findall(r"<script>\s*const ", doc)) == len(set(re.findall(r"<script>\s*const (\w+)", doc)))
+
+
+@pytest.mark.slow
+def test_jupyter_book_render_typesets_math_as_mathml_and_loads_no_mathjax(project):
+    """`$...$` and `$$...$$` in pages and notebooks become MathML (the browser typesets it, no script); Sphinx adds
+    no MathJax <script> to any page; code spans and dollar amounts are not math."""
+    root, executed, res = project
+    if res.renderer != "jupyter-book":
+        pytest.skip("Quarto rendered the book; this checks the Jupyter Book render")
+    index = res.index_html.read_text()
+    page = (root / "_book/chapters/01_demo.html").read_text()
+    text = lambda doc: html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", doc)))  # noqa: E731
+    assert re.search(r'<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline"><mrow><msup><mi>a</mi>'
+                     r"<mn>2</mn></msup></mrow></math>", index)
+    inline = re.findall(r'<math [^>]*display="inline".*?</math>', page)
+    block = re.findall(r'<math [^>]*display="block".*?</math>', page)
+    assert len(inline) == 1 and "<mi mathvariant=\"normal\">T</mi>" in inline[0] and "<msub>" in inline[0]
+    assert len(block) == 2 and "<mfrac>" in block[0] and "<mo>&#x02223;</mo>" in block[0]  # \\mid
+    assert "<mi>y</mi><mo>&#x0003D;</mo><mn>2</mn>" in block[1]  # $$...$$ inside a paragraph: display, as in Pandoc
+    assert "$not_math$" in text(page) and "It costs $5 and $10 a run." in text(index)
+    assert "\\Delta" not in text(page) and "\\frac" not in text(page)  # no TeX left as text
+    for doc in root.glob("_book/**/*.html"):
+        content = doc.read_text()
+        # no MathJax script, by URL or inline configuration (MyST's class "mathjax_ignore" on sections is no script)
+        assert not re.search(r"<script[^>]*(src=\"[^\"]*mathjax|>[^<]*mathjax)", content, re.I), doc
+        assert not re.search(r"<script[^>]+src=\"(https?:)?//", content), doc
+
+
+def test_mathml_converts_tex_and_names_what_it_cannot():
+    out = book.mathml(r"\mathrm{TPR}_g = \frac{TP_g}{TP_g + FN_g}", display=True)
+    assert out.startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') and "<mfrac>" in out
+    assert 'display="inline"' in book.mathml("x^2")
+    with pytest.raises(ValueError, match=r"\$\\foo\{x\}\$.*\\foo"):
+        book.mathml(r"\foo{x}")
+    with pytest.raises(ValueError, match="alignment"):
+        book.mathml(r"a &= b")
+
+
+def test_quarto_typesets_math_as_mathml():
+    """Quarto renders math as MathML too (its default would load MathJax from a CDN)."""
+    cfg = yaml.safe_load((REPO / "_quarto.yml").read_text())
+    assert cfg["format"]["html"]["html-math-method"] == "mathml"
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -377,3 +430,33 @@ def test_present_says_when_a_chapter_has_no_findings_box(tmp_path):
     nb, preface = _staged(tmp_path, box=False)
     assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "code"], "nothing moves"
     assert "*(Chapter 01 states no findings in this build.)*" in preface
+
+
+def test_the_chapters_cite_the_bibliography_link_each_other_and_write_no_plain_arxiv_ids():
+    """Every key the chapters' Markdown cells cite is in references.bib (the check the build runs), every entry of
+    it is cited somewhere in the book, the literature each chapter rests on is cited where it is used, no chapter
+    names a paper by a bare arXiv id, and a link to another chapter names a notebook of the book."""
+    spec = read_book_spec(REPO)
+    book.check_citations(REPO, spec)  # raises naming page and key
+    keys = book.bib_keys([REPO / "references.bib"])
+    cited: dict[str, set[str]] = {}
+    for page in spec.chapters:
+        for text in book._markdown_texts(REPO / page):
+            cited.setdefault(page, set()).update(book.citations(text, keys))
+    assert set().union(*cited.values()) == keys, sorted(keys - set().union(*cited.values()))
+    expected = {"01": {"hsieh2023mimiceye", "lopezalcaraz2024mdsed", "johnson2019mimiccxr", "goldberger2000physionet",
+                       "sjoding2020pulseox", "schrager2019imaging", "obermeyer2019dissecting", "sax2023esi"},
+                "02": {"seyyedkalantari2021underdiagnosis"},
+                "03": {"efron1993bootstrap", "weerts2023fairlearn", "hardt2016equality", "naeini2015ece"},
+                "04": {"sampath2025paradox", "caruso2026resilient"}, "05": {"caruso2026resilient"},
+                "06": {"ma2025decisionlayer"}, "07": {"cai2025interference"}, "08": {"obermeyer2019dissecting"}}
+    notebooks = {Path(p).name for p in spec.chapters if p.endswith(".ipynb")}
+    for page in spec.chapters:
+        if not page.startswith("chapters/"):
+            continue
+        num = Path(page).name[:2]
+        assert expected[num] <= cited[page], (page, expected[num] - cited[page])
+        prose = "\n".join(book._markdown_texts(REPO / page))
+        assert not re.search(r"arXiv \d{4}\.\d{4,5}", prose), page
+        for target in re.findall(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)", prose):
+            assert target in notebooks, (page, target)

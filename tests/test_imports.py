@@ -45,7 +45,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     8: ("metrics",),  # scoring prediction vectors: metrics, bootstrap, summaries
     9: ("missing", "interference", "attribution", "targets"),  # protocols: predict under missing / perturbed modalities, regenerate under other bias knobs, then score; the paper's findings as targets
     10: ("tables", "findings", "plots", "decision", "headlines"),  # findings and figures; the findings box
-    11: ("parameters", "pipeline", "book"),  # checking parameters, running the chapters, rendering the book
+    11: ("parameters", "pipeline", "book", "pdf"),  # checking parameters, running the chapters, rendering the book
     12: ("chapter", "__main__"),  # what a running chapter asks for (resolves its inputs through the pipeline)
 }
 
