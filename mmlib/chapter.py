@@ -361,7 +361,8 @@ def start(chapter_id: str, namespace: dict) -> Chapter:
 
     The ``source`` parameter decides disclosure control (:mod:`mmlib.disclosure`): with ``source: real`` every
     table, note and figure the chapter shows is aggregates only, and every displayed DataFrame passes through
-    :func:`mmlib.disclosure.frame`.
+    :func:`mmlib.disclosure.frame`. Every figure it shows carries its alt text and caption
+    (:func:`mmlib.plots.install_figure_captions`).
     """
     from . import disclosure, tables
     from .pipeline import context
@@ -371,5 +372,8 @@ def start(chapter_id: str, namespace: dict) -> Chapter:
     if disclosure.active():
         disclosure.install_display_filter()
     tables.install_page_tables()  # wide tables in parts with a CSV download (after the disclosure filter)
+    from .plots import install_figure_captions
+
+    install_figure_captions()  # every figure shown with its alt text and caption (mmlib.plots)
     ch.check_source()
     return ch

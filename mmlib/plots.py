@@ -1,5 +1,19 @@
-"""Figures the chapters show. Every function returns a matplotlib Figure with labelled axes and units."""
+"""Figures the chapters show. Every function returns a matplotlib Figure with labelled axes and units, and with a
+caption and alt text attached (:func:`describe`): what is plotted, its units, how to read it and, where it is
+computed, the main pattern.
+
+A chapter shows a figure with ``plt.show()`` (or ``display(fig)``); :func:`install_figure_captions`, installed by
+:func:`mmlib.chapter.start`, makes every displayed figure a bundle of its unchanged PNG (``image/png``, for the PDF)
+and an HTML ``<figure>`` of the same PNG with its alt text and ``<figcaption>`` (``text/html``, which the Jupyter
+Book and Quarto HTML renders prefer). A figure that no function here described still gets a generic caption, marked
+:data:`UNDESCRIBED`, which ``tests/test_browser.py`` refuses on a chapter page.
+"""
 from __future__ import annotations
+
+import base64
+import functools
+import html
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,11 +27,176 @@ from .tables import rates_by_group
 sns.set_theme(context="notebook", style="whitegrid")
 
 
+# ----------------------------------------------------------------------------- captions and alt text
+#: The class of the ``<figure>`` element a chapter's figure is shown in (:func:`figure_html`); a figure that no
+#: plotting function described gets :data:`UNDESCRIBED` as well, which the browser test refuses on a chapter page.
+FIGURE_CLASS = "mmlib-figure"
+UNDESCRIBED = "mmlib-figure-undescribed"
+
+
+@dataclass(frozen=True)
+class FigureText:
+    """What a reader who does not see a figure needs, and what every reader needs to read it.
+
+    ``caption``: one or two sentences under the figure (what is plotted, the units, how to read it; numbers only
+    where computed); ``alt``: the image's alternative text for a screen reader (chart type, axes, the groups
+    compared and, where it is computed, the main pattern); ``described``: whether a plotting function wrote them
+    (``False`` for the generic fallback of :func:`figure_text`)."""
+
+    caption: str
+    alt: str
+    described: bool = True
+
+
+def describe(fig: plt.Figure, caption: str, alt: str) -> plt.Figure:
+    """Attach a caption and alt text to ``fig`` (as ``fig.mmlib_text``, a :class:`FigureText`) and return it.
+    Every figure function of this module ends with it; :func:`figure_html` shows them."""
+    caption, alt = " ".join(str(caption).split()), " ".join(str(alt).split())
+    if not caption or not alt:
+        raise ValueError("a figure needs a non-empty caption and alt text")
+    fig.mmlib_text = FigureText(caption, alt)
+    return fig
+
+
+def figure_text(fig: plt.Figure) -> FigureText:
+    """The :class:`FigureText` attached by :func:`describe`, or a generic one (``described=False``) built from the
+    figure's titles, so that a reader still gets a caption; tests refuse the generic one on a chapter page."""
+    text = getattr(fig, "mmlib_text", None)
+    if isinstance(text, FigureText):
+        return text
+    titles = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) is not None else []
+    titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
+    title = "; ".join(" ".join(t.split()) for t in titles if t.strip()) or "untitled figure"
+    return FigureText(f"Figure: {title}.", f"Chart: {title}.", described=False)
+
+
+def figure_html(fig: plt.Figure, png_base64: str) -> str:
+    """The HTML of a displayed figure: ``<figure>`` holding the PNG (``png_base64``, the figure's ``image/png``
+    output, unchanged) with its alt text, and its caption as ``<figcaption>`` (:func:`figure_text`; escaped)."""
+    text = figure_text(fig)
+    cls = FIGURE_CLASS if text.described else f"{FIGURE_CLASS} {UNDESCRIBED}"
+    return (f'<figure class="{cls}" style="margin: 0 0 1em 0;">'
+            f'<img alt="{html.escape(text.alt, quote=True)}" src="data:image/png;base64,{png_base64}" '
+            f'style="max-width: 100%; height: auto;">'
+            f'<figcaption style="font-size: 0.9em;">{html.escape(text.caption, quote=False)}</figcaption></figure>')
+
+
+_PNG = {"printer": None}
+
+
+def _png_printer(shell):
+    """The function that makes a figure's ``image/png`` output in ``shell``: the one the inline backend
+    registered (:func:`IPython.core.pylabtools.select_figure_formats`, with its dpi and ``bbox_inches``), taken over
+    from the PNG formatter so that the figure is drawn once per display; IPython's own default otherwise."""
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        printer = png.lookup_by_type(Figure)
+    except KeyError:
+        printer = _PNG["printer"]
+    else:
+        png.pop(Figure)
+        _PNG["printer"] = printer
+    if printer is None:
+        from IPython.core.pylabtools import print_figure
+
+        printer = functools.partial(print_figure, fmt="png", base64=True)
+    return printer
+
+
+def figure_bundle(fig: plt.Figure, shell=None) -> dict:
+    """A displayed figure's outputs: ``image/png`` (the bytes the inline backend makes, for the PDF and any
+    renderer that prefers an image) and ``text/html`` (:func:`figure_html` of the same PNG, which the Jupyter Book
+    and Quarto HTML renders prefer: alt text and caption). Empty for a figure with nothing drawn."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is None:
+        from IPython.core.pylabtools import print_figure
+
+        png = print_figure(fig, "png", base64=True)
+    else:
+        png = _png_printer(shell)(fig)
+    if not png:
+        return {}
+    if isinstance(png, bytes):
+        png = base64.b64encode(png).decode("ascii")
+    return {"image/png": png, "text/html": figure_html(fig, png)}
+
+
+def install_figure_captions() -> None:
+    """In an IPython kernel (a chapter, :func:`mmlib.chapter.start`): show every matplotlib figure --
+    ``plt.show()`` of the inline backend, the figures it flushes after a cell, ``display(fig)`` -- as
+    :func:`figure_bundle`, so the rendered book gives each figure its alt text and caption. Registered as the
+    figure's MIME-bundle formatter, which the inline backend's set-up does not reset. No-op outside IPython.
+
+    Disclosure control is unchanged: figures are not filtered at display; the functions that would draw single
+    stays refuse themselves for a credentialed source (:func:`mmlib.disclosure.per_stay`), and the captions and alt
+    texts state only numbers the figure draws."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the chapters only
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.mimebundle_formatter.for_type(Figure, lambda fig: figure_bundle(fig, shell))
+
+
+def _words(items, limit: int = 8) -> str:
+    """``a, b and c`` (at most ``limit`` items, then ``and N more``)."""
+    items = [str(i) for i in items]
+    if len(items) > limit:
+        items = items[:limit] + [f"{len(items) - limit} more"]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalised (the rest kept) and a full stop."""
+    return text[:1].upper() + text[1:] + "."
+
+
+def _fmt(x: float, digits: int = 2, signed: bool = False) -> str:
+    """A number for a caption or alt text (``n/a`` when it is missing)."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def _title(fig: plt.Figure) -> str:
+    """The figure's suptitle, or its first axes title, on one line."""
+    t = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    t = t or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
+    return " ".join(t.split())
+
+
+def _rates_pattern(long: pd.DataFrame) -> str:
+    """The largest difference between two groups' rates of one variable (alt text of :func:`rates_with_ci`)."""
+    best = None
+    for v, d in long.dropna(subset=["rate"]).groupby("variable", sort=False):
+        if len(d) < 2:
+            continue
+        hi, lo = d.loc[d["rate"].idxmax()], d.loc[d["rate"].idxmin()]
+        if best is None or hi["rate"] - lo["rate"] > best[0]:
+            best = (hi["rate"] - lo["rate"], v, hi, lo)
+    if best is None:
+        return "No variable has a rate for two groups."
+    _, v, hi, lo = best
+    return (f"The largest difference between groups is for {v}: {hi['group']} {100 * hi['rate']:.1f}% against "
+            f"{lo['group']} {100 * lo['rate']:.1f}%.")
+
+
 def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: str, group_label: str,
-                  labels: dict | None = None) -> plt.Figure:
+                  labels: dict | None = None, xlabel: str = "variable") -> plt.Figure:
     """Grouped bars of the rate of each 0/1 column in ``flags`` by group, with Wilson 95% CI error bars. For a
     credentialed source, a bar whose count, complement or group is under 11 stays is left out
-    (:func:`mmlib.disclosure.share`)."""
+    (:func:`mmlib.disclosure.share`). Captioned (:func:`describe`) with the largest difference between groups."""
     long = rates_by_group(flags, groups)
     if disclosure.active():
         keep = [not np.isnan(disclosure.share(round(r * n), n)) if n else False for r, n in zip(long["rate"], long["n"])]
@@ -35,11 +214,20 @@ def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: st
                label=f"{g}", yerr=[100 * (d["rate"] - d["low"]), 100 * (d["high"] - d["rate"])],
                capsize=2, error_kw={"lw": 0.8})
     ax.set_xticks(x, order_v, rotation=20, ha="right")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(title=group_label, fontsize=8, title_fontsize=9, ncol=min(5, len(order_g)))
     fig.tight_layout()
-    return fig
+    withheld = " Bars of fewer than 11 stays, or with fewer than 11 stays with or without the value, are left out." \
+        if disclosure.active() else ""
+    return describe(
+        fig,
+        f"{title}. Bars: the percentage of each group's stays ({group_label}; y axis) for each {xlabel} (x axis); "
+        f"error bars are Wilson 95% confidence intervals, and bars whose intervals do not overlap differ "
+        f"clearly.{withheld}",
+        f"Grouped bar chart with error bars. X axis: {xlabel} ({_words(order_v)}). Y axis: {ylabel}. One bar per "
+        f"{group_label} group: {_words(order_g)}. {_rates_pattern(long)}")
 
 
 def cxr_examples(cohort, stay_ids, captions: list[str]) -> plt.Figure:
@@ -53,7 +241,12 @@ def cxr_examples(cohort, stay_ids, captions: list[str]) -> plt.Figure:
         ax.set_title(cap, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    return fig
+    panels = [" ".join(c.split()) for c in captions]
+    return describe(
+        fig,
+        f"Chest X-rays of {len(stay_ids)} synthetic stay(s), one per panel, as grayscale images (no axes); each "
+        "panel's title names the finding and, where given, the cardiothoracic ratio (CTR) and the view (PA or AP).",
+        f"{len(stay_ids)} grayscale chest X-ray image(s) side by side. Panels: {'; '.join(panels)}.")
 
 
 def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V5")) -> plt.Figure:
@@ -88,7 +281,13 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
         ax.set_ylim(-2.0 * len(leads) + 0.5, 1.5)
     np.atleast_1d(axes)[-1].set_xlabel("time (s)")
     fig.tight_layout()
-    return fig
+    panels = [" ".join(c.split()) for c in captions]
+    return describe(
+        fig,
+        f"ECG leads {_words(leads)} of {len(stay_ids)} synthetic stay(s), one strip per stay, on ECG paper (25 mm/s, "
+        "10 mm/mV: a large square is 0.2 s by 0.5 mV); x axis: time in seconds, leads stacked from top to bottom.",
+        f"{len(stay_ids)} ECG strip(s) on a red paper grid, each with leads {_words(leads)} stacked, over "
+        f"{t[-1]:.0f} s of time on the x axis. Strips: {'; '.join(panels)}.")
 
 
 def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None = None) -> plt.Figure:
@@ -109,12 +308,25 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
                    yerr=[(d[m] - d[lo]).clip(lower=0), (d[hi] - d[m]).clip(lower=0)], capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(np.arange(len(findings)), findings, rotation=15, ha="right")
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel(f"{m} (95% CI)")
+        ax.set_ylabel(f"{m} (0-1, 95% CI)")
+        ax.set_xlabel("finding")
         ax.set_title(m)
     axes[1].legend(fontsize=8, title=hue, title_fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    lows = []
+    for m, _, _ in metrics:
+        d = table.dropna(subset=[m])
+        if len(d):
+            r = d.loc[d[m].idxmin()]
+            lows.append(f"the lowest {m} is {r[m]:.2f}, for {r['finding']} ({hue} {r[hue]})")
+    return describe(
+        fig,
+        f"{title}. Sensitivity (left: the share of stays with a finding whose text states it) and specificity "
+        f"(right: the share without it whose text does not) of each finding (x axis), per {hue}, as proportions "
+        "from 0 to 1 with 95% confidence intervals; a lower bar means more missed or invented findings.",
+        f"Two grouped bar charts with error bars, sensitivity and specificity (y axes, 0 to 1). X axis: findings "
+        f"({_words(findings)}). Bars per {hue}: {_words(hues)}. " + (_sentence("; ".join(lows)) if lows else ""))
 
 
 def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: str) -> plt.Figure:
@@ -134,7 +346,17 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
         ax.legend(title=label, fontsize=7, title_fontsize=8, markerscale=2)
     fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    drawn = ("each group is drawn as the outline of the hexagonal bins holding at least "
+             f"{disclosure.MIN_CELL} of its texts" if disclosure.active() else "each point is one text")
+    return describe(
+        fig,
+        f"{title}. The embedded texts on their first two components (x and y axes, arbitrary units), one panel per "
+        f"colouring ({_words(colourings)}); {drawn}. Groups that overlap are not told apart by the embedding's two "
+        "main directions; groups in distinct regions are.",
+        f"{len(colourings)} {'density outline' if disclosure.active() else 'scatter'} plot(s) of {len(coords)} texts, "
+        "x axis component 1 and y axis component 2 (arbitrary units). "
+        + " ".join(f"Panel {i + 1} coloured by {label}: {_words(group_order(hue))}."
+                   for i, (label, hue) in enumerate(colourings.items())))
 
 
 def _binned_density(ax, coords: np.ndarray, hue: pd.Series, label: str, gridsize: int = 18) -> None:
@@ -164,7 +386,8 @@ def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
     return rates_with_ci(cohort.availability.astype(float), cohort.stays[group],
                          title=f"{display_name(cohort.name)}: modality available before the "
                                "prediction time",
-                         ylabel="stays with the modality (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
+                         ylabel="stays with the modality (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group),
+                         xlabel="modality")
 
 
 def outcome_columns(cohort) -> list[str]:
@@ -185,7 +408,8 @@ def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
 
     return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
                          title=f"{display_name(cohort.name)}: outcome prevalence",
-                         ylabel="stays with the outcome (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group))
+                         ylabel="stays with the outcome (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group),
+                         xlabel="outcome")
 
 
 def _cxr_caption(truth: pd.DataFrame, label: str, stay_id) -> str:
@@ -269,7 +493,15 @@ def text_lengths(words: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("words per text")
     ax.set_xlabel("modality")
     ax.set_title("Length of each modality's text")
-    return fig
+    med = words.groupby(["modality", "cohort"], sort=False)["words"].median()
+    whiskers = "the 5th and 95th percentiles" if disclosure.active() else "1.5 times the interquartile range"
+    return describe(
+        fig,
+        "Length of each modality's text: box plots of the words per text (y axis) by modality (x axis) and cohort "
+        f"(colour); a box spans the middle half of the texts with the median as a line, whiskers reach {whiskers}.",
+        f"Box plot. X axis: modality ({_words(pd.unique(words['modality']), 12)}); y axis: words per text; boxes per "
+        f"cohort ({_words(pd.unique(words['cohort']))}). Median words: "
+        + "; ".join(f"{m} {c} {v:.0f}" for (m, c), v in med.items()) + ".")
 
 
 def embedding_pca(embeddings, modality: str, cohort, *, title: str, min_texts: int = 10) -> plt.Figure | None:
@@ -335,7 +567,26 @@ def performance_vs_gap(table: pd.DataFrame, cohort: str, model: str, labels: lis
     fig.tight_layout()
     fig.legend(loc="upper center", ncol=min(6, len(labels)), title="modality alone (mean over seeds, 95% CI)",
                bbox_to_anchor=(0.5, 0.0))
-    return fig
+    from .metrics import metric_label
+
+    best = x["mean"].dropna()
+    worst = []
+    for g in gaps:
+        for a in attributes:
+            y = _pick(table, cohort, model, g, a).reindex(labels)["mean"].dropna()
+            if len(y):
+                worst.append((y.max(), f"{metric_label(g, a)} {y.max():.2f} ({y.idxmax()})"))
+    pattern = (f"Highest {metric_label(perf)}: {best.idxmax()} ({best.max():.2f}); lowest: {best.idxmin()} "
+               f"({best.min():.2f}). " if len(best) else "") + \
+        (f"Largest gap: {max(worst)[1]}." if worst else "No gap is estimable.")
+    return describe(
+        fig,
+        f"{_title(fig)}. Each panel places every modality set at its {metric_label(perf)} (x axis, 0-1) and one "
+        "fairness gap (y axis, 0 = parity), means over seeds with 95% bootstrap confidence intervals as error bars; "
+        "lower right is better: accurate and fair.",
+        f"Grid of {len(gaps)} by {len(attributes)} scatter plots with error bars. X axis: {metric_label(perf)}; "
+        f"y axes: {_words([metric_label(g, a) for g in gaps for a in attributes], 9)}. One point per modality set "
+        f"({_words(labels)}). {pattern}")
 
 
 def signed_gaps(table: pd.DataFrame, cohort: str, model: str, labels: list[str],
@@ -358,9 +609,26 @@ def signed_gaps(table: pd.DataFrame, cohort: str, model: str, labels: list[str],
             ax.scatter(d["mean"], ypos, c=np.where(clear, "C3", "C0"), zorder=3, s=22)
             ax.set_yticks(ypos, labels, fontsize=8)
             ax.set_xlabel(_metric_axis_label(g, a), fontsize=8)
+            if j == 0:
+                ax.set_ylabel("modality set", fontsize=8)
     fig.suptitle(title or f"{cohort}: signed gaps ({model} model; mean over seeds, 95% CI; red: CI excludes 0)")
     fig.tight_layout()
-    return fig
+    from .metrics import metric_label
+
+    clear = []
+    for a in attributes:
+        for g in metrics:
+            d = _pick(table, cohort, model, g, a).reindex(labels).dropna(subset=["mean"])
+            clear += [f"{metric_label(g, a)} of {lab} {r['mean']:+.3f}" for lab, r in d.iterrows()
+                      if r["ci_low"] > 0 or r["ci_high"] < 0]
+    return describe(
+        fig,
+        f"{_title(fig)}. Forest plots of the signed gaps (group minus reference, on a −1 to 1 scale; 0 = parity): "
+        "one point per modality set (y axis) with its 95% bootstrap confidence interval; red points have an "
+        "interval that excludes 0 (a clear difference), blue ones cross the line at 0.",
+        f"Grid of {len(attributes)} by {len(metrics)} forest plots, rows {_words(attributes)}, columns "
+        f"{_words(metrics)}. Y axis: modality sets ({_words(labels)}); x axis: signed gap. "
+        + (f"Intervals that exclude 0: {_words(clear, 10)}." if clear else "No interval excludes 0."))
 
 
 def _grid(n: int, ncols: int, width: float, height: float, **kw):
@@ -413,7 +681,22 @@ def metric_curves(table: pd.DataFrame, cohort: str, sequences: dict[str, list[st
     fig.tight_layout()
     fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
                title="model (line: mean over seeds; band: 95% bootstrap CI)")
-    return fig
+    from .metrics import metric_label
+
+    lead, seq = next(iter(sequences.items()))
+    moves = []
+    for metric, attr in keys:
+        v = _pick(table, cohort, lead, metric, attr).reindex(seq)["mean"]
+        moves.append(f"{metric_label(metric, attr)} {_fmt(v.iloc[0], 3)} to {_fmt(v.iloc[-1], 3)}")
+    others = f"; thin grey lines: every other order of adding the modalities ({order_model} model)" if orders else ""
+    return describe(
+        fig,
+        f"{_title(fig)}. One panel per metric (y axis, with its scale in the label) against the number of modalities "
+        f"(x axis, added in the order {' → '.join(seq)}); lines: models (mean over seeds), bands: 95% bootstrap "
+        f"confidence intervals{others}.",
+        f"{len(keys)} line charts. X axis: number of modalities, 1 to {len(seq)}; y axes: "
+        f"{_words([metric_label(m, a) for m, a in keys], 9)}. Lines: {_words(sequences)}. From one modality to all "
+        f"{len(seq)} ({lead} model): {'; '.join(moves)}.")
 
 
 def _rows(table: pd.DataFrame, metric: str, attribute: str) -> pd.DataFrame:
@@ -453,7 +736,33 @@ def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: s
     fig.tight_layout()
     fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
                title="line: mean over seeds x mask draws; band: 95% bootstrap CI")
-    return fig
+    return describe(fig, *_curve_text(fig, table, models, keys, "rate", style_by=style_by, styles=styles))
+
+
+def _curve_text(fig, table: pd.DataFrame, models: list[str], keys, x: str, style_by: str | None = None,
+                styles=(None,), what: str = "modalities missing at inference") -> tuple[str, str]:
+    """Caption and alt text of a missing-rate figure (:func:`degradation_curves`, :func:`modality_curves`): the
+    first model's metric at the lowest and the highest missing rate, per panel."""
+    from .metrics import metric_label
+
+    lead = models[0]
+    moves = []
+    for metric, attr in keys:
+        d = _rows(table, metric, attr)
+        d = d[(d["model"] == lead) & ((d[style_by] == styles[0]) if style_by else True)].sort_values(x)
+        d = d.dropna(subset=["mean"])
+        if len(d):
+            moves.append(f"{metric_label(metric, attr)} {d['mean'].iloc[0]:.3f} at {100 * d[x].iloc[0]:.0f}% to "
+                         f"{d['mean'].iloc[-1]:.3f} at {100 * d[x].iloc[-1]:.0f}%")
+    styled = (f"; line styles: {style_by} ({_words([f'{s}: {ls}' for s, ls in zip(styles, ['solid', 'dashed', 'dotted', 'dash-dot'])])})"
+              if style_by else "")
+    caption = (f"{_title(fig)}. One panel per metric (y axis, with its scale in the label; signed gaps have a dashed "
+               f"line at 0 = parity) against the share of {what} (x axis, %); lines: models (mean over seeds and mask "
+               f"draws), bands: 95% bootstrap confidence intervals{styled}.")
+    alt = (f"{len(keys)} line charts. X axis: {what} (%); y axes: {_words([metric_label(m, a) for m, a in keys], 9)}. "
+           f"Lines: {_words(models)}. " + (f"{lead} model{f' ({styles[0]})' if style_by else ''}: "
+                                           f"{'; '.join(moves)}." if moves else "No estimate is drawn."))
+    return caption, alt
 
 
 def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str], keys, title: str = "") -> plt.Figure:
@@ -482,7 +791,23 @@ def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str
     fig.tight_layout()
     fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0),
                title="model (line: mean over seeds x mask draws; band: 95% bootstrap CI)")
-    return fig
+    from .metrics import metric_label
+
+    metric, attr = keys[0]
+    moves = []
+    for mod in modalities:
+        d = _rows(table[(table["modality"] == mod) & (table["model"] == models[0])], metric, attr)
+        d = d.dropna(subset=["mean"]).sort_values("rate")
+        if len(d):
+            moves.append(f"{mod} {d['mean'].iloc[0]:.3f} to {d['mean'].iloc[-1]:.3f}")
+    return describe(
+        fig,
+        f"{_title(fig)}. Columns: the modality made missing (the others present), x axis: the share of stays it is "
+        "missing for (%); rows: metrics (y axis, with the scale in the label; signed gaps have a dashed line at 0 = "
+        "parity); lines: models (mean over seeds and mask draws), bands: 95% bootstrap confidence intervals.",
+        f"Grid of {len(keys)} by {len(modalities)} line charts. Columns: {_words(modalities)} missing; rows: "
+        f"{_words([metric_label(m, a) for m, a in keys])}. Lines: {_words(models)}. {metric_label(metric, attr)} of the "
+        f"{models[0]} model from none to the most missing: " + ("; ".join(moves) if moves else "not estimable") + ".")
 
 
 def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: str = "") -> plt.Figure:
@@ -517,7 +842,22 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
     fig.suptitle(title or "train x test missingness")
     fig.tight_layout()
     fig.subplots_adjust(top=1 - 0.6 / fig.get_figheight())  # room for the title above the first row
-    return fig
+    ranges = []
+    for metric, attr in keys:
+        d = _rows(table[table["model"] == models[0]], metric, attr).dropna(subset=["mean"])
+        if len(d):
+            lo, hi = d.loc[d["mean"].idxmin()], d.loc[d["mean"].idxmax()]
+            ranges.append(f"{metric_label(metric, attr)} from {lo['mean']:.3f} (training {100 * lo['train_rate']:.0f}%, "
+                          f"inference {100 * lo['rate']:.0f}% missing) to {hi['mean']:.3f} (training "
+                          f"{100 * hi['train_rate']:.0f}%, inference {100 * hi['rate']:.0f}% missing)")
+    return describe(
+        fig,
+        f"{_title(fig)}. One heatmap per metric (rows) and model (columns): each cell is the mean metric for the share "
+        "of modalities missing in training (heatmap rows, %) and at inference (heatmap columns, %), written in the "
+        "cell; signed gaps are coloured on both sides of 0 (parity).",
+        f"Grid of {len(keys)} by {len(models)} annotated heatmaps. Rows: {_words([metric_label(m, a) for m, a in keys])}; "
+        f"columns: {_words(models)}. Each heatmap: y axis missing in training (%), x axis missing at inference (%). "
+        + (f"{models[0]} model: {'; '.join(ranges)}." if ranges else "Nothing is estimable."))
 
 
 def weight_distributions(frame: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -532,7 +872,16 @@ def weight_distributions(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     ax.set_title(title or "decision-layer weights by modality")
     ax.legend(title="trained", fontsize=8, title_fontsize=9)
     fig.tight_layout()
-    return fig
+    spread = frame.groupby(["modality", "training"], sort=False)["weight"].agg(lambda w: np.mean(np.abs(w)))
+    return describe(
+        fig,
+        f"{ax.get_title()}. Split violins of the decision-layer weights that read each modality's features (x axis), "
+        "in logit per unit feature (y axis), trained with all modalities (one half) against on that modality alone "
+        "(other half); dashed lines inside are the quartiles. A narrower violin means the layer relies less on "
+        "that modality.",
+        f"Split violin plot. X axis: modality ({_words(pd.unique(frame['modality']))}); y axis: decision-layer weight "
+        f"(logit per unit feature); halves: {_words(pd.unique(frame['training']))}. Mean absolute weight: "
+        + "; ".join(f"{m} ({t}) {v:.3f}" for (m, t), v in spread.items()) + ".")
 
 
 def contribution_boxes(frame: pd.DataFrame, by: str, title: str = "", order: list | None = None) -> plt.Figure:
@@ -547,7 +896,16 @@ def contribution_boxes(frame: pd.DataFrame, by: str, title: str = "", order: lis
     ax.set_title(title or f"per-stay logit contributions by {by} (whiskers: 5th-95th percentile)")
     ax.legend(title=by, fontsize=8, title_fontsize=9)
     fig.tight_layout()
-    return fig
+    med = frame.groupby(["modality", by], sort=False)["contribution"].median()
+    return describe(
+        fig,
+        f"{ax.get_title()}. Box plots of each modality's contribution to a stay's logit (W_m · h_m, in log-odds; "
+        f"y axis) by modality (x axis) and {by} (colour); boxes span the middle half of the stays with the median "
+        "as a line, whiskers the 5th to 95th percentile, no single stays drawn; above 0 pushes towards a positive "
+        "prediction.",
+        f"Box plot. X axis: modality ({_words(pd.unique(frame['modality']))}); y axis: logit contribution (log-odds); "
+        f"boxes per {by} ({_words(order or group_order(frame[by]))}). Median contributions: "
+        + "; ".join(f"{m} {g} {v:+.2f}" for (m, g), v in med.items()) + ".")
 
 
 def interference_heatmaps(table: pd.DataFrame, models: list[str], modalities: list[str], perturbations: list[str],
@@ -567,7 +925,19 @@ def interference_heatmaps(table: pd.DataFrame, models: list[str], modalities: li
         ax.set_ylabel("modality replaced" if m == models[0] else "")
     fig.suptitle(title or "decisions that flip (%)")
     fig.tight_layout()
-    return fig
+    tops = []
+    for m in models:
+        d = table[table["model"] == m].dropna(subset=["flip_rate"])
+        if len(d):
+            r = d.loc[d["flip_rate"].idxmax()]
+            tops.append(f"{m} {100 * r['flip_rate']:.1f}% ({r['modality']} replaced by {r['perturbation']})")
+    return describe(
+        fig,
+        f"{_title(fig)}. One heatmap per model: each cell is the percentage of test decisions that flip when one "
+        "modality (rows) is replaced by a perturbation (columns), written in the cell; darker is more flips.",
+        f"{len(models)} annotated heatmap(s), one per model ({_words(models)}). Rows: modality replaced "
+        f"({_words(modalities)}); columns: perturbation ({_words(perturbations)}); cells: flip rate in percent. "
+        + (f"Largest flip rate per model: {'; '.join(tops)}." if tops else ""))
 
 
 def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbations: list[str],
@@ -588,7 +958,20 @@ def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbati
         ax.legend(fontsize=7, title="race group / gender", title_fontsize=8)
     fig.suptitle(title or "mean change of the predicted probability by group")
     fig.tight_layout()
-    return fig
+    tops = []
+    for k in perturbations:
+        d = table[table["perturbation"] == k].dropna(subset=["mean_abs_dp"])
+        if len(d):
+            r = d.loc[d["mean_abs_dp"].idxmax()]
+            tops.append(f"{k}: {r['mean_abs_dp']:.3f} for {r['group']} ({r['modality']} replaced)")
+    return describe(
+        fig,
+        f"{_title(fig)}. One panel per perturbation: bars are the mean absolute change of the predicted probability "
+        "(|Δp|, on the 0-1 probability scale; y axis) when one modality (x axis) is replaced, for each race group "
+        "and gender (colour); a taller bar means that group's predictions move more.",
+        f"{len(perturbations)} grouped bar chart(s), one per perturbation ({_words(perturbations)}). X axis: modality "
+        f"replaced ({_words(modalities)}); y axis: mean |Δp| (probability); bars per group "
+        f"({_words(group_order(table['group']))}). " + (f"Largest per panel: {'; '.join(tops)}." if tops else ""))
 
 
 def attribution_forest(table: pd.DataFrame, cohort: str, estimands: dict, models: list[str], title: str = "",
@@ -629,7 +1012,17 @@ def attribution_forest(table: pd.DataFrame, cohort: str, estimands: dict, models
                    bbox_to_anchor=(0.5, -0.01))
     fig.suptitle(title or f"{cohort}: change from all knobs off (group − White), 95% CI", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig
+    clear = [f"{estimands[r['estimand']][0]}, {r['setting']}, {r['model']} {r['change']:+.3f}"
+             for _, r in t.iterrows() if r["change_low"] > 0 or r["change_high"] < 0]
+    return describe(
+        fig,
+        f"{_title(fig)}. One panel per measure (x axis: its paired change from the cohort with every bias knob off, "
+        "with the unit in the label); rows: the knob switched on alone, at its scale; points: models (grey: the "
+        "data's own measures) with 95% confidence intervals; an interval that crosses the dashed line at 0 is no "
+        "clear change.",
+        f"{len(keys)} forest plot(s) side by side ({_words([estimands[k][0] for k in keys])}). Y axis: knob settings "
+        f"({_words(rows, 10)}); x axes: change from all knobs off. Points per model: {_words(models + ['(data)'])}. "
+        + (f"Intervals that exclude 0: {_words(clear, 10)}." if clear else "No interval excludes 0."))
 
 
 def power_curves(curve: pd.DataFrame, marks: dict, title: str = "", strong: float | None = None,
@@ -671,4 +1064,23 @@ def power_curves(curve: pd.DataFrame, marks: dict, title: str = "", strong: floa
                    fontsize=7, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title or "Smallest injected effect detected (80% power, two-sided 5%)", fontsize=11)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return fig
+    best = []
+    for knob in knobs:
+        d = curve[curve["knob"] == knob].dropna(subset=["smallest scale"])
+        if len(d):
+            top = d[d["test stays"] == d["test stays"].max()]
+            r = top.loc[top["smallest scale"].idxmin()]
+            best.append(f"{knob}: {r['smallest scale']:.2g}× at {r['test stays']:,.0f} test stays "
+                        f"({r['estimand']} · {r['model']})")
+        else:
+            best.append(f"{knob}: no measure responds clearly")
+    return describe(
+        fig,
+        f"{_title(fig)}. One panel per bias knob: the smallest knob scale (y axis, multiples of the default size, "
+        "logarithmic) that each measure detects with the stated power, against the number of test stays (x axis, "
+        "logarithmic); dotted vertical lines mark the profiles' test sizes, the dashed line at 1 the knob's default "
+        "size. A curve below 1 at a profile's line means that profile detects the default effect.",
+        f"{len(knobs)} log-log line chart(s), one per knob ({_words(knobs)}). X axis: test stays (50 to 100,000); "
+        f"y axis: smallest detectable knob scale (× default, 0.05 to 200). Lines: {_words(names, 10)}. Vertical "
+        f"lines: {_words([f'{p} {n:,.0f} stays' for p, n in marks.items()])}. Lowest at the largest size: "
+        f"{'; '.join(best)}.")

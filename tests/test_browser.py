@@ -3,7 +3,9 @@
 Each page must load with no JavaScript error, every image must load (``naturalWidth > 0``), no table may be wider
 than the content column (its full width, scrolled part included), and no text may show a traceback, a warning,
 progress-bar debris (``it/s]``, ``%|``) or a machine path (``/work/``, ``/tmp/``, ``/root/``, ``/home/``) --
-code inputs included for the paths, since one click shows them.
+code inputs included for the paths, since one click shows them. On a chapter page every content image (a figure)
+must have alt text that is not a file name or path, and sit in a ``<figure>`` with a non-empty ``<figcaption>``
+that is its plotting function's own, not the generic fallback of :func:`mmlib.plots.figure_text`.
 
 Chromium is Debian's (``/usr/bin/chromium`` and ``/usr/bin/chromedriver``, ``apt-get install -y chromium
 chromium-driver``; ``.ci/run`` installs them when absent), driven by Selenium (the ``dev`` extra); nothing is
@@ -49,7 +51,7 @@ ALL_TEXT = {
 
 #: Runs in the page: the measurements the assertions need (one round trip per page).
 MEASURE = r"""
-const done = arguments[arguments.length - 1];
+const done = arguments[arguments.length - 1], undescribed = arguments[0];
 const article = document.querySelector('article.bd-article') || document.querySelector('main#quarto-document-content')
              || document.querySelector('main') || document.body;
 document.querySelectorAll('img[loading="lazy"]').forEach(i => { i.loading = 'eager'; });
@@ -76,15 +78,43 @@ const t0 = Date.now();
     .map(t => Object.assign(t, {content_width: right - left}));
   const images = Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
                    .map(i => i.getAttribute('src'));
+  const figures = Array.from(article.querySelectorAll('img')).map(i => {
+    const fig = i.closest('figure'), cap = fig && fig.querySelector('figcaption');
+    return {src: (i.getAttribute('src') || '').slice(0, 60), alt: i.getAttribute('alt'),
+            caption: cap ? cap.textContent.trim() : null, fallback: !!(fig && fig.classList.contains(undescribed))};
+  });
   const reader = article.cloneNode(true);
   reader.querySelectorAll('.cell_input, .cell-code, details.code-fold, div.sourceCode.cell-code, script, style')
         .forEach(n => n.remove());
   const attrs = Array.from(document.querySelectorAll('img[alt], img[title], [aria-label]'))
                   .map(n => [n.getAttribute('alt'), n.getAttribute('title'), n.getAttribute('aria-label')].join(' '));
-  done({tables: tables, images: images, reader_text: reader.textContent,
+  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent,
         all_text: document.body.textContent + '\n' + attrs.join('\n'), content_width: right - left});
 })();
 """
+
+
+#: An alt text that is a file name or path (what a renderer writes when it has no alt text: Sphinx writes the URI).
+FILE_NAME_ALT = re.compile(r"^\S*\.(png|jpe?g|gif|svg|webp)$|^\.{0,2}/|_images/|^data:", re.I)
+
+
+def figure_problems(figures: list[dict]) -> list[str]:
+    """What a reader who cannot see the images misses on a chapter page, one line per content image: no alt text,
+    an alt text that is a file name, no ``<figure>``/``<figcaption>`` around it, or the generic fallback caption
+    (:data:`mmlib.plots.UNDESCRIBED`: a figure no plotting function described)."""
+    problems = []
+    for i, f in enumerate(figures):
+        what = f"figure {i} ({f['src']}...)"
+        alt = (f["alt"] or "").strip()
+        if not alt:
+            problems.append(f"{what}: no alt text")
+        elif FILE_NAME_ALT.search(alt):
+            problems.append(f"{what}: alt text is a file name: {alt[:80]!r}")
+        if not f["caption"]:
+            problems.append(f"{what}: not in a <figure> with a <figcaption>")
+        if f["fallback"]:
+            problems.append(f"{what}: generic caption, no plotting function described it: {f['caption'][:80]!r}")
+    return problems
 
 
 def _serve(folder: Path):
@@ -149,14 +179,25 @@ def _pages(folder: Path) -> list[str]:
                   if not any(part in skip for part in p.relative_to(folder).parts))
 
 
+#: url -> the number of content images the last :func:`check_page` of that page found (so a test can tell that the
+#: figure checks saw figures at all).
+FIGURES_SEEN: dict[str, int] = {}
+
+
 def check_page(driver, url: str) -> list[str]:
-    """Every problem a reader would meet on the page at ``url``, one line each."""
+    """Every problem a reader would meet on the page at ``url``, one line each (figure checks on chapter pages,
+    ``.../chapters/...``)."""
     driver.get_log("browser")  # drop what earlier pages left
     driver.get(url)
-    m = driver.execute_async_script(MEASURE)
+    from mmlib.plots import UNDESCRIBED
+
+    m = driver.execute_async_script(MEASURE, UNDESCRIBED)
     time.sleep(0.2)  # let late async scripts report
     problems = [f"JavaScript: {e['message'][:300]}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     problems += [f"image does not load: {src}" for src in m["images"]]
+    FIGURES_SEEN[url] = len(m["figures"])
+    if "/chapters/" in url:
+        problems += figure_problems(m["figures"])
     problems += [f"table {t['index']} ({t['what']}, {t['columns']} columns) is {t['width']:.0f} px wide; the content "
                  f"column is {t['content_width']:.0f} px" for t in m["tables"]]
     for name, rx in READER_TEXT.items():
@@ -196,15 +237,19 @@ def report(chromium, book):
     return found
 
 
-def _bad(report: dict, tables: bool) -> dict:
-    return {p: [x for x in probs if x.startswith("table ") == tables] for p, probs in report.items()
-            if any(x.startswith("table ") == tables for x in probs)}
+def _kind(problem: str) -> str:
+    return "table" if problem.startswith("table ") else "figure" if problem.startswith("figure ") else "page"
+
+
+def _bad(report: dict, kind: str) -> dict:
+    return {p: [x for x in probs if _kind(x) == kind] for p, probs in report.items()
+            if any(_kind(x) == kind for x in probs)}
 
 
 @pytest.mark.slow
 def test_every_page_reads_clean_in_chromium(report):
     """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path."""
-    bad = _bad(report, tables=False)
+    bad = _bad(report, "page")
     assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
 
 
@@ -212,31 +257,63 @@ def test_every_page_reads_clean_in_chromium(report):
 def test_no_table_is_wider_than_the_content_column(report):
     """Every table fits the content column (its full width; chapters show wide tables in parts,
     :func:`mmlib.tables.page_html`)."""
-    bad = _bad(report, tables=True)
+    bad = _bad(report, "table")
     assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
 
 
 @pytest.mark.slow
+def test_every_chapter_figure_has_alt_text_and_a_caption(report):
+    """Every content image of a chapter page has an alt text that is not a file name and a caption of its own, in
+    a ``<figure>`` (:func:`mmlib.plots.install_figure_captions`), whichever renderer made the page."""
+    bad = _bad(report, "figure")
+    assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
+    seen = sum(n for u, n in FIGURES_SEEN.items() if "/chapters/" in u)
+    assert seen >= 8, f"only {seen} figures found on the chapter pages: is the figure check looking at the content?"
+
+
+def test_figure_checks_catch_what_they_are_for():
+    """Each figure check finds its problem and passes a described figure."""
+    good = {"src": "data:image/png;base64,AAA", "alt": "Grouped bar chart. X axis: modality; y axis: stays (%).",
+            "caption": "Stays with each modality by group.", "fallback": False}
+    assert figure_problems([good]) == []
+    for change, needle in [({"alt": ""}, "no alt text"), ({"alt": None}, "no alt text"),
+                           ({"alt": "../_images/3f2a.png"}, "file name"), ({"alt": "fig.png"}, "file name"),
+                           ({"caption": None}, "<figcaption>"), ({"caption": ""}, "<figcaption>"),
+                           ({"fallback": True}, "generic caption")]:
+        problems = figure_problems([good | change])
+        assert len(problems) == 1 and needle in problems[0], (change, problems)
+
+
+@pytest.mark.slow
 def test_the_check_finds_planted_problems(chromium, tmp_path):
-    """A page with a JavaScript error, a broken image, a wide table, a traceback and a machine path: each is
+    """A chapter page with a JavaScript error, a broken image, a wide table, a traceback, a machine path, a figure
+    whose alt text is its file name and has no caption, and one with the generic fallback caption: each is
     reported (the check can fail)."""
-    page = tmp_path / "bad.html"
+    from mmlib.plots import FIGURE_CLASS, UNDESCRIBED
+
+    (tmp_path / "chapters").mkdir()
+    page = tmp_path / "chapters" / "bad.html"
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
     cells = "".join(f"<td>column {i} with a long value</td>" for i in range(40))
     page.write_text(
         "<html><body><main><p>Saved to /work/main/build/x.parquet</p>"
         "<pre>Traceback (most recent call last):\n  File \"x\"\nValueError: boom</pre>"
         "<pre>fitting: 100%|##########| 8/8 [00:01<00:00, 7.9it/s]</pre>"
         "<img src=\"missing.png\" alt=\"a figure\">"
+        f"<img src=\"data:image/png;base64,{png}\" alt=\"../_images/0a1b2c.png\">"
+        f"<figure class=\"{FIGURE_CLASS} {UNDESCRIBED}\"><img src=\"data:image/png;base64,{png}\" alt=\"Chart: x.\">"
+        "<figcaption>Figure: x.</figcaption></figure>"
         f"<table><tr>{cells}</tr></table>"
         "<script>const a = 1;</script><script>const a = 2;</script>"
         "</main></body></html>")
     url, server = _serve(tmp_path)
     try:
-        problems = "\n".join(check_page(chromium, f"{url}/bad.html"))
+        problems = "\n".join(check_page(chromium, f"{url}/chapters/bad.html"))
     finally:
         server.shutdown()
     for needle in ("JavaScript:", "image does not load: missing.png", "table 0", "traceback:",
-                   "progress-bar debris:", "machine path:"):
+                   "progress-bar debris:", "machine path:", "alt text is a file name: '../_images/0a1b2c.png'",
+                   "not in a <figure> with a <figcaption>", "generic caption"):
         assert needle in problems, (needle, problems)
 
 

@@ -1,6 +1,7 @@
 """Figures of chapters 01-02 (mmlib.plots), on small hand-made cohorts and tables."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import matplotlib
@@ -173,3 +174,152 @@ def test_signed_gaps_get_two_sided_colours_and_a_parity_line():
     fig = plots.missingness_heatmaps(_sweep("tpr_diff", "race").assign(mean=lambda d: d["mean"].abs()), ["paper"],
                                      [("tpr_diff", "race")])
     assert fig.axes[0].collections[0].get_cmap().name == "magma_r"
+
+
+# ------------------------------------------------------------------------------------ captions and alt text
+def _described(fig) -> plots.FigureText:
+    """The figure's caption and alt text, checked to be a plotting function's own (not the generic fallback)."""
+    text = plots.figure_text(fig)
+    assert text.described, f"figure {plots._title(fig)!r} has no caption of its own"
+    assert len(text.caption) > 40 and len(text.alt) > 40, text
+    assert not re.fullmatch(r"\S*\.(png|jpe?g|svg)", text.alt), f"alt text is a file name: {text.alt}"
+    return text
+
+
+def test_figure_html_holds_the_png_its_alt_and_caption_escaped():
+    from bs4 import BeautifulSoup
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    plots.describe(fig, 'Rates <in %> & "gaps"\n across  groups.', "Line chart: 'a' < b & c.")
+    bundle = plots.figure_bundle(fig)
+    assert set(bundle) == {"image/png", "text/html"}
+    page = BeautifulSoup(bundle["text/html"], "html.parser")
+    figure = page.find("figure")
+    assert figure["class"] == [plots.FIGURE_CLASS]
+    img = figure.find("img")
+    assert img["alt"] == "Line chart: 'a' < b & c."  # the attribute round-trips: it was escaped
+    assert figure.find("figcaption").get_text() == 'Rates <in %> & "gaps" across groups.'
+    assert "<in %>" not in bundle["text/html"] and "&lt;in %&gt;" in bundle["text/html"]
+    assert img["src"] == "data:image/png;base64," + bundle["image/png"]
+    from IPython.core.pylabtools import print_figure
+
+    assert bundle["image/png"] == print_figure(fig, "png", base64=True), "the PNG is the inline backend's, unchanged"
+
+
+def test_a_figure_no_function_described_gets_a_marked_fallback():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    ax.set_title("raw <figure>")
+    text = plots.figure_text(fig)
+    assert not text.described and "raw <figure>" in text.caption
+    html = plots.figure_bundle(fig)["text/html"]
+    assert plots.UNDESCRIBED in html and "&lt;figure&gt;" in html
+    with pytest.raises(ValueError, match="non-empty caption"):
+        plots.describe(fig, "  ", "alt")
+    fig, _ = plt.subplots()
+    assert plots.figure_bundle(plt.figure()) == {}  # nothing drawn: no output, as the inline backend does
+
+
+def test_every_figure_shown_in_a_kernel_is_a_captioned_bundle_with_the_inline_png():
+    """The real display path of a chapter: a Jupyter kernel with the inline backend, the formatter installed before
+    the backend is loaded (as ``chapter.start`` does). ``plt.show()``, the figures flushed after a cell and
+    ``display(fig)`` all give ``image/png`` (the bytes the inline backend's own PNG formatter makes) and
+    ``text/html`` (a ``<figure>`` of the same PNG with alt text and caption)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import matplotlib.pyplot as plt, pandas as pd\nfrom IPython.display import display\nfrom mmlib import plots\n"
+        "plots.install_figure_captions()\n"
+        "w = pd.DataFrame({'modality': ['a', 'a', 'b'], 'words': [1.0, 2.0, 9.0], 'cohort': ['X', 'X', 'Y']})",
+        "plots.text_lengths(w)\nplt.show()",
+        "fig = plots.text_lengths(w)",  # shown by the backend's flush after the cell
+        "fig = plots.text_lengths(w)\ndisplay(fig)\nplt.close(fig)",
+        "from IPython.core.pylabtools import print_figure\nfrom matplotlib_inline.backend_inline import InlineBackend\n"
+        "print(print_figure(plots.text_lengths(w), 'png', base64=True, **InlineBackend.instance().print_figure_kwargs))\n"
+        "plt.close('all')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name="python3", timeout=300).execute()
+    reference = nb.cells[4].outputs[0]["text"].strip()
+    for cell in nb.cells[1:4]:
+        shown = [o for o in cell.outputs if o.output_type == "display_data"]
+        assert len(shown) == 1, cell.outputs
+        data = shown[0]["data"]
+        assert data["image/png"] == reference
+        assert data["text/html"].startswith(f'<figure class="{plots.FIGURE_CLASS}"')
+        assert f'src="data:image/png;base64,{reference}"' in data["text/html"]
+        assert "<figcaption" in data["text/html"] and "Median words: a X 2; b Y 9." in data["text/html"]
+
+
+def test_group_rate_figures_say_which_groups_differ_most():
+    fig = plots.outcome_prevalence(_mimic_eye(), "race_binary")
+    assert fig.axes[0].get_xlabel() == "outcome"
+    text = _described(fig)
+    # admitted: White 2/2 (stays 10, 14 has 0 -> 1/2), non-White ...: computed from the bars drawn
+    long = plots.rates_by_group(_mimic_eye().stays[["admitted", "cxr_edema"]], _mimic_eye().stays["race_binary"])
+    gaps = long.groupby("variable")["rate"].agg(lambda r: r.max() - r.min())
+    assert f"largest difference between groups is for {gaps.idxmax()}" in text.alt
+    assert "Grouped bar chart" in text.alt and "Wilson 95%" in text.caption
+    _described(plots.availability_by_group(_mimic_eye(), "race_binary"))
+
+
+def test_chapter_01_02_figures_are_described():
+    _described(plots.finding_examples(_mimic_eye()))
+    ecg = SimpleNamespace(**vars(_mds_ed()), ecg=lambda ids: np.zeros((len(ids), 500, 12)))
+    text = _described(plots.finding_examples(ecg))
+    assert "ECG strip" in text.alt and "atrial fibrillation" in text.alt
+    rows = [{"finding": f, "group": g, "sensitivity": s, "sens_low": 0.4, "sens_high": 0.9, "specificity": 0.9,
+             "spec_low": 0.8, "spec_high": 0.95, "source": "reader", "cohort": "mimic_eye", "by": "race_binary"}
+            for f, g, s in [("edema", "White", 0.8), ("edema", "non-White", 0.5), ("consolidation", "White", 0.7)]]
+    fig = plots.fidelity_by_group(pd.DataFrame(rows))[0]
+    assert fig.axes[0].get_xlabel() == "finding" and "0-1" in fig.axes[0].get_ylabel()
+    assert "The lowest sensitivity is 0.50, for edema (group non-White)" in _described(fig).alt
+    rng = np.random.default_rng(0)
+    fig = plots.embedding_map(rng.normal(size=(20, 2)), {"race": pd.Series(["White", "non-White"] * 10)}, "T")
+    assert "scatter plot(s) of 20 texts" in _described(fig).alt
+
+
+def _summary(labels, metrics_attrs, models=("paper",), cohort="c"):
+    rows = []
+    for k, lab in enumerate(labels):
+        for metric, attr in metrics_attrs:
+            for model in models:
+                m = 0.6 + 0.05 * k if attr == "overall" else 0.1 - 0.04 * k
+                rows.append({"cohort": cohort, "model": model, "modalities": lab, "metric": metric, "attribute": attr,
+                             "group": "all" if attr == "overall" else "gap", "mean": m, "ci_low": m - 0.02,
+                             "ci_high": m + 0.02})
+    return pd.DataFrame(rows)
+
+
+def test_model_result_figures_are_described_with_computed_numbers():
+    keys = [("auroc", "overall"), ("tpr_diff", "race")]
+    table = _summary(["a", "a+b", "a+b+c"], keys + [("dp_diff", "race"), ("eo_diff", "race")])
+    text = _described(plots.performance_vs_gap(table, "c", "paper", ["a", "a+b", "a+b+c"], attributes=("race",)))
+    assert "Highest AUROC: a+b+c (0.70); lowest: a (0.60)" in text.alt
+    text = _described(plots.metric_curves(table, "c", {"paper": ["a", "a+b", "a+b+c"]}, keys))
+    assert "AUROC 0.600 to 0.700" in text.alt and "a → a+b → a+b+c" in text.caption
+    sweep = _sweep("tpr_signed", "race")
+    text = _described(plots.degradation_curves(sweep[sweep.train_rate == 0], ["paper"], [("tpr_signed", "race")]))
+    assert "-0.100 at 0% to 0.020 at 60%" in text.alt
+    text = _described(plots.missingness_heatmaps(sweep, ["paper"], [("tpr_signed", "race")]))
+    assert "from -0.125 (training 50%, inference 0% missing) to 0.020 (training 0%, inference 60% missing)" in text.alt
+    one = sweep[sweep.train_rate == 0].assign(modality="x")
+    assert "x -0.100 to 0.020" in _described(plots.modality_curves(one, ["paper"], ["x"], [("tpr_signed", "race")])).alt
+
+
+def test_decision_and_interference_figures_are_described():
+    w = pd.DataFrame({"modality": ["a"] * 4 + ["b"] * 4, "training": ["all", "all", "alone", "alone"] * 2,
+                      "weight": [0.1, -0.3, 0.5, 0.7, 0.0, 0.2, -0.2, 0.2]})
+    assert "a (all) 0.200" in _described(plots.weight_distributions(w)).alt
+    c = pd.DataFrame({"modality": ["a", "a", "b", "b"], "race": ["White", "non-White"] * 2,
+                      "contribution": [0.5, -0.25, 1.0, 0.0]})
+    assert "a non-White -0.25" in _described(plots.contribution_boxes(c, "race")).alt
+    eff = pd.DataFrame({"model": ["paper"] * 4, "modality": ["a", "a", "b", "b"], "perturbation": ["blank", "swap"] * 2,
+                        "flip_rate": [0.01, 0.2, 0.05, 0.0]})
+    assert "paper 20.0% (a replaced by swap)" in _described(
+        plots.interference_heatmaps(eff, ["paper"], ["a", "b"], ["blank", "swap"])).alt
+    by = pd.DataFrame({"modality": ["a", "a", "b", "b"], "perturbation": ["blank"] * 4, "group": ["White", "F"] * 2,
+                       "mean_abs_dp": [0.01, 0.03, 0.02, 0.0]})
+    assert "blank: 0.030 for F (a replaced)" in _described(plots.interference_by_group(by, ["a", "b"], ["blank"])).alt
