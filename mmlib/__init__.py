@@ -22,12 +22,18 @@ Modules
                         of conditions (chapters 05-06)
 - ``mmlib.interference`` perturbing one modality, and consistency fine-tuning (chapter 07)
 - ``mmlib.decision``    decision-layer weights, contributions and group shares (chapter 06)
-- ``mmlib.findings``    every computed sentence and result table the book prints (chapters 03-07)
-- ``mmlib.tables`` / ``mmlib.plots``  the tables and figures the chapters show
+- ``mmlib.findings``    every computed sentence and result table the book prints (chapters 03-08)
+- ``mmlib.headlines``   the findings box each chapter opens with, and the preface's claims against them
+- ``mmlib.attribution`` chapter 08's ground-truth lab: knobs switched one at a time, recovery by path
+- ``mmlib.tables`` / ``mmlib.plots``  the tables (formatted for reading, wide ones in parts) and the figures
+                        (each with a caption and alt text) the chapters show
+- ``mmlib.targets``     the paper's reported results as checkable targets, and whether a run reproduces them
+- ``mmlib.disclosure``  aggregates only for credentialed data: small-cell suppression of every shown table
 - ``mmlib.artifacts``   atomic, parameter-keyed artifacts that chapters exchange
 - ``mmlib.parameters``  the declared type and range of every chapter parameter, checked before a run
 - ``mmlib.pipeline``    papermill execution of the chapters and the build of the book
 - ``mmlib.book``        rendering of the executed chapters (Quarto when present, else Jupyter Book 1.x)
+- ``mmlib.pdf``         the whole book as one PDF from the same executed chapters (pandoc -> Typst)
 - ``mmlib.chapter``     the chapter API: a chapter's inputs by name, its declared artifacts
 
 Imports follow the data flow (layout -> cohort -> texts -> embeddings -> models -> predictions -> metrics
