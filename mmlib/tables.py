@@ -668,8 +668,6 @@ def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
     each with the index and at most ``max_columns`` cells a row, under a line that says so and links the full
     table, at full precision, as a CSV download (a ``data:`` link, so the page needs no file beside it). The
     caller applies the disclosure filter first (:func:`install_page_tables` does)."""
-    import base64
-    import hashlib
     import html as html_lib
 
     shown, missing = page_frame(df)
@@ -678,14 +676,36 @@ def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
     per = max(2, max_columns - levels)  # a deep index still leaves two columns a part
     if df.shape[1] <= per:
         return _to_html(shown) + note
-    csv = df.to_csv().encode("utf-8")
-    name = f"table-{hashlib.sha1(csv).hexdigest()[:8]}.csv"
     parts = [shown.iloc[:, i:i + per] for i in range(0, df.shape[1], per)]
-    link = (f'<a download="{name}" href="data:text/csv;charset=utf-8;base64,{base64.b64encode(csv).decode()}">'
-            f"the full table (CSV)</a>")
+    link = csv_link(df, "the full table (CSV)")
     head = (f"<p><em>{html_lib.escape(f'{df.shape[1]} columns, shown in {len(parts)} parts')}; download "
             f"{link}.</em></p>")
     return head + "\n".join(_to_html(p) for p in parts) + note
+
+
+def csv_link(df: pd.DataFrame, text: str) -> str:
+    """An HTML link that downloads ``df`` at full precision as a CSV file (a ``data:`` link, so the page needs no
+    file beside it; the file is named by a hash of its content). The caller applies the disclosure filter."""
+    import base64
+    import hashlib
+    import html as html_lib
+
+    csv = df.to_csv().encode("utf-8")
+    name = f"table-{hashlib.sha1(csv).hexdigest()[:8]}.csv"
+    return (f'<a download="{name}" href="data:text/csv;charset=utf-8;base64,{base64.b64encode(csv).decode()}">'
+            f"{html_lib.escape(text)}</a>")
+
+
+def downloads(frames: dict, what: str):
+    """Tables offered as CSV downloads instead of shown (figures first, tables on demand: chapter 04's
+    per-model results, which its figures already show): a displayable list with one link per table, under a line
+    saying what they hold. Each table passes the disclosure filter (:func:`mmlib.disclosure.frame`) first."""
+    import html as html_lib
+
+    from IPython.display import HTML
+
+    items = "".join(f"<li>{csv_link(disclosure.frame(df), str(label))}</li>" for label, df in frames.items())
+    return HTML(f"<p><em>{html_lib.escape(what)}</em> (CSV, full precision):</p><ul>{items}</ul>")
 
 
 def _to_html(shown: pd.DataFrame) -> str:

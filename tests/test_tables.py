@@ -1,6 +1,7 @@
 """Tables and sentences of chapters 01-02 (mmlib.tables), on small hand-made cohorts and tables."""
 from __future__ import annotations
 
+import io
 import re
 from types import SimpleNamespace
 
@@ -307,3 +308,28 @@ def test_knob_table_cites_the_bibliography_in_short_complete_citations():
     assert t.loc["under_triage", "literature"] == "Schrader & Lewis 2013; Sax et al. 2023"
     html = tables.page_html(t)
     assert "Sjoding et al. 2020" in html and "..." not in html and "Zhang" not in html
+
+
+def test_downloads_offer_each_table_as_a_full_precision_csv_and_suppress_small_cells_for_real_data():
+    """Chapter 04's tables on demand: one link per table, named by its label, whose CSV is the table itself (full
+    precision); with a credentialed source the download holds the suppressed table."""
+    import base64
+    import re
+
+    from mmlib import disclosure
+
+    a = pd.DataFrame({"auroc": [0.712345678, 0.8]}, index=pd.Index(["arrival", "arrival+vitals"], name="modalities"))
+    b = pd.DataFrame({"stays": [5, 4313]}, index=pd.Index(["Asian", "White"], name="group"))
+    html = tables.downloads({"MIMIC-Eye, model paper": a, "counts": b}, "What they hold").data
+    links = re.findall(r'<a download="(table-[0-9a-f]{8}\.csv)" href="data:text/csv;charset=utf-8;base64,([^"]+)">'
+                       r"([^<]+)</a>", html)
+    assert [t for _, _, t in links] == ["MIMIC-Eye, model paper", "counts"] and "What they hold" in html
+    first = pd.read_csv(io.StringIO(base64.b64decode(links[0][1]).decode()), index_col=0)
+    assert first["auroc"].iloc[0] == 0.712345678
+    try:
+        disclosure.enforce(True)
+        real = tables.downloads({"counts": b}, "x").data
+    finally:
+        disclosure.enforce(False)
+    csv = base64.b64decode(re.search(r'base64,([^"]+)"', real).group(1)).decode()
+    assert disclosure.SUPPRESSED in csv and ",5\n" not in csv and "4313" in csv
