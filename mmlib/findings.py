@@ -31,7 +31,7 @@ import pandas as pd
 from .metrics import ATTRIBUTES, REFERENCE, Change, ci95, group_order, long_label, metric_label, not_compared
 from .missing import curve_area
 from .schema import display_name
-from .tables import fmt_change, fmt_estimate
+from .tables import fmt_change, fmt_estimate, fmt_value
 
 #: the metrics chapter 04 follows step by step: (metric, attribute, group)
 STEP_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("dp_diff", "race", "gap"),
@@ -229,8 +229,8 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
                          + f" (overall AUROC {fmt_estimate(*summary.estimate('auroc', **full)[:3])}).")
         if len(models) > 1:
             lines.append("- With all modalities: " + "; ".join(
-                f"`{m}` AUROC {summary.estimate('auroc', cohort=n, model=m, modalities=order.full).mean:.3f}, "
-                f"signed race TPR gap {summary.estimate('tpr_signed', 'race', cohort=n, model=m, modalities=order.full).mean:+.3f}"
+                f"`{m}` AUROC {fmt_value(summary.estimate('auroc', cohort=n, model=m, modalities=order.full).mean)}, "
+                f"signed race TPR gap {fmt_value(summary.estimate('tpr_signed', 'race', cohort=n, model=m, modalities=order.full).mean, signed=True)}"
                 for m in models) + ".")
         lines.append("")
     lines.append("Signed gaps are a group's rate minus the reference group's (White, men): unlike the paper's max − min "
@@ -742,8 +742,8 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
                 parts.append(f"  - at p={p:g}: AUROC {fmt_change(*au)} ({difference_word(au)}); "
                              + "; ".join(moves)
                              + (f". Clearly wider: {', '.join(wider)}." if wider else ". No signed gap clearly wider.")
-                             + f" The paper's race TPR gap (max − min) {zero.estimate('tpr_diff', 'race')[0]:.3f} → "
-                             f"{at.estimate('tpr_diff', 'race')[0]:.3f} ({fmt_change(*paper)}: "
+                             + f" The paper's race TPR gap (max − min) {fmt_value(zero.estimate('tpr_diff', 'race')[0])} → "
+                             f"{fmt_value(at.estimate('tpr_diff', 'race')[0])} ({fmt_change(*paper)}: "
                              f"{difference_word(paper, 'widens', 'narrows')}).")
             lines.extend(parts)
         loss = {}

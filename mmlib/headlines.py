@@ -18,7 +18,7 @@ import pandas as pd
 from .findings import (Run, clear_lead, difference_word, gap_effects, random_run, signed_change_word, signed_gap_text,
                        signed_moves)
 from .schema import display_name
-from .tables import fmt_change, fmt_estimate
+from .tables import fmt_change, fmt_estimate, fmt_value
 
 TITLE = "What this chapter found"
 
@@ -111,7 +111,7 @@ def losing_modalities(sweep, cohorts, models, rates, flags: dict | None = None) 
             for grp, ref, e in r.signed("tpr_signed", "race"):
                 c = r.signed_change(g, "tpr_signed", "race", grp)
                 s += (f" Who is missing: at p = {p:g}, missingness that follows the cohort's own unequal access "
-                      f"instead of random missingness changes the race TPR gap ({grp} − {ref}, {e[0]:+.3f} at "
+                      f"instead of random missingness changes the race TPR gap ({grp} − {ref}, {fmt_value(e[0], signed=True)} at "
                       f"random) by {fmt_change(*c)}: {signed_change_word(e[0], c)}.")
                 break
         out.append(s)

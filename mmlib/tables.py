@@ -403,6 +403,14 @@ def fmt_estimate(mean: float, ci_low: float = np.nan, ci_high: float = np.nan, s
     return s
 
 
+def fmt_value(value: float, *, digits: int = 3, signed: bool = False) -> str:
+    """A bare estimate in prose: ``0.714``, or ``+0.031`` with ``signed`` (a gap); ``–`` when not estimable
+    (NaN), never ``nan``. The findings' sentences use it for every number they print without an interval."""
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
 def fmt_change(change: float, ci_low: float, ci_high: float, *, digits: int = 3) -> str:
     """A signed paired change with its interval: ``+0.012 [-0.010, +0.031]`` (``–`` when not estimable). Takes a
     :class:`mmlib.metrics.Change` unpacked: ``fmt_change(*chg)``. The one change formatter of the book."""

@@ -333,3 +333,8 @@ def test_downloads_offer_each_table_as_a_full_precision_csv_and_suppress_small_c
         disclosure.enforce(False)
     csv = base64.b64decode(re.search(r'base64,([^"]+)"', real).group(1)).decode()
     assert disclosure.SUPPRESSED in csv and ",5\n" not in csv and "4313" in csv
+
+
+def test_fmt_value_prints_a_dash_for_an_estimate_that_is_not_estimable():
+    assert tables.fmt_value(0.71449) == "0.714" and tables.fmt_value(0.0312, signed=True) == "+0.031"
+    assert tables.fmt_value(float("nan")) == "–" and tables.fmt_value(float("nan"), signed=True) == "–"
