@@ -43,6 +43,7 @@ READER_TEXT = {
                             r"|^\s*\w+(Error|Exception): ", re.M),
     "warning": re.compile(r"\b[A-Z]\w*Warning: |^\s*WARNING[:\]]|^\s*warnings\.warn\(", re.M),
     "progress-bar debris": re.compile(r"(it/s|s/it|cell/s|s/cell|chunk/s)\]|\d\s*%\s*\|"),
+    "not a number": re.compile(r"(?<![\w.])[+-]?(nan|NaN|NAN)(?![\w(])"),
 }
 #: ... and to all of it, code inputs (folded, one click away), image alt texts and titles included.
 ALL_TEXT = {
@@ -214,13 +215,15 @@ def _around(text: str, hit: re.Match, width: int = 50) -> str:
 def test_patterns_catch_what_they_are_for():
     """The text checks themselves: each pattern finds its debris and leaves ordinary prose alone."""
     bad = {"traceback": "Traceback (most recent call last):\n  File x", "warning": "FutureWarning: the default",
-           "progress-bar debris": "Executing: 100%|##########| 26/26 [00:16<00:00,  1.53cell/s]"}
+           "progress-bar debris": "Executing: 100%|##########| 26/26 [00:16<00:00,  1.53cell/s]",
+           "not a number": "signed race TPR gap +nan; AUROC nan [nan, nan]"}
     for name, text in bad.items():
         assert READER_TEXT[name].search(text), name
     assert ALL_TEXT["machine path"].search("cohort at /work/main/data/synthetic/x")
     assert ALL_TEXT["machine path"].search("(/tmp/pytest-of-root/x)")
     good = ("The error bars are 95% CIs; 3.4 items/s; see https://example.org/home/page and ~/home/x. "
-            "A value error is not a ValueError unless it is raised. import warnings")
+            "A value error is not a ValueError unless it is raised. import warnings. Nancy, nano, financial; "
+            "np.nan and math.nan() are code.")
     for rx in (*READER_TEXT.values(), *ALL_TEXT.values()):
         assert not rx.search(good), rx.pattern
 
@@ -299,6 +302,7 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
         "<html><body><main><p>Saved to /work/main/build/x.parquet</p>"
         "<pre>Traceback (most recent call last):\n  File \"x\"\nValueError: boom</pre>"
         "<pre>fitting: 100%|##########| 8/8 [00:01<00:00, 7.9it/s]</pre>"
+        "<p>signed race TPR gap +nan.</p>"
         "<img src=\"missing.png\" alt=\"a figure\">"
         f"<img src=\"data:image/png;base64,{png}\" alt=\"../_images/0a1b2c.png\">"
         f"<figure class=\"{FIGURE_CLASS} {UNDESCRIBED}\"><img src=\"data:image/png;base64,{png}\" alt=\"Chart: x.\">"
@@ -312,7 +316,7 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
     finally:
         server.shutdown()
     for needle in ("JavaScript:", "image does not load: missing.png", "table 0", "traceback:",
-                   "progress-bar debris:", "machine path:", "alt text is a file name: '../_images/0a1b2c.png'",
+                   "progress-bar debris:", "not a number:", "machine path:", "alt text is a file name: '../_images/0a1b2c.png'",
                    "not in a <figure> with a <figcaption>", "generic caption"):
         assert needle in problems, (needle, problems)
 
