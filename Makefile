@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_ch05_rerun.py
+	$(BIN)/python benchmarks/bench_summary.py
 	$(BIN)/python benchmarks/bench_chapters.py
 	$(BIN)/python benchmarks/bench_targets.py
 

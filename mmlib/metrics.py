@@ -45,7 +45,7 @@ fewer than ``min_events`` positives or negatives); such rows carry a ``flag`` sa
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -691,10 +691,17 @@ class Summary:
 
     table: pd.DataFrame
     replicates: dict
+    _index: "TableIndex | None" = field(default=None, init=False, repr=False, compare=False)
 
     def select(self, metric: str, attribute: str = "overall", *, group: str | None = None, **where) -> pd.DataFrame:
-        """The rows of one metric and attribute (:func:`select`), further filtered by ``column=value``."""
-        return select(self.table, metric, attribute, group=group, **where)
+        """The rows of one metric and attribute (:func:`select`), further filtered by ``column=value``; through
+        a :class:`TableIndex` of :attr:`table`, built on first use (rebuilt if :attr:`table` is replaced)."""
+        return self._indexed().select(metric, attribute, group=group, **where)
+
+    def _indexed(self) -> "TableIndex":
+        if self._index is None or self._index.table is not self.table:
+            self._index = TableIndex(self.table)
+        return self._index
 
     def estimate(self, metric: str, attribute: str = "overall", *, group: str | None = None, **where) -> Estimate:
         """The one row matching the filters, as an :class:`Estimate` (raises unless exactly one matches)."""
@@ -714,9 +721,9 @@ class Summary:
         """Paired change of metric ``key`` = (metric, attribute, group) from run ``a`` to run ``b`` (each
         (model, modalities) of one cohort): mean of b minus mean of a, 95% CI from the shared resamples."""
         ra, rb = self.replicates[(cohort, *a)][key], self.replicates[(cohort, *b)][key]
-        rows = self.select(*key[:2], group=key[2], cohort=cohort)
-        ma = rows.loc[(rows["model"] == a[0]) & (rows["modalities"] == a[1]), "mean"].iloc[0]
-        mb = rows.loc[(rows["model"] == b[0]) & (rows["modalities"] == b[1]), "mean"].iloc[0]
+        index = self._indexed()
+        ma = index.first("mean", *key[:2], group=key[2], cohort=cohort, model=a[0], modalities=a[1])
+        mb = index.first("mean", *key[:2], group=key[2], cohort=cohort, model=b[0], modalities=b[1])
         return Change.paired(ma, mb, ra, rb)
 
     def steps(self, cohort: str, model: str, sequence: list[str], key: tuple[str, str, str]) -> pd.DataFrame:
@@ -724,7 +731,7 @@ class Summary:
         order): for each step the mean before and after, the paired :class:`Change` with its 95% CI, and its
         verdict (``rises`` / ``falls`` when the CI excludes 0, else ``no clear change``)."""
         rows = []
-        means = self.select(*key[:2], group=key[2], cohort=cohort, model=model).set_index("modalities")["mean"]
+        means = self._indexed().means(key, cohort, model)
         for a, b in zip(sequence[:-1], sequence[1:]):
             c = self.difference(cohort, (model, a), (model, b), key)
             before = means[a]
@@ -830,12 +837,79 @@ def select(table: pd.DataFrame, metric: str, attribute: str = "overall", *, grou
            **where) -> pd.DataFrame:
     """The rows of a long results table (a :class:`Summary` table, a missingness sweep, an interference
     table) for one metric and attribute; ``group`` defaults to ``all`` for overall metrics and ``gap``
-    otherwise; ``where``: further ``column=value`` filters (e.g. ``cohort``, ``model``)."""
+    otherwise; ``where``: further ``column=value`` filters (e.g. ``cohort``, ``model``). Code that selects
+    from the same table many times uses a :class:`TableIndex` (same rows, built once)."""
     group = group or ("all" if attribute == "overall" else "gap")
     keep = (table["metric"] == metric) & (table["attribute"] == attribute) & (table["group"] == group)
     for col, value in where.items():
         keep &= table[col] == value
     return table[keep]
+
+
+class TableIndex:
+    """:func:`select` on one long results table, many times: the row positions of every (metric, attribute,
+    group) are found once (one group-by), so a selection filters only that metric's few rows instead of
+    comparing every row of the table (chapter 04's every-order table made about 10^5 such selections).
+    Returns the same rows, in the same order, with the same index as :func:`select`. The table must not be
+    changed in place afterwards (:class:`Summary` builds a new index when its table is replaced)."""
+
+    def __init__(self, table: pd.DataFrame):
+        self.table = table
+        self._rows = (table.groupby(["metric", "attribute", "group"], sort=False).indices
+                      if len(table) and {"metric", "attribute", "group"} <= set(table.columns) else {})
+        self._empty = np.array([], dtype=np.intp)
+        self._first: dict = {}
+        self._means: dict = {}
+
+    def select(self, metric: str, attribute: str = "overall", *, group: str | None = None,
+               **where) -> pd.DataFrame:
+        """:func:`select` (same arguments, same result)."""
+        group = group or ("all" if attribute == "overall" else "gap")
+        try:
+            rows = self._rows.get((metric, attribute, group), self._empty)
+        except TypeError:  # an unhashable argument: the plain filter says what is wrong with it
+            return select(self.table, metric, attribute, group=group, **where)
+        if where:
+            for col, value in where.items():
+                column = self.table[col]
+                hit = None
+                if isinstance(value, str) and column.dtype == object:  # what pandas' == does, without its overhead
+                    try:
+                        hit = np.asarray(column.to_numpy()[rows] == value, dtype=bool)
+                    except TypeError:  # e.g. pd.NA in the column, whose truth value NumPy cannot take
+                        hit = None
+                if hit is None:
+                    if np.ndim(value) != 0:  # a list or an array: compared with the whole column, as select does
+                        return select(self.table, metric, attribute, group=group, **where)
+                    hit = (column.iloc[rows] == value).to_numpy()
+                rows = rows[hit]
+        return self.table.iloc[rows]
+
+    def means(self, key: tuple[str, str, str], cohort: str, model: str) -> pd.Series:
+        """The ``mean`` of metric ``key`` = (metric, attribute, group) of every modality set of one cohort and
+        model, by modality set (``select(...).set_index("modalities")["mean"]``), built once per argument
+        (:meth:`Summary.steps`); read it, do not change it."""
+        out = self._means.get((key, cohort, model))
+        if out is None:
+            out = self._means[(key, cohort, model)] = self.select(
+                *key[:2], group=key[2], cohort=cohort, model=model).set_index("modalities")["mean"]
+        return out
+
+    def first(self, column: str, metric: str, attribute: str = "overall", *, group: str | None = None, **where):
+        """``select(...)[column].iloc[0]``: ``column`` of the first row that :meth:`select` returns for these
+        arguments (IndexError when none does), looked up in a dict built once per metric, attribute, group,
+        column and filter columns. For filters on columns of strings (cohort, model, modality set)."""
+        group = group or ("all" if attribute == "overall" else "gap")
+        cols = tuple(where)
+        cache = self._first.setdefault((metric, attribute, group, column, cols), {})
+        if not cache:
+            rows = self._rows.get((metric, attribute, group), self._empty)
+            for pos, values in zip(rows, zip(*(self.table[c].to_numpy()[rows] for c in cols))):
+                cache.setdefault(values, pos)
+        pos = cache.get(tuple(where.values()))
+        if pos is None:
+            return self.select(metric, attribute, group=group, **where)[column].iloc[0]
+        return self.table[column].iloc[pos]
 
 
 def summarise_vectors(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, attrs: dict[str, np.ndarray],

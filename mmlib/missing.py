@@ -73,17 +73,19 @@ def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -
 
 def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 16384) -> np.ndarray:
     """Probabilities ``(draws, n)`` of a fitted model (:class:`mmlib.train.FittedModel`) for ``x`` ``(n, M, D)``
-    under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows."""
-    from .train import predict
+    under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows, with torch on one thread
+    (:func:`mmlib.train.one_thread`: the same numbers, faster for these small networks)."""
+    from .train import one_thread, predict
 
     draws, n, m = masks.shape
     if x.shape[:2] != (n, m):
         raise ValueError(f"x has shape {x.shape}, masks {masks.shape}: expected x (n, M, D) with n={n}, M={m}")
     flat = masks.reshape(draws * n, m)
     out = np.empty(draws * n)
-    for i in range(0, draws * n, chunk):
-        rows = np.arange(i, min(i + chunk, draws * n))
-        out[rows] = predict(fit, x[rows % n], flat[rows])
+    with one_thread():
+        for i in range(0, draws * n, chunk):
+            rows = np.arange(i, min(i + chunk, draws * n))
+            out[rows] = predict(fit, x[rows % n], flat[rows])
     return out.reshape(draws, n)
 
 

@@ -286,18 +286,33 @@ def training_tensors(data: FusionData, cols: list[int], dev: torch.device):
 
 
 @contextmanager
+def one_thread():
+    """Run a block with torch on one CPU thread (the caller's thread count is restored afterwards).
+
+    Used for the many forward passes of the small fusion networks (:func:`mmlib.missing.predict_masked`,
+    chapters 05-07): their matrices are too small to share between threads, and with the cores busy (joblib
+    workers, other processes) a second thread only waits for the first. The results do not depend on it:
+    ``benchmarks/bench_ch05_rerun.py`` checks chapter 05's artifacts byte for byte, and
+    ``tests/test_missing.py`` the predictions."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
 def seeded_single_thread(seed: int, dev: torch.device):
     """Run a block on one CPU thread with torch seeded by ``seed`` (the caller's RNG state and thread count
     are restored afterwards); yields a generator seeded the same way, for shuffling and masks. One thread
     makes the numbers independent of how many fits run side by side."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            yield torch.Generator(device=dev).manual_seed(seed)
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield torch.Generator(device=dev).manual_seed(seed)
 
 
 def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
@@ -457,6 +472,99 @@ def _run_one(data: FusionData, name: str, mods: list[str], seed: int, cfg: Train
     return prediction_frame(data, fit), log, (fit if keep else None)
 
 
+# ------------------------------------------------------------------------------------ the fit cache
+#: Environment variable naming the folder of :class:`FitCache` (``off``: no cache); unset, it is
+#: ``fit_cache/`` in the build folder (``MMLIB_BUILD_DIR``, else ``build/`` of ``MMLIB_ROOT`` or of this checkout,
+#: as :func:`mmlib.pipeline.build_dir` resolves it).
+FIT_CACHE_ENV = "MMLIB_FIT_CACHE"
+
+
+def fit_cache_dir() -> Path | None:
+    """The folder :func:`run_grid` keeps trained networks in by default (:data:`FIT_CACHE_ENV`), or None."""
+    import os
+
+    value = os.environ.get(FIT_CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "none", "false", "no") else Path(value)
+    build = os.environ.get("MMLIB_BUILD_DIR")
+    if build:
+        return Path(build) / "fit_cache"
+    return Path(os.environ.get("MMLIB_ROOT", Path(__file__).resolve().parents[1])) / "build" / "fit_cache"
+
+
+class FitCache:
+    """Trained networks on disk, by everything that determines them, so that a chapter re-run whose training is
+    unchanged (chapter 05 with other mask draws, rates or resamples; chapter 04 with another ``n_boot``) loads
+    them instead of training them again.
+
+    An entry is one :func:`run_grid` job: the network's weights and training record (``{key}.pt``) and its
+    :func:`prediction_frame` rows (``{key}.parquet``), written atomically, the ``.pt`` last. Its key hashes the
+    cohort's arrays and stays (``x``, ``mask``, ``y``, split, race, gender, race x gender, stay ids), the model,
+    modality set and seed, the whole :class:`TrainConfig`, the sources of :mod:`mmlib.train` and
+    :mod:`mmlib.models`, and the torch and NumPy versions. Only CPU fits are cached: training on the CPU is seeded
+    and single-threaded, hence bit for bit reproducible, so an entry holds exactly what training again would give
+    (``tests/test_train.py`` checks the predictions and weights of a cached fit against a fresh one). The
+    logistic regression (refitted in a second) is not cached. An entry that cannot be read is trained again.
+    """
+
+    def __init__(self, folder: Path | str, data: FusionData, cfg: TrainConfig):
+        import hashlib
+
+        self.folder, self.cfg = Path(folder), cfg
+        h = hashlib.sha256()
+        here = Path(__file__).resolve().parent
+        for f in (here / "train.py", here / "models.py"):
+            h.update(f.read_bytes())
+        h.update(f"torch {torch.__version__} numpy {np.__version__}".encode())
+        h.update(repr(sorted(asdict(cfg).items())).encode())
+        h.update(repr((data.cohort, data.target, list(data.modalities))).encode())
+        for a in (data.x, data.mask, data.y):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype} {a.shape}".encode())
+            h.update(a.data)
+        st = data.stays[["split", "race", "gender", "race_gender"]]
+        h.update(pd.util.hash_pandas_object(st, index=True).to_numpy().tobytes())
+        h.update(repr(list(st.columns) + [str(st.index.dtype)]).encode())
+        self._base = h.hexdigest()
+
+    def key(self, name: str, mods: list[str], seed: int) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{self._base} {name} {list(mods)!r} {seed}".encode()).hexdigest()[:32]
+
+    def load(self, data: FusionData, name: str, mods: list[str], seed: int):
+        """``(predictions, log, fit)`` of a cached job, or None."""
+        k = self.key(name, mods, seed)
+        pt, pq = self.folder / f"{k}.pt", self.folder / f"{k}.parquet"
+        if not pt.exists() or not pq.exists():
+            return None
+        try:
+            blob = torch.load(pt, map_location="cpu", weights_only=True)
+            frame = pd.read_parquet(pq)
+            meta = blob["fit"]
+            model = build_model(name, len(mods), data.x.shape[2], width=self.cfg.width, heads=self.cfg.heads,
+                                dropout=self.cfg.dropout)
+            model.load_state_dict(blob["state_dict"])
+            model.eval()
+        except Exception:  # noqa: BLE001 - a damaged or foreign entry: train again
+            return None
+        fit = FittedModel(model, name, list(mods), seed, meta["threshold"], meta["best_epoch"], meta["epochs"],
+                          meta["val_loss"], meta["seconds"], meta["history"])
+        return frame, dict(blob["log"]), fit
+
+    def store(self, frame: pd.DataFrame, log: dict, fit: FittedModel) -> None:
+        from .artifacts import atomic_path
+
+        k = self.key(fit.name, fit.modalities, fit.seed)
+        with atomic_path(self.folder / f"{k}.parquet") as tmp:
+            frame.to_parquet(tmp)
+        meta = {"threshold": fit.threshold, "best_epoch": fit.best_epoch, "epochs": fit.epochs,
+                "val_loss": fit.val_loss, "seconds": fit.seconds, "history": fit.history}
+        blob = {"fit": meta, "log": log, "state_dict": {k_: v.cpu() for k_, v in fit.model.state_dict().items()}}
+        with atomic_path(self.folder / f"{k}.pt") as tmp:
+            torch.save(blob, tmp)
+
+
 @dataclass
 class GridResult:
     """What :func:`run_grid` returns: the predictions table of every run, one log row per fit, and the
@@ -472,7 +580,7 @@ class GridResult:
 
 
 def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, *, keep: set | None = None, n_jobs: int = 1,
-             progress: bool = True, desc: str | None = None) -> GridResult:
+             progress: bool = True, desc: str | None = None, cache_dir: Path | str | None = "auto") -> GridResult:
     """Train every ``(model, modalities)`` in ``runs`` for every seed (``logreg`` once: it is deterministic).
 
     ``n_jobs`` fits run in parallel worker processes (joblib; ``-1`` = one per CPU core; CPU only). Each
@@ -483,6 +591,11 @@ def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, *, keep: set | Non
     ``(model, modality label)`` is in ``keep`` (as ``{(model, label, seed): FittedModel}``). Used by
     chapters 03-07.
 
+    Networks trained on the CPU are kept in a :class:`FitCache` in ``cache_dir`` (``"auto"``:
+    :func:`fit_cache_dir`; ``None``: no cache) and loaded from it when the same job comes again (same data,
+    configuration, model, modalities, seed and code): the same weights, predictions and log row as training
+    again, which a re-run of a chapter with a parameter that does not change its training then skips.
+
     Example::
 
         res = run_grid(data, [("paper", ["arrival", "vitals"])], seeds=[0, 1], cfg=cfg, keep={("paper", "arrival+vitals")})
@@ -492,14 +605,35 @@ def run_grid(data: FusionData, runs, seeds, cfg: TrainConfig, *, keep: set | Non
 
     keep = keep or set()
     jobs = [(name, list(mods), s) for name, mods in runs for s in (seeds if name != "logreg" else seeds[:1])]
-    if cfg.torch_device().type != "cpu":
+    on_cpu = cfg.torch_device().type == "cpu"
+    if not on_cpu:
         n_jobs = 1
+    if cache_dir == "auto":
+        cache_dir = fit_cache_dir()
+    cache = FitCache(cache_dir, data, cfg) if cache_dir is not None and on_cpu and jobs else None
     bar = tqdm(total=len(jobs), desc=desc or f"training on {data.cohort}", disable=not progress, unit="fit")
-    results = []
-    tasks = (delayed(_run_one)(data, name, mods, s, cfg, (name, modality_label(mods)) in keep)
-             for name, mods, s in jobs)
-    for res in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
-        results.append(res)
+    results: list = [None] * len(jobs)
+    todo = []
+    for i, (name, mods, s) in enumerate(jobs):
+        hit = cache.load(data, name, mods, s) if cache is not None and name != "logreg" else None
+        if hit is None:
+            todo.append(i)
+        else:
+            results[i] = (hit[0], hit[1], hit[2] if (name, modality_label(mods)) in keep else None)
+            bar.update(1)
+    store = {i for i in todo if cache is not None and jobs[i][0] != "logreg"}
+    tasks = (delayed(_run_one)(data, *jobs[i], cfg, i in store or (jobs[i][0], modality_label(jobs[i][1])) in keep)
+             for i in todo)
+    for i, res in zip(todo, Parallel(n_jobs=n_jobs, return_as="generator")(tasks) if todo else ()):
+        if i in store:
+            try:
+                cache.store(*res)
+            except OSError as err:  # a full or read-only disk costs the cache, not the run
+                print(f"fit cache: could not write to {cache.folder} ({err}); continuing without it")
+                store.clear()
+            if (jobs[i][0], modality_label(jobs[i][1])) not in keep:
+                res = (res[0], res[1], None)
+        results[i] = res
         bar.update(1)
     bar.close()
     preds = pd.concat([r[0] for r in results], ignore_index=True)

@@ -34,6 +34,21 @@ def make_toy_data(n: int = 300, seed: int = 0):
                             pd.DataFrame([{"reason": "none", "stays": 0}]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fit_cache_outside_the_checkout(tmp_path_factory):
+    """run_grid's fit cache (mmlib.train.FitCache) goes to a folder of this test session, never to the checkout's
+    build/ (tests that check the cache itself point it at a folder of their own)."""
+    import os
+
+    saved = os.environ.get("MMLIB_FIT_CACHE")
+    os.environ["MMLIB_FIT_CACHE"] = str(tmp_path_factory.mktemp("fit_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("MMLIB_FIT_CACHE", None)
+    else:
+        os.environ["MMLIB_FIT_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def toy_data():
     """Factory of toy fusion data: ``toy_data(n=300, seed=0)`` (see :func:`make_toy_data`); session-scoped, so

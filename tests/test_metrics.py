@@ -372,3 +372,57 @@ def test_signed_gap_over_many_groups_fixes_its_group_once_across_seeds():
     reps = summ.replicates[("c", "m", "a")]
     np.testing.assert_allclose(reps[("tpr_signed", "race", "gap")],
                                reps[("tpr", "race", "Black")] - reps[("tpr", "race", "White")])
+
+
+def _same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return a.equals(b) and a.index.equals(b.index) and list(a.dtypes) == list(b.dtypes) and list(a.columns) == list(b.columns)
+
+
+def test_table_index_selects_what_select_selects():
+    # a long table with repeated keys, NaN labels, a numeric label column and rows out of order
+    rng = np.random.default_rng(0)
+    n = 400
+    t = pd.DataFrame({"cohort": rng.choice(["c", "d"], n).astype(object),
+                      "model": rng.choice(["paper", "late", None], n).astype(object),
+                      "modalities": rng.choice(["a", "a+b", "b"], n).astype(object),
+                      "metric": rng.choice(["auroc", "tpr_diff", "f1"], n).astype(object),
+                      "attribute": rng.choice(["overall", "race", "gender"], n).astype(object),
+                      "group": rng.choice(["all", "gap", "White", np.nan], n).astype(object),
+                      "rate": rng.choice([0.0, 0.3, np.nan], n), "mean": rng.random(n)})
+    t.index = rng.permutation(n) + 1000
+    index = metrics.TableIndex(t)
+    cases = [("auroc", "overall", None, {}), ("tpr_diff", "race", None, {"cohort": "c"}),
+             ("tpr_diff", "race", "White", {"cohort": "d", "model": "late"}), ("f1", "gender", "gap", {"rate": 0.3}),
+             ("f1", "gender", "gap", {"rate": np.nan}), ("auroc", "overall", None, {"model": None}),
+             ("auroc", "overall", None, {"cohort": "nowhere"}), ("missing", "overall", None, {}),
+             ("auroc", "race", "gap", {"modalities": "a+b", "cohort": "c", "rate": 0.0})]
+    for metric, attr, group, where in cases:
+        want = metrics.select(t, metric, attr, group=group, **where)
+        got = index.select(metric, attr, group=group, **where)
+        assert _same_frame(want, got), (metric, attr, group, where)
+        if len(want) and all(isinstance(v, str) for v in where.values()):
+            assert index.first("mean", metric, attr, group=group, **where) == want["mean"].iloc[0]
+    with pytest.raises(IndexError):
+        index.first("mean", "auroc", cohort="nowhere")
+    with pytest.raises(KeyError):
+        index.select("auroc", nosuchcolumn="x")
+
+
+def test_summary_reads_match_the_plain_filters():
+    # Summary.select/difference/steps go through a TableIndex: the same numbers as filtering the whole table
+    rng = np.random.default_rng(1)
+    a = _predictions(rng, mods="a")
+    b = _predictions(rng, mods="a+b")
+    s = metrics.summarise(pd.concat([a, b], ignore_index=True), n_boot=50, progress=False)
+    for key in [("auroc", "overall", "all"), ("tpr_diff", "race", "gap"), ("selection_rate", "gender", "F")]:
+        want = metrics.select(s.table, *key[:2], group=key[2], cohort="c", model="paper")
+        assert _same_frame(s.select(*key[:2], group=key[2], cohort="c", model="paper"), want)
+        ma = want.loc[want.modalities == "a", "mean"].iloc[0]
+        mb = want.loc[want.modalities == "a+b", "mean"].iloc[0]
+        ra, rb = s.replicates[("c", "paper", "a")][key], s.replicates[("c", "paper", "a+b")][key]
+        assert s.difference("c", ("paper", "a"), ("paper", "a+b"), key) == metrics.Change.paired(ma, mb, ra, rb)
+        st = s.steps("c", "paper", ["a", "a+b"], key)
+        assert st["before"].iloc[0] == ma and st["change"].iloc[0] == float(mb - ma)
+    # replacing the table replaces the index
+    s.table = s.table[s.table.cohort == "nowhere"]
+    assert len(s.select("auroc")) == 0

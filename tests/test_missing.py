@@ -262,3 +262,35 @@ def test_availability_of_the_test_stays_in_order():
     assert got.dtype == bool
     assert got.tolist() == [[True, False], [True, True], [False, True], [True, True]]
     assert missing.test_availability(data, ["a", "b", "c"]).tolist() == data.mask[[0, 2, 4, 6]].tolist()
+
+
+def test_predict_masked_runs_on_one_thread_with_the_numbers_of_two(toy_data):
+    # predict_masked pins torch to one thread (faster for these small networks) and restores the caller's count;
+    # the predictions are bit for bit those of a forward pass on two threads
+    import torch
+
+    data = toy_data()
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
+    te = data.rows("test")
+    masks = missing.bernoulli_masks(data.mask[te], 0.3, draws=4, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for name in ("paper", "resilient", "late"):
+            fit = train.fit_network(data, name, ["good", "noise"], 0, cfg)
+            seen = []
+            real = train.predict
+            train.predict = lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1]
+            try:
+                p = missing.predict_masked(fit, data.x[te], masks, chunk=70)
+            finally:
+                train.predict = real
+            assert seen and set(seen) == {1}
+            assert torch.get_num_threads() == 2
+            # the same chunks of rows, on two threads (predict_masked as it was)
+            flat, n = masks.reshape(-1, masks.shape[2]), len(te)
+            rows = [np.arange(i, min(i + 70, len(flat))) for i in range(0, len(flat), 70)]
+            two = np.concatenate([train.predict(fit, data.x[te][r % n], flat[r]) for r in rows]).reshape(p.shape)
+            assert np.array_equal(p, two), name
+    finally:
+        torch.set_num_threads(before)

@@ -7,6 +7,12 @@ import torch
 
 from mmlib import train
 
+
+@pytest.fixture(autouse=True)
+def _fit_cache_in_tmp(monkeypatch, tmp_path):
+    """run_grid's fit cache (mmlib.train.FitCache) goes to this test's folder, not the checkout's build/."""
+    monkeypatch.setenv("MMLIB_FIT_CACHE", str(tmp_path / "fit_cache"))
+
 D = 16  # embedding width of the toy data (conftest.TOY_DIM)
 
 
@@ -55,9 +61,9 @@ def test_run_grid_predictions_table_and_parallel_equality(toy_data):
     data = toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, patience=2, batch_size=64)
     runs = [("paper", ["good"]), ("resilient", ["good", "noise"]), ("logreg", ["good", "noise"])]
-    res = train.run_grid(data, runs, [0, 1], cfg, keep={("resilient", "good+noise")}, progress=False)
+    res = train.run_grid(data, runs, [0, 1], cfg, keep={("resilient", "good+noise")}, progress=False, cache_dir=None)
     p1, log1, fits = res.predictions, res.log, res.fits
-    p2 = train.run_grid(data, runs, [0, 1], cfg, n_jobs=2, progress=False).predictions
+    p2 = train.run_grid(data, runs, [0, 1], cfg, n_jobs=2, progress=False, cache_dir=None).predictions
     pd.testing.assert_frame_equal(p1, p2)
     assert len(log1) == 5, "logreg is fitted once"
     assert set(fits) == {("resilient", "good+noise", 0), ("resilient", "good+noise", 1)}
@@ -250,3 +256,58 @@ def test_plan_runs_reuses_upstream_runs():
     assert fresh.reused == [] and len(fresh.train) == 3
     assert fresh.reused_predictions(preds) is None
     assert train.plan_runs("toy", o, ["paper"], reusable=None).reused_predictions(preds) is None
+
+
+def test_fit_cache_returns_what_training_again_gives(toy_data, tmp_path):
+    # run_grid keeps CPU fits in a FitCache: a second call loads them instead of training, with the same
+    # predictions (values and dtypes), log rows, thresholds and weights as training again without the cache
+    import torch
+
+    data = toy_data()
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, patience=2, batch_size=64)
+    runs = [("paper", ["good"]), ("late", ["good", "noise"]), ("logreg", ["good", "noise"])]
+    keep = {("late", "good+noise")}
+    fresh = train.run_grid(data, runs, [0, 1], cfg, keep=keep, progress=False, cache_dir=None)
+    first = train.run_grid(data, runs, [0, 1], cfg, keep=keep, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 4, "one entry per network fit; the logistic regression is not cached"
+    calls = []
+    real = train._run_one
+    train._run_one = lambda *a: (calls.append(a[1]), real(*a))[1]
+    try:
+        again = train.run_grid(data, runs, [0, 1], cfg, keep=keep, progress=False, cache_dir=tmp_path)
+    finally:
+        train._run_one = real
+    assert calls == ["logreg"], "only the logistic regression is fitted again"
+    for res in (first, again):
+        pd.testing.assert_frame_equal(res.predictions, fresh.predictions, check_exact=True)
+        assert list(res.predictions.dtypes) == list(fresh.predictions.dtypes)
+        pd.testing.assert_frame_equal(res.log.drop(columns="seconds"), fresh.log.drop(columns="seconds"), check_exact=True)
+        assert set(res.fits) == set(fresh.fits) == {("late", "good+noise", 0), ("late", "good+noise", 1)}
+        te = data.rows("test")
+        for k, f in fresh.fits.items():
+            g = res.fits[k]
+            assert g.threshold == f.threshold and g.best_epoch == f.best_epoch and g.history == f.history
+            for (n1, a), (n2, b) in zip(f.model.state_dict().items(), g.model.state_dict().items()):
+                assert n1 == n2 and torch.equal(a, b)
+            assert np.array_equal(train.predict(g, data.x[te], data.mask[te]), train.predict(f, data.x[te], data.mask[te]))
+    # another configuration, seed or cohort content is another entry
+    other = train.run_grid(data, runs[:1], [2], cfg, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 5 and len(other.predictions)
+    changed = toy_data(seed=1)
+    train.run_grid(changed, runs[:1], [0], cfg, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 6
+    # a damaged entry is trained again
+    for f in tmp_path.glob("*.pt"):
+        f.write_bytes(b"not a torch file")
+    redo = train.run_grid(data, runs, [0, 1], cfg, keep=keep, progress=False, cache_dir=tmp_path)
+    pd.testing.assert_frame_equal(redo.predictions, fresh.predictions, check_exact=True)
+
+
+def test_fit_cache_folder_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMLIB_FIT_CACHE", "off")
+    assert train.fit_cache_dir() is None
+    monkeypatch.setenv("MMLIB_FIT_CACHE", str(tmp_path / "fits"))
+    assert train.fit_cache_dir() == tmp_path / "fits"
+    monkeypatch.delenv("MMLIB_FIT_CACHE")
+    monkeypatch.setenv("MMLIB_BUILD_DIR", str(tmp_path / "b"))
+    assert train.fit_cache_dir() == tmp_path / "b" / "fit_cache"
