@@ -1412,22 +1412,25 @@ def test_share(lab: Lab) -> dict:
     return {n: lab.full_test[n] / max(1, lab.patients[n]) for n in lab.cohorts}
 
 
-def power_display(power_rows: pd.DataFrame) -> pd.DataFrame:
-    """:func:`power_table` for reading: the slope with its CI, the SE, and for each profile the smallest detectable
-    knob scale (``—`` when the measure does not respond to the knob), rounded (chapter 08)."""
-    if power_rows.empty:
-        return power_rows
-    t = power_rows.copy()
+def power_display(power_rows: pd.DataFrame, profile: str, models) -> pd.DataFrame:
+    """:func:`power_table` for the page (chapter 08): the rows of ``models`` (the lead model and :data:`DATA_MODEL`),
+    indexed by cohort, knob and estimand (with the group when more than one is compared), and three columns: the
+    response per unit of knob scale with its 95% CI, the smallest knob scale detected at ``profile``'s size (``—``
+    when the measure does not respond to the knob; the column is left out when ``profile`` has no size), and the test
+    stays an audit needs for the default size. Every other column and model is in the CSV of the full table."""
+    t = power_rows[power_rows["model"].isin(list(models))].copy() if len(power_rows) else power_rows.copy()
+    if t.empty:
+        return t
     t["response per ×1 [95% CI]"] = [fmt_ci(a, b, c) for a, b, c in zip(t["slope per ×1"], t["slope low"], t["slope high"])]
-    scale_cols = [c for c in t.columns if c.endswith(": smallest scale")]
-    for c in scale_cols:
-        t[c] = [("—" if np.isinf(v) else ("" if not np.isfinite(v) else f"×{v:.2g}")) for v in t[c]]
+    scale = f"{profile}: smallest scale"
+    shown = f"smallest scale ({profile})"
+    if scale in t.columns:
+        t[shown] = [("—" if np.isinf(v) else ("" if not np.isfinite(v) else f"×{v:.2g}")) for v in t[scale]]
     t["test stays for ×1"] = ["—" if not np.isfinite(v) else f"{v:,.0f}" for v in t["test stays for ×1"]]
-    t["se (all off)"] = t["se (all off)"].round(3)
-    t["training sd"] = t["training sd"].round(3)
-    keep = ["cohort", "knob", "estimand", "model", "response per ×1 [95% CI]", "se (all off)", "training sd",
-            "test stays", *scale_cols, "test stays for ×1"]
-    return t[keep].set_index(["cohort", "knob", "estimand", "model"])
+    if t.groupby(["cohort", "knob", "estimand"])["group"].nunique().max() > 1:
+        t["estimand"] = t["estimand"] + " (" + t["group"].astype(str) + ")"
+    keep = ["response per ×1 [95% CI]", *([shown] if scale in t.columns else []), "test stays for ×1"]
+    return t.set_index(["cohort", "knob", "estimand"])[keep]
 
 
 def lab_summary(lab: Lab, runs: LabRuns, ev: Evaluation, seconds: float) -> dict:

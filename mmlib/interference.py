@@ -311,7 +311,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     - ``group_gaps``: :func:`group_effect_gaps` of every modality x perturbation (race and gender).
     """
     from .metrics import ci95, evaluation_groups, summarise_vectors
-    from .train import predict
+    from .train import one_thread, predict
 
     order = fits[0].modalities
     te = data.rows("test")
@@ -323,7 +323,8 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     thr = np.array([f.threshold for f in fits])
 
     def scored(xx):
-        p = np.stack([predict(f, xx, mk) for f in fits])
+        with one_thread():  # the same numbers; a second thread only waits on these small networks
+            p = np.stack([predict(f, xx, mk) for f in fits])
         return p, summarise_vectors(y, p, (p >= thr[:, None]).astype(int), attrs, flags, boot)
 
     clean_p, (clean, clean_reps) = scored(x)

@@ -227,6 +227,13 @@ def test_attribution_recovery_and_power_tables_have_their_shape(small_lab):
     assert row["slope per ×1"] < 0 and np.isfinite(row["demo: smallest scale"])
     assert row["ci: smallest scale"] > row["demo: smallest scale"], "a smaller cohort detects only larger effects"
     assert len(A.mde_curve(power)) > 0
+    page = A.power_display(power, "demo", ["paper", A.DATA_MODEL])
+    assert list(page.index.names) == ["cohort", "knob", "estimand"] and page.index.is_unique
+    assert list(page.columns) == ["response per ×1 [95% CI]", "smallest scale (demo)", "test stays for ×1"]
+    assert page.loc[("MIMIC-IV-Ext-MDS-ED", "under_triage", A.ESTIMANDS["risk_shift|truth"]),
+                    "smallest scale (demo)"].startswith("×")
+    assert "probe" not in " ".join(page.index.get_level_values("estimand")), "other models go to the CSV only"
+    assert "smallest scale (ci)" not in A.power_display(power, "workshop", ["paper"]).columns, "no size, no column"
     text = A.answers(ev, A.recovery_table(ev, 3.0), A.null_table(ev), power, 3.0, profile="demo", lead_model="paper")
     assert "under_triage" in text and "recovered" in text and "With every knob off" in text
     path = next(p for p in text.split("\n\n") if p.startswith("**Through the fields or through the notes? MIMIC-IV-Ext-MDS-ED**"))
