@@ -311,7 +311,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     - ``group_gaps``: :func:`group_effect_gaps` of every modality x perturbation (race and gender).
     """
     from .metrics import ci95, evaluation_groups, summarise_vectors
-    from .train import one_thread, predict
+    from .train import predict
 
     order = fits[0].modalities
     te = data.rows("test")
@@ -323,8 +323,7 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
     thr = np.array([f.threshold for f in fits])
 
     def scored(xx):
-        with one_thread():  # the same numbers; a second thread only waits on these small networks
-            p = np.stack([predict(f, xx, mk) for f in fits])
+        p = np.stack([predict(f, xx, mk) for f in fits])
         return p, summarise_vectors(y, p, (p >= thr[:, None]).astype(int), attrs, flags, boot)
 
     clean_p, (clean, clean_reps) = scored(x)

@@ -71,21 +71,50 @@ def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -
     return out.to_dict()
 
 
-def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 16384) -> np.ndarray:
+def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """Probabilities ``(draws, n)`` of a fitted model (:class:`mmlib.train.FittedModel`) for ``x`` ``(n, M, D)``
-    under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows, with torch on one thread
-    (:func:`mmlib.train.one_thread`: the same numbers, faster for these small networks)."""
-    from .train import one_thread, predict
+    under each of ``masks`` ``(draws, n, M)``, in chunks of ``chunk`` rows.
+
+    A network's per-modality input layers run once per stay (:func:`mmlib.models.encode_inputs`, on the modalities
+    present in some draw), and each draw replaces the modalities it removes by their layer's bias
+    (:func:`mmlib.models.mask_encoded`) before the rest of the network: the same numbers as
+    ``predict(fit, x, masks[d])`` for every draw ``d`` (``tests/test_missing.py``), without pushing every draw's
+    embeddings through the input layers (chapters 05-06's sweeps predict hundreds of draws). The rest of the network
+    runs once per distinct (stay, mask) pair: with M modalities a stay has at most 2^M masks, so the draws repeat
+    them (at rate 0 every draw is the stay's own mask)."""
+    import torch
+
+    from .models import encode_inputs, mask_encoded
+    from .train import predict
 
     draws, n, m = masks.shape
     if x.shape[:2] != (n, m):
         raise ValueError(f"x has shape {x.shape}, masks {masks.shape}: expected x (n, M, D) with n={n}, M={m}")
     flat = masks.reshape(draws * n, m)
     out = np.empty(draws * n)
-    with one_thread():
+    if fit.name == "logreg" or not hasattr(fit.model, "fuse"):
         for i in range(0, draws * n, chunk):
             rows = np.arange(i, min(i + chunk, draws * n))
             out[rows] = predict(fit, x[rows % n], flat[rows])
+        return out.reshape(draws, n)
+    # every (stay, mask pattern) once: a stay has at most 2^M patterns, and many draws share one (all of them at p = 0)
+    key = (np.arange(draws * n) % n) * (1 << m) + (flat.astype(np.int64) << np.arange(m)).sum(axis=1)
+    unique, back = np.unique(key, return_inverse=True)
+    stay = unique >> m
+    pattern = ((unique[:, None] & (1 << m) - 1) >> np.arange(m)) & 1 == 1
+    probs = np.empty(len(unique))
+    model = fit.model.eval()
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        union = torch.as_tensor(masks.any(axis=0), device=dev)
+        enc = torch.cat([encode_inputs(model, torch.as_tensor(x[i:i + chunk], device=dev), union[i:i + chunk])
+                         for i in range(0, n, chunk)])
+        for i in range(0, len(unique), chunk):
+            rows = slice(i, i + chunk)
+            mk = torch.as_tensor(pattern[rows], device=dev)
+            logits = model.fuse(mask_encoded(model, enc[torch.as_tensor(stay[rows], device=dev)], mk), mk)
+            probs[rows] = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+    out = probs[back.reshape(-1)]
     return out.reshape(draws, n)
 
 

@@ -47,6 +47,18 @@ def _zero_missing(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+def _after_first(seq: nn.Sequential, t: torch.Tensor) -> torch.Tensor:
+    """``seq`` without its first layer, applied to ``t`` (the first layer's output)."""
+    for layer in list(seq)[1:]:
+        t = layer(t)
+    return t
+
+
+def _apply_each(layers, x: torch.Tensor) -> torch.Tensor:
+    """``layers[m]`` applied to modality ``m`` of ``x`` ``(batch, M, ...)``, stacked again ``(batch, M, ...)``."""
+    return torch.stack([layer(x[:, m]) for m, layer in enumerate(layers)], dim=1)
+
+
 class ModalityProjection(nn.Module):
     """One linear map per modality from the embedding size ``in_dim`` to the common ``width``."""
 
@@ -55,7 +67,36 @@ class ModalityProjection(nn.Module):
         self.proj = nn.ModuleList(nn.Linear(in_dim, width) for _ in range(n_modalities))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([p(x[:, m]) for m, p in enumerate(self.proj)], dim=1)
+        return _apply_each(self.proj, x)
+
+
+def input_layers(model: nn.Module) -> list[nn.Linear]:
+    """The per-modality input layers of a fusion network (the linear maps from the embedding size to the width):
+    the only layers that read the embeddings themselves, and the largest matrices of these networks."""
+    if isinstance(model, CalibratedDecision):
+        return input_layers(model.base)
+    if isinstance(model, (PaperFusion, ResilientFusion)):
+        return list(model.project.proj)
+    if isinstance(model, LateFusion):
+        return [h[0] for h in model.heads]
+    if isinstance(model, LinearDecisionFusion):
+        return [e[0] for e in model.encoders]
+    raise TypeError(f"{type(model).__name__} has no per-modality input layers")
+
+
+def encode_inputs(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The input layers' outputs ``(batch, M, width)`` for ``x`` with the modalities missing in ``mask`` zeroed, as
+    every network's :meth:`forward` computes them first; ``model.fuse(encode_inputs(model, x, mask), mask)`` is
+    ``model(x, mask)``. A missing modality's output is exactly its layer's bias (:func:`mask_encoded`)."""
+    return _apply_each(input_layers(model), _zero_missing(x, mask))
+
+
+def mask_encoded(model: nn.Module, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`encode_inputs` under a mask that removes more modalities: the removed ones replaced by their input
+    layer's bias, which is what the layer gives for the zero vector (bit for bit: ``0 . w`` adds exactly 0). With it
+    :func:`mmlib.missing.predict_masked` runs the input layers once per stay instead of once per mask draw."""
+    bias = torch.stack([layer.bias for layer in input_layers(model)])
+    return torch.where(mask[..., None], encoded, bias.to(encoded.dtype))
 
 
 class AttentionBlock(nn.Module):
@@ -92,7 +133,10 @@ class PaperFusion(nn.Module):
         self.head = _classifier(width, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        t = self.project(_zero_missing(x, mask))
+        return self.fuse(self.project(_zero_missing(x, mask)), mask)
+
+    def fuse(self, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the projected tokens ``t`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
         return self.head(self.block(t).mean(dim=1)).squeeze(-1)
 
 
@@ -108,7 +152,11 @@ class ResilientFusion(nn.Module):
         self.head = _classifier(width, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        t = self.project(_zero_missing(x, mask)) + self.type_tokens
+        return self.fuse(self.project(_zero_missing(x, mask)), mask)
+
+    def fuse(self, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the projected tokens ``t`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
+        t = t + self.type_tokens
         t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1)
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return self.head(self.block(t, ignore=~keep)[:, 0]).squeeze(-1)
@@ -124,8 +172,11 @@ class LateFusion(nn.Module):
         self.none_present = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = _zero_missing(x, mask)
-        logits = torch.cat([h(x[:, m]) for m, h in enumerate(self.heads)], dim=1)
+        return self.fuse(encode_inputs(self, x, mask), mask)
+
+    def fuse(self, e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the heads' first-layer outputs ``e`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
+        logits = torch.cat([_after_first(h, e[:, m]) for m, h in enumerate(self.heads)], dim=1)
         w = mask.to(logits.dtype)
         n = w.sum(dim=1)
         mean = (logits * w).sum(dim=1) / n.clamp(min=1)
@@ -146,13 +197,18 @@ class LinearDecisionFusion(nn.Module):
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-modality features ``(batch, M, width)``, zero for missing modalities."""
-        x = _zero_missing(x, mask)
-        h = torch.stack([e(x[:, m]) for m, e in enumerate(self.encoders)], dim=1)
-        return _zero_missing(h, mask)
+        return self.features_from(encode_inputs(self, x, mask), mask)
+
+    def features_from(self, e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` from the encoders' first-layer outputs ``e`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
+        return _zero_missing(torch.stack([_after_first(enc, e[:, m]) for m, enc in enumerate(self.encoders)], dim=1), mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.features(x, mask)).flatten(1)
-        return self.decision(h).squeeze(-1)
+        return self.fuse(encode_inputs(self, x, mask), mask)
+
+    def fuse(self, e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the encoders' first-layer outputs ``e`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
+        return self.decision(self.drop(self.features_from(e, mask)).flatten(1)).squeeze(-1)
 
 
 def decision_weights(model: LinearDecisionFusion, modalities: list[str]) -> dict[str, torch.Tensor]:
@@ -183,7 +239,11 @@ class CalibratedDecision(nn.Module):
         self.register_buffer("bias", torch.tensor(float(bias)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.base.features(x, mask)
+        return self.fuse(encode_inputs(self, x, mask), mask)
+
+    def fuse(self, e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the base's first-layer outputs ``e`` ``(batch, M, width)`` (:func:`encode_inputs`)."""
+        h = self.base.features_from(e, mask)
         w = self.base.decision.weight[0].view(len(self.base.encoders), self.base.width)
         return ((h * w).sum(-1) * self.scale).sum(-1) + self.bias
 

@@ -287,13 +287,9 @@ def training_tensors(data: FusionData, cols: list[int], dev: torch.device):
 
 @contextmanager
 def one_thread():
-    """Run a block with torch on one CPU thread (the caller's thread count is restored afterwards).
-
-    Used for the many forward passes of the small fusion networks (:func:`mmlib.missing.predict_masked`,
-    chapters 05-07): their matrices are too small to share between threads, and with the cores busy (joblib
-    workers, other processes) a second thread only waits for the first. The results do not depend on it:
-    ``benchmarks/bench_ch05_rerun.py`` checks chapter 05's artifacts byte for byte, and
-    ``tests/test_missing.py`` the predictions."""
+    """Run a block with torch on one CPU thread (the caller's thread count is restored afterwards): every training
+    fit (:func:`seeded_single_thread`), so that fits running side by side in worker processes share the cores
+    without waiting on each other and their numbers do not depend on how many run at once."""
     threads = torch.get_num_threads()
     if threads == 1:
         yield

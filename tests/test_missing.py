@@ -264,33 +264,35 @@ def test_availability_of_the_test_stays_in_order():
     assert missing.test_availability(data, ["a", "b", "c"]).tolist() == data.mask[[0, 2, 4, 6]].tolist()
 
 
-def test_predict_masked_runs_on_one_thread_with_the_numbers_of_two(toy_data):
-    # predict_masked pins torch to one thread (faster for these small networks) and restores the caller's count;
-    # the predictions are bit for bit those of a forward pass on two threads
-    import torch
+def test_predict_masked_runs_each_input_layer_once_per_stay_and_each_mask_once(toy_data):
+    # the input layers see each test stay once, the rest of the network each distinct (stay, mask) pair once, and the
+    # probabilities are those of predicting every draw on its own, for every network (and the logistic regression)
+    from mmlib import models
 
     data = toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
     te = data.rows("test")
-    masks = missing.bernoulli_masks(data.mask[te], 0.3, draws=4, seed=1)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        for name in ("paper", "resilient", "late"):
+    masks = missing.bernoulli_masks(data.mask[te], 0.3, draws=6, seed=1)
+    pairs = len({(i, tuple(mk)) for d in range(6) for i, mk in enumerate(masks[d])})
+    assert pairs < 6 * len(te), "the draws repeat masks (2 modalities: at most 4 per stay)"
+    for name in ("paper", "resilient", "late", "linear", "linear+calibrated", "logreg"):
+        if name == "linear+calibrated":
+            fit = train.calibrate_modalities(train.fit_network(data, "linear", ["good", "noise"], 0, cfg), data)
+        elif name == "logreg":
+            fit = train.fit_logreg(data, ["good", "noise"], cfg)
+        else:
             fit = train.fit_network(data, name, ["good", "noise"], 0, cfg)
-            seen = []
-            real = train.predict
-            train.predict = lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1]
-            try:
-                p = missing.predict_masked(fit, data.x[te], masks, chunk=70)
-            finally:
-                train.predict = real
-            assert seen and set(seen) == {1}
-            assert torch.get_num_threads() == 2
-            # the same chunks of rows, on two threads (predict_masked as it was)
-            flat, n = masks.reshape(-1, masks.shape[2]), len(te)
-            rows = [np.arange(i, min(i + 70, len(flat))) for i in range(0, len(flat), 70)]
-            two = np.concatenate([train.predict(fit, data.x[te][r % n], flat[r]) for r in rows]).reshape(p.shape)
-            assert np.array_equal(p, two), name
-    finally:
-        torch.set_num_threads(before)
+        seen = {"input": 0, "fuse": 0}
+        if name != "logreg":
+            hooks = [layer.register_forward_hook(lambda mod, inp, out: seen.__setitem__("input", seen["input"] + len(out)))
+                     for layer in models.input_layers(fit.model)[:1]]
+            real_fuse = fit.model.fuse
+            fit.model.fuse = lambda e, mk: (seen.__setitem__("fuse", seen["fuse"] + len(e)), real_fuse(e, mk))[1]
+        p = missing.predict_masked(fit, data.x[te], masks, chunk=70)
+        if name != "logreg":
+            for h in hooks:
+                h.remove()
+            del fit.model.fuse
+            assert seen == {"input": len(te), "fuse": pairs}, name
+        per_draw = np.stack([train.predict(fit, data.x[te], masks[d]) for d in range(6)])
+        assert np.allclose(p, per_draw, rtol=0, atol=1e-6), name  # float32 rounding of other batch shapes at most
