@@ -214,9 +214,46 @@ def chapter_params(ch: Chapter, params: dict) -> dict:
 KEYED_ENV = ("MMLIB_EMBED_PRECISION",)
 
 
+def content_digest(folder: Path) -> str:
+    """SHA-256 of what an artifact folder holds for the chapters that read it: every file below ``folder`` by its
+    relative path and bytes, less the executed notebook and :data:`DONE`; a zip archive (``.npz``, ``.pt``) by its
+    members' names and uncompressed bytes, since its headers carry the time it was written."""
+    import zipfile
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        if rel in (DONE, "executed.ipynb"):
+            continue
+        h.update(f"{rel}\0".encode())
+        if f.suffix in (".npz", ".pt") and zipfile.is_zipfile(f):
+            with zipfile.ZipFile(f) as z:
+                for name in sorted(z.namelist()):
+                    h.update(f"{name}\0".encode())
+                    h.update(hashlib.sha256(z.read(name)).digest())
+        else:
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def input_identity(cid: str, key: str) -> str:
+    """What a chapter's key hashes for its input ``cid`` (run with key ``key``): the content of that artifact
+    (:func:`content_digest`, recorded in its :data:`DONE` file) once it is complete, so that a chapter re-run that
+    writes the same bytes (e.g. after an edit to its figures only) leaves every downstream key unchanged;
+    ``pending <key>`` before it exists."""
+    done = artifact_dir(cid, key) / DONE
+    if not done.exists():
+        return f"pending {key}"
+    try:
+        recorded = json.loads(done.read_text()).get("content")
+    except ValueError:
+        recorded = None
+    return recorded or content_digest(artifact_dir(cid, key))
+
+
 def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
     """12-hex key of a chapter run: its parameters, code, the mmlib sources it runs (:func:`code_closure`)
-    and its inputs' keys."""
+    and its inputs' identities (``upstream``: chapter -> :func:`input_identity`)."""
     code = _code(ch.path)  # read once: its digest and its import closure
     blob = json.dumps({"chapter": ch.id, "params": chapter_params(ch, params),
                        "code": hashlib.sha256(code.encode()).hexdigest(),
@@ -226,7 +263,9 @@ def chapter_key(ch: Chapter, params: dict, upstream: dict[str, str]) -> str:
 
 
 def plan(params: dict, upto: str | None = None) -> list[tuple[Chapter, str]]:
-    """(chapter, key) for every chapter (or those ``upto`` needs, and it), keys resolved in book order."""
+    """(chapter, key) for every chapter (or those ``upto`` needs, and it), keys resolved in book order. A key
+    whose input is not built yet is provisional (:func:`input_identity`): :func:`build` resolves each chapter's
+    key again once the chapters before it have run."""
     chs = chapters()
     _check_overrides(chs, params)
     from .parameters import validate
@@ -242,7 +281,7 @@ def plan(params: dict, upto: str | None = None) -> list[tuple[Chapter, str]]:
         missing = [n for n in ch.needs if n not in keys]
         if missing:
             raise ValueError(f"chapter {cid} needs chapter(s) {missing}, which do not come before it in _quarto.yml")
-        keys[cid] = chapter_key(ch, params, {n: keys[n] for n in ch.needs})
+        keys[cid] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
         order.append((ch, keys[cid]))
     if upto is not None:
         if upto not in chs:
@@ -394,6 +433,7 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
             raise ChapterFailed(ch, e, failed) from e
         _tidy_executed(tmp / "executed.ipynb", tmp, out)
         (tmp / DONE).write_text(json.dumps({"chapter": ch.id, "key": key, "params": injected,
+                                            "content": content_digest(tmp),
                                             "seconds": time.perf_counter() - t0}, indent=2, default=str))
         from .artifacts import publish_dir
 
@@ -436,9 +476,11 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
     artifacts), then render the book."""
     steps = plan(params)
     ensure_synthetic_cohorts(params, progress)
-    keys = {c.id: k for c, k in steps}
+    keys: dict[str, str] = {}
     summaries = []
-    for ch, key in steps:
+    for ch, _ in steps:
+        # the key again, now that the chapters before it have run: its inputs' content, not their keys
+        key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
         s = run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=progress)
         print(s.line(), flush=True)
         summaries.append(s)
