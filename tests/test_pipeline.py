@@ -214,6 +214,23 @@ def test_failed_chapter_leaves_no_artifact(toy_project):
 
 
 @pytest.mark.slow
+def _png_images(page: str, folder: Path) -> list[bytes]:
+    """The PNG images of a rendered page, as bytes: inline (``data:image/png;base64,...``, how the figures with
+    captions and alt text are written) or files beside the page; an image that does not decode or is missing
+    fails the test."""
+    import base64
+
+    found = []
+    for src in re.findall(r'<img[^>]+src="([^"]+)"', page):
+        if src.startswith("data:image/png;base64,"):
+            found.append(base64.b64decode(src.split(",", 1)[1], validate=True))
+        elif src.endswith(".png"):
+            assert (folder / src).resolve().exists(), src
+            found.append((folder / src).resolve().read_bytes())
+    assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in found), "every image is a PNG"
+    return found
+
+
 def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch):
     ci_book.use(monkeypatch)  # the session's ci build (conftest.ci_book): every chapter executed once, rendered
     params, summaries = ci_book.params, ci_book.summaries
@@ -312,19 +329,18 @@ def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch):
     # the real book rendered from the executed chapters
     out = ci_book.html
     page = (out / "chapters" / "01_data_preparation.html").read_text()
-    imgs = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+    imgs = _png_images(page, out / "chapters")
     assert len(imgs) >= 6
-    assert all((out / "chapters" / src).resolve().exists() for src in imgs)
     assert "Table 1" in page and "<table" in page
     page2 = (out / "chapters" / "02_transcription_and_embeddings.html").read_text()
-    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page2)) >= 6 and "fidelity" in page2
+    assert len(_png_images(page2, out / "chapters")) >= 6 and "fidelity" in page2
     page4 = (out / "chapters" / "04_incremental_fusion.html").read_text()
-    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page4)) >= 4 and "Answer to RQ1" in page4
+    assert len(_png_images(page4, out / "chapters")) >= 4 and "Answer to RQ1" in page4
     page5 = (out / "chapters" / "05_missing_modalities.html").read_text()
-    assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page5)) >= 8 and "reproduces chapter 04" in page5
+    assert len(_png_images(page5, out / "chapters")) >= 8 and "reproduces chapter 04" in page5
     for page_name, needle in (("06_decision_layer", "decision layer"), ("07_modality_interference", "Mitigation")):
         page_x = (out / "chapters" / f"{page_name}.html").read_text()
-        assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page_x)) >= 4 and needle in page_x
+        assert len(_png_images(page_x, out / "chapters")) >= 4 and needle in page_x
     assert "Preface" in (out / "index.html").read_text()
     # the same texts embedded in other batch compositions, from an empty cache: byte-identical embeddings, and
     # chapter 03 trained on them gives the same predictions (artifact keys mean what they say)
