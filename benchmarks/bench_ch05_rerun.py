@@ -124,8 +124,11 @@ def _tree_rss(pid: int, stop: threading.Event, peak: list) -> None:
 def timed_run(root: Path, profile: str, overrides: list, plan: dict, inputs_from: dict, work: Path) -> dict:
     """``python -m mmlib run 05`` in the tree at ``root``, in the build folder ``work`` (hard links to the
     upstream artifacts ``inputs_from[cid]`` under this tree's keys): seconds, memory, artifact folder."""
-    for cid in plan["needs"]:
-        _link_tree(Path(inputs_from[cid]), work / "artifacts" / cid / plan["keys"][cid])
+    # every chapter before it, not only those it reads: a key hashes its inputs' content (their _done.json), so
+    # chapter 04's key needs chapter 03's artifact present too
+    for cid in plan["keys"]:
+        if cid != CHAPTER:
+            _link_tree(Path(inputs_from[cid]), work / "artifacts" / cid / plan["keys"][cid])
     cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "mmlib", "run", CHAPTER, "--profile", profile]
     for k, v in overrides:
         cmd += ["-p", k, v]
