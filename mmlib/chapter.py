@@ -215,10 +215,15 @@ class Chapter:
     @property
     def embedding_cache(self) -> dict:
         """Where embeddings and exported encoders are cached (keyword arguments of
-        :func:`mmlib.embed.embed_texts`): shared by every chapter and run of this build folder."""
+        :func:`mmlib.embed.embed_texts`): shared by every chapter and run of this build folder; the exported
+        encoders in ``MMLIB_ONNX_CACHE`` instead when it is set (a graph depends on the encoder only, so build
+        folders may share it: the test suite's books do)."""
+        import os
+
         from .pipeline import build_dir
 
-        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": build_dir() / "onnx"}
+        onnx = os.environ.get("MMLIB_ONNX_CACHE")
+        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
 
     def train_config(self):
         """The :class:`mmlib.train.TrainConfig` of this chapter's parameters."""

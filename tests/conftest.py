@@ -35,18 +35,22 @@ def make_toy_data(n: int = 300, seed: int = 0):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fit_cache_outside_the_checkout(tmp_path_factory):
-    """run_grid's fit cache (mmlib.train.FitCache) goes to a folder of this test session, never to the checkout's
-    build/ (tests that check the cache itself point it at a folder of their own)."""
+def _caches_outside_the_checkout(tmp_path_factory):
+    """run_grid's fit cache (mmlib.train.FitCache) and the exported ONNX encoders go to folders of this test session,
+    never to the checkout's build/ or the user's ~/.cache; the books the session builds share the ONNX graphs
+    (exported once, not once per build folder). Tests that check a cache itself point it at a folder of their own."""
     import os
 
-    saved = os.environ.get("MMLIB_FIT_CACHE")
-    os.environ["MMLIB_FIT_CACHE"] = str(tmp_path_factory.mktemp("fit_cache"))
+    names = ("MMLIB_FIT_CACHE", "MMLIB_ONNX_CACHE")
+    saved = {k: os.environ.get(k) for k in names}
+    for k in names:
+        os.environ[k] = str(tmp_path_factory.mktemp(k.lower()))
     yield
-    if saved is None:
-        os.environ.pop("MMLIB_FIT_CACHE", None)
-    else:
-        os.environ["MMLIB_FIT_CACHE"] = saved
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
