@@ -286,29 +286,18 @@ def training_tensors(data: FusionData, cols: list[int], dev: torch.device):
 
 
 @contextmanager
-def one_thread():
-    """Run a block with torch on one CPU thread (the caller's thread count is restored afterwards): every training
-    fit (:func:`seeded_single_thread`), so that fits running side by side in worker processes share the cores
-    without waiting on each other and their numbers do not depend on how many run at once."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextmanager
 def seeded_single_thread(seed: int, dev: torch.device):
     """Run a block on one CPU thread with torch seeded by ``seed`` (the caller's RNG state and thread count
     are restored afterwards); yields a generator seeded the same way, for shuffling and masks. One thread
     makes the numbers independent of how many fits run side by side."""
-    with one_thread(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield torch.Generator(device=dev).manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield torch.Generator(device=dev).manual_seed(seed)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
