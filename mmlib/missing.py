@@ -12,9 +12,16 @@
   chunks without a Python loop per sample. Each model handles a missing modality its own way (zero vector,
   attention mask, dropped from the average), exactly as in training.
 
+Chapter 05's four protocols, each filling a :class:`Sweep` with the loops the chapter would otherwise write
+(:func:`random_protocol`, :func:`one_modality_protocol`, :func:`retrain_with_missingness` and
+:func:`train_test_protocol`, :func:`group_protocol`), with fixed mask seeds per protocol and rate.
+
 A modality that is already missing stays missing; the rates apply to what is present.
 """
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -263,6 +270,149 @@ class Sweep:
         t = self.table
         mean = lambda lab: select(t, *key[:2], group=key[2], **lab)["mean"].iloc[0]  # noqa: E731
         return Change.paired(mean(a), mean(b), ra[key], rb[key])
+
+
+# ------------------------------------------------------------------------------------------ chapter 05's protocols
+@dataclass(frozen=True)
+class ProtocolRun:
+    """What a protocol of chapter 05 did besides filling its :class:`Sweep`: the conditions it evaluated, the
+    prediction vectors' length summed over them (stays x draws x seeds), its wall time, and the conditions it
+    skipped (a sentence each: group-dependent rates that cannot reach the target)."""
+
+    conditions: int
+    predictions: int
+    seconds: float
+    skipped: list = field(default_factory=list)
+
+
+def _evaluate_models(sweep: Sweep, data, fits: dict, masks: np.ndarray, groups, cohort: str, labels: dict, *,
+                     boot: bool = True, rank_draws: int = 2) -> tuple[int, int]:
+    """Evaluate every model of ``fits`` (``{model: fitted models, one per seed}``, in that order) under ``masks``,
+    labelled ``cohort, model`` then ``labels`` (in that order: it is the sweep table's column order); returns
+    (conditions, predictions)."""
+    for m, fl in fits.items():
+        sweep.evaluate(data, fl, masks, groups, boot=boot, rank_draws=rank_draws, cohort=cohort, model=m, **labels)
+    return len(fits), sum(masks.shape[0] * masks.shape[1] * len(fl) for fl in fits.values())
+
+
+def random_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, rates, draws: int, *,
+                    mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+    """Random missingness (the paper's Algorithm 1), evaluated into ``sweep``: for every cohort ``n`` of ``data``
+    (``{cohort: FusionData}``) and every rate ``rates[i]``, ``draws`` masks of the test availability ``present[n]``
+    (:func:`bernoulli_masks`, seed ``mask_seed * 1000 + i``), and every model of ``fits[n]`` (``{model: fitted
+    models, one per seed}``) scored under them on ``groups[n]`` (:meth:`Sweep.evaluate`), labelled
+    ``cohort, model, protocol="random", rate, modality="all"``. Used by chapter 05."""
+    t0, conditions, predictions = time.perf_counter(), 0, 0
+    for n, d in data.items():
+        for i, p in enumerate(rates):
+            masks = bernoulli_masks(present[n], p, draws, seed=mask_seed * 1000 + i)
+            c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
+                                    dict(protocol="random", rate=p, modality="all"), rank_draws=rank_draws)
+            conditions, predictions = conditions + c, predictions + k
+    return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
+
+
+def one_modality_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, orders: dict, rates,
+                          draws: int, *, mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+    """One modality missing at a time (the inference protocol of arXiv 2605.12031), evaluated into ``sweep``: for
+    every cohort ``n``, every modality ``orders[n][j]`` and every rate ``rates[i]``, ``draws`` masks in which only
+    that modality goes missing, at that rate (seed ``mask_seed * 1000 + 100 * (j + 1) + i``), and every model of
+    ``fits[n]`` scored under them (arguments as :func:`random_protocol`), labelled ``cohort, model,
+    protocol="one modality", rate, modality``. Used by chapter 05."""
+    t0, conditions, predictions = time.perf_counter(), 0, 0
+    for n, d in data.items():
+        for j, mod in enumerate(orders[n]):
+            for i, p in enumerate(rates):
+                rate = np.where(np.arange(len(orders[n])) == j, p, 0.0)
+                masks = bernoulli_masks(present[n], rate, draws, seed=mask_seed * 1000 + 100 * (j + 1) + i)
+                c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
+                                        dict(protocol="one modality", rate=p, modality=mod), rank_draws=rank_draws)
+                conditions, predictions = conditions + c, predictions + k
+    return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
+
+
+def one_modality_table(table: pd.DataFrame, cohort: str, order) -> pd.DataFrame:
+    """The one-modality rows of ``cohort`` in a sweep table, with the random protocol's rate-0 rows (nothing
+    missing) added once per modality of ``order`` as that modality's rate 0: what chapter 05's one-modality
+    curves plot."""
+    one = table[(table.protocol == "one modality") & (table.cohort == cohort)]
+    base = table[(table.protocol == "random") & (table.rate == 0.0) & (table.cohort == cohort)]
+    return pd.concat([one] + [base.assign(modality=mod) for mod in order])
+
+
+def retrain_with_missingness(data: dict, orders: dict, models, train_rates, seeds, cfg, *, mask_seed: int,
+                             reuse: dict | None = None, n_jobs: int = 1) -> tuple[dict, float]:
+    """The models of the train x test protocol: for every cohort ``n`` and training rate ``train_rates[i]``, each of
+    ``models`` retrained (:func:`mmlib.train.run_grid`, ``seeds``, ``cfg``) on all modalities of ``orders[n]`` on a
+    copy of ``data[n]`` whose train and validation stays lose modalities at that rate
+    (:func:`with_training_missingness`, seed ``mask_seed * 1000 + 500 + i``). At rate 0 the fits of ``reuse``
+    (``{cohort: {model: fits}}``, e.g. chapter 04's when trained the same way) are taken instead when given.
+    Returns ``({(cohort, train rate): {model: fits, one per seed}}, seconds)``. Used by chapter 05."""
+    from .train import run_grid
+
+    t0, out = time.perf_counter(), {}
+    for n, d in data.items():
+        for i, pt in enumerate(train_rates):
+            if pt == 0.0 and reuse is not None:
+                out[(n, pt)] = {m: reuse[n][m] for m in models}
+                continue
+            g = run_grid(with_training_missingness(d, pt, seed=mask_seed * 1000 + 500 + i),
+                         [(m, list(orders[n])) for m in models], seeds, cfg, n_jobs=n_jobs,
+                         keep={(m, orders[n].full) for m in models}, progress=False)
+            out[(n, pt)] = {m: g.fits_of(m, orders[n].full, seeds) for m in models}
+    return out, time.perf_counter() - t0
+
+
+def train_test_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, train_rates, test_rates,
+                        draws: int, *, mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+    """The train x test protocol, evaluated into ``sweep`` without bootstrap: for every cohort ``n``, training rate
+    ``pt`` and test rate ``test_rates[i]``, ``draws`` random masks of ``present[n]`` (seed
+    ``mask_seed * 1000 + 900 + i``: the same masks for every training rate), and every model of ``fits[(n, pt)]``
+    (:func:`retrain_with_missingness`) scored under them, labelled ``cohort, model, protocol="train x test", rate,
+    modality="all", train_rate``. Used by chapter 05."""
+    t0, conditions, predictions = time.perf_counter(), 0, 0
+    for n, d in data.items():
+        for pt in train_rates:
+            for i, pe in enumerate(test_rates):
+                masks = bernoulli_masks(present[n], pe, draws, seed=mask_seed * 1000 + 900 + i)
+                labels = dict(protocol="train x test", rate=pe, modality="all", train_rate=pt)
+                c, k = _evaluate_models(sweep, d, fits[(n, pt)], masks, groups[n], n, labels, boot=False,
+                                        rank_draws=rank_draws)
+                conditions, predictions = conditions + c, predictions + k
+    return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
+
+
+def group_factors(data: dict, orders: dict, given=None) -> dict:
+    """Each cohort's relative missingness by race group for the group-dependent protocol: ``given`` (a mapping
+    group -> factor, the same for every cohort) when set, else :func:`relative_missingness` of the cohort.
+    Used by chapter 05."""
+    if given is not None:
+        return {n: {str(k): float(v) for k, v in dict(given).items()} for n in data}
+    return {n: relative_missingness(d, orders[n]) for n, d in data.items()}
+
+
+def group_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, factors: dict, rates,
+                   draws: int, *, mask_seed: int, rank_draws: int = 2, name=str) -> ProtocolRun:
+    """Group-dependent missingness, evaluated into ``sweep``: for every cohort ``n`` and rate ``rates[i]``, per race
+    group rates proportional to ``factors[n]`` with mean ``rates[i]`` over the test stays (:func:`matched_group_rates`
+    on ``groups[n].attrs["race"]``), ``draws`` masks of ``present[n]`` (:func:`group_masks`, seed
+    ``mask_seed * 1000 + 700 + i``) and every model of ``fits[n]`` scored under them, labelled ``cohort, model,
+    protocol="group-dependent", rate, modality="all"``. A rate whose group rates would exceed 1 is skipped, with a
+    sentence in :attr:`ProtocolRun.skipped` naming the cohort as ``name(cohort)``. Used by chapter 05."""
+    t0, conditions, predictions, skipped = time.perf_counter(), 0, 0, []
+    for n, d in data.items():
+        race_te = groups[n].attrs["race"]
+        for i, p in enumerate(rates):
+            try:
+                group_rates = matched_group_rates(race_te, factors[n], p)
+            except ValueError as err:
+                skipped.append(f"{name(n)} p={p:g}: {err}")
+                continue
+            masks = group_masks(present[n], race_te, group_rates, draws, seed=mask_seed * 1000 + 700 + i)
+            c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
+                                    dict(protocol="group-dependent", rate=p, modality="all"), rank_draws=rank_draws)
+            conditions, predictions = conditions + c, predictions + k
+    return ProtocolRun(conditions, predictions, time.perf_counter() - t0, skipped)
 
 
 def curve_area(rates, values) -> float:

@@ -296,3 +296,121 @@ def test_predict_masked_runs_each_input_layer_once_per_stay_and_each_mask_once(t
             assert seen == {"input": len(te), "fuse": pairs}, name
         per_draw = np.stack([train.predict(fit, data.x[te], masks[d]) for d in range(6)])
         assert np.allclose(p, per_draw, rtol=0, atol=1e-6), name  # float32 rounding of other batch shapes at most
+
+
+# ------------------------------------------------------------------------------ chapter 05's protocols, as functions
+def _protocol_inputs(sweep_setup):
+    """Chapter 05's arguments for the toy cohort: data, fits of two models (the same networks under two names, so
+    the model order shows), test availability, evaluation groups and the modality order."""
+    data, res, groups = sweep_setup
+    fl = res.fits_of("paper", "good+noise", [0, 1])
+    return ({"toy": data}, {"toy": {"paper": fl, "copy": fl}}, {"toy": data.mask[data.rows("test")]},
+            {"toy": groups}, {"toy": train.ModalityOrder(["good", "noise"])})
+
+
+def _same_sweep(got: missing.Sweep, want: missing.Sweep):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(got.table, want.table)
+    assert list(got.replicates) == list(want.replicates)
+    for k, reps in want.replicates.items():
+        assert list(got.replicates[k]) == list(reps)
+        assert all(np.array_equal(got.replicates[k][r], reps[r], equal_nan=True) for r in reps)
+
+
+def test_random_protocol_is_the_chapters_loop(sweep_setup):
+    data, fits, present, groups, _ = _protocol_inputs(sweep_setup)
+    got = missing.Sweep()
+    run = missing.random_protocol(got, data, fits, present, groups, [0.0, 0.5], 3, mask_seed=2, rank_draws=1)
+    want = missing.Sweep()
+    for i, p in enumerate([0.0, 0.5]):
+        masks = missing.bernoulli_masks(present["toy"], p, 3, seed=2000 + i)
+        for m in ("paper", "copy"):
+            want.evaluate(data["toy"], fits["toy"][m], masks, groups["toy"], rank_draws=1, cohort="toy", model=m,
+                          protocol="random", rate=p, modality="all")
+    _same_sweep(got, want)
+    assert list(got.table.columns[-5:]) == ["cohort", "model", "protocol", "rate", "modality"]
+    assert (run.conditions, run.predictions) == (4, 4 * 3 * len(present["toy"]) * 2) and run.seconds > 0
+    assert run.skipped == []
+    # the mask seed matters: another seed gives other numbers at p = 0.5
+    other = missing.Sweep()
+    missing.random_protocol(other, data, fits, present, groups, [0.0, 0.5], 3, mask_seed=3, rank_draws=1)
+    assert not np.allclose(other.table["mean"], got.table["mean"], equal_nan=True)
+
+
+def test_one_modality_protocol_and_its_table(sweep_setup):
+    data, fits, present, groups, orders = _protocol_inputs(sweep_setup)
+    got = missing.Sweep()
+    missing.random_protocol(got, data, fits, present, groups, [0.0], 2, mask_seed=0)
+    run = missing.one_modality_protocol(got, data, fits, present, groups, orders, [0.5, 1.0], 2, mask_seed=1)
+    want = missing.Sweep()
+    missing.random_protocol(want, data, fits, present, groups, [0.0], 2, mask_seed=0)
+    for j, mod in enumerate(["good", "noise"]):
+        for i, p in enumerate([0.5, 1.0]):
+            rate = [p, 0.0] if j == 0 else [0.0, p]
+            masks = missing.bernoulli_masks(present["toy"], rate, 2, seed=1000 + 100 * (j + 1) + i)
+            for m in ("paper", "copy"):
+                want.evaluate(data["toy"], fits["toy"][m], masks, groups["toy"], cohort="toy", model=m,
+                              protocol="one modality", rate=p, modality=mod)
+    _same_sweep(got, want)
+    assert run.conditions == 8
+    # at rate 1 the modality is gone from every stay: "good" carries the label, so AUROC falls to chance
+    t = got.table
+    auroc = t[(t.metric == "auroc") & (t.attribute == "overall") & (t.protocol == "one modality") & (t.rate == 1.0)]
+    assert auroc.set_index(["model", "modality"])["mean"].loc[("paper", "good")] < 0.6
+    plotted = missing.one_modality_table(t, "toy", orders["toy"])
+    base = t[(t.protocol == "random") & (t.rate == 0.0)]
+    assert len(plotted) == (t.protocol == "one modality").sum() + 2 * len(base)
+    assert set(plotted.modality) == {"good", "noise"} and set(plotted.rate) == {0.0, 0.5, 1.0}
+    assert (plotted[plotted.rate == 0.0].protocol == "random").all()
+    assert missing.one_modality_table(t, "other", orders["toy"]).empty
+
+
+def test_group_factors_and_protocol(sweep_setup):
+    data, fits, present, groups, orders = _protocol_inputs(sweep_setup)
+    assert missing.group_factors(data, orders) == {"toy": missing.relative_missingness(data["toy"], orders["toy"])}
+    factors = missing.group_factors(data, orders, {"White": 1, "non-White": 4})
+    assert factors == {"toy": {"White": 1.0, "non-White": 4.0}}
+    got = missing.Sweep()
+    run = missing.group_protocol(got, data, fits, present, groups, factors, [0.2, 0.9], 2, mask_seed=1,
+                                 name=str.upper)
+    assert run.conditions == 2 and len(run.skipped) == 1, "p = 0.9 needs a non-White rate above 1: skipped"
+    assert run.skipped[0].startswith("TOY p=0.9: mean_rate 0.9: the group rates would exceed 1")
+    want = missing.Sweep()
+    race = groups["toy"].attrs["race"]
+    rates = missing.matched_group_rates(race, factors["toy"], 0.2)
+    masks = missing.group_masks(present["toy"], race, rates, 2, seed=1000 + 700 + 0)
+    for m in ("paper", "copy"):
+        want.evaluate(data["toy"], fits["toy"][m], masks, groups["toy"], cohort="toy", model=m,
+                      protocol="group-dependent", rate=0.2, modality="all")
+    _same_sweep(got, want)
+
+
+def test_retraining_and_the_train_x_test_protocol(sweep_setup):
+    data, fits, present, groups, orders = _protocol_inputs(sweep_setup)
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
+    reuse = {"toy": {"paper": fits["toy"]["paper"]}}
+    grid_fits, seconds = missing.retrain_with_missingness(data, orders, ["paper"], [0.0, 0.5], [0, 1], cfg,
+                                                          mask_seed=1, reuse=reuse)
+    assert list(grid_fits) == [("toy", 0.0), ("toy", 0.5)] and seconds > 0
+    assert grid_fits[("toy", 0.0)]["paper"] is reuse["toy"]["paper"], "p_train = 0 reuses the given fits"
+    direct = train.run_grid(missing.with_training_missingness(data["toy"], 0.5, seed=1000 + 500 + 1),
+                            [("paper", ["good", "noise"])], [0, 1], cfg, keep={("paper", "good+noise")}, progress=False)
+    te = data["toy"].rows("test")
+    x, mask = data["toy"].x[te], data["toy"].mask[te]
+    for a, b in zip(grid_fits[("toy", 0.5)]["paper"], direct.fits_of("paper", "good+noise", [0, 1])):
+        assert np.array_equal(train.predict(a, x, mask), train.predict(b, x, mask))
+    fresh, _ = missing.retrain_with_missingness(data, orders, ["paper"], [0.0], [0, 1], cfg, mask_seed=1)
+    assert fresh[("toy", 0.0)]["paper"] is not reuse["toy"]["paper"], "without reuse every rate is trained"
+    got = missing.Sweep()
+    run = missing.train_test_protocol(got, data, grid_fits, present, groups, [0.0, 0.5], [0.0, 0.6], 2, mask_seed=1,
+                                      rank_draws=1)
+    want = missing.Sweep()
+    for pt in (0.0, 0.5):
+        for i, pe in enumerate([0.0, 0.6]):
+            masks = missing.bernoulli_masks(present["toy"], pe, 2, seed=1000 + 900 + i)
+            want.evaluate(data["toy"], grid_fits[("toy", pt)]["paper"], masks, groups["toy"], boot=False,
+                          rank_draws=1, cohort="toy", model="paper", protocol="train x test", rate=pe, modality="all",
+                          train_rate=pt)
+    _same_sweep(got, want)
+    assert run.conditions == 4 and not got.table["ci_low"].notna().any(), "scored without the bootstrap"
