@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     common(b)
     b.add_argument("--no-render", action="store_true", help="execute only")
     b.add_argument("--renderer", default="auto", choices=["auto", "quarto", "jupyter-book"])
+    b.add_argument("-j", "--jobs", type=int, default=None,
+                   help="chapters executed at once, each when the chapters it needs are done (default: "
+                        "$MMLIB_BUILD_JOBS, else the cores up to 3; 1: one after the other with per-cell progress)")
     r = sub.add_parser("run", help="re-execute one chapter with the given parameters")
     r.add_argument("chapter", help="two-digit chapter id, e.g. 01")
     common(r)
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "build":
             t0 = time.perf_counter()
-            pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer)
+            pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer, jobs=args.jobs)
             print(f"book built in {time.perf_counter() - t0:.1f} s")
         elif args.cmd == "run":
             s = pipeline.run(args.chapter, _params(args), force=not args.reuse)

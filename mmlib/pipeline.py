@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -214,25 +215,63 @@ def chapter_params(ch: Chapter, params: dict) -> dict:
 KEYED_ENV = ("MMLIB_EMBED_PRECISION",)
 
 
-def content_digest(folder: Path) -> str:
-    """SHA-256 of what an artifact folder holds for the chapters that read it: every file below ``folder`` by its
-    relative path and bytes, less the executed notebook and :data:`DONE`; a zip archive (``.npz``, ``.pt``) by its
-    members' names and uncompressed bytes, since its headers carry the time it was written."""
+#: A wall-clock measurement in an artifact: a JSON key or a table column named ``seconds`` or ``..._seconds``.
+TIMING_NAME = re.compile(r"(^|_)seconds$")
+
+
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if not (isinstance(k, str) and TIMING_NAME.search(k))}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def _file_digest(f: Path) -> bytes:
+    """SHA-256 of one artifact file as :func:`content_digest` counts it."""
     import zipfile
 
+    if f.suffix in (".npz", ".pt") and zipfile.is_zipfile(f):
+        h = hashlib.sha256()
+        with zipfile.ZipFile(f) as z:
+            for name in sorted(z.namelist()):
+                h.update(f"{name}\0".encode())
+                h.update(hashlib.sha256(z.read(name)).digest())
+        return h.digest()
+    if f.suffix == ".json":
+        try:
+            obj = json.loads(f.read_text())
+        except ValueError:
+            return hashlib.sha256(f.read_bytes()).digest()
+        return hashlib.sha256(json.dumps(_without_timings(obj), sort_keys=True).encode()).digest()
+    if f.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        timing = [c for c in pq.read_schema(f).names if TIMING_NAME.search(c)]
+        if timing:
+            table = pq.read_table(f).drop_columns(timing)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as w:
+                w.write_table(table)
+            return hashlib.sha256(sink.getvalue().to_pybytes()).digest()
+    return hashlib.sha256(f.read_bytes()).digest()
+
+
+def content_digest(folder: Path) -> str:
+    """SHA-256 of what an artifact folder holds for the chapters that read it: every file below ``folder`` by its
+    relative path and content, less the executed notebook and :data:`DONE`. Content, not bytes, where the two
+    differ between runs that computed the same thing: a zip archive (``.npz``, ``.pt``) by its members' names and
+    uncompressed bytes, since its headers carry the time it was written; a JSON file or a parquet table without
+    its wall-clock measurements (:data:`TIMING_NAME`: keys and columns named ``seconds`` or ``..._seconds``), which
+    differ on every run. A chapter re-run that computes the same numbers thus leaves its downstream keys alone."""
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = f.relative_to(folder).as_posix()
         if rel in (DONE, "executed.ipynb"):
             continue
         h.update(f"{rel}\0".encode())
-        if f.suffix in (".npz", ".pt") and zipfile.is_zipfile(f):
-            with zipfile.ZipFile(f) as z:
-                for name in sorted(z.namelist()):
-                    h.update(f"{name}\0".encode())
-                    h.update(hashlib.sha256(z.read(name)).digest())
-        else:
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+        h.update(_file_digest(f))
     return h.hexdigest()
 
 
@@ -370,6 +409,16 @@ class ChapterFailed(RuntimeError):
         self.chapter, self.error, self.notebook = ch.id, error, notebook
         super().__init__(failure_message(ch, error, notebook))
 
+    def __reduce__(self):  # across processes (a build that runs chapters side by side): the message and where
+        return _chapter_failed, (self.chapter, str(self), self.notebook)
+
+
+def _chapter_failed(chapter: str, message: str, notebook: Path) -> ChapterFailed:
+    e = ChapterFailed.__new__(ChapterFailed)
+    RuntimeError.__init__(e, message)
+    e.chapter, e.error, e.notebook = chapter, None, notebook
+    return e
+
 
 def failure_message(ch: "Chapter", error: BaseException, notebook: Path) -> str:
     """What went wrong in a chapter, for the command line: ``ename: evalue`` of the exception and the line of
@@ -471,19 +520,161 @@ def ensure_synthetic_cohorts(params: dict, progress: bool = True) -> None:
             print(f"synthetic {cohort}: reusing {root}", flush=True)
 
 
-def build(params: dict, render: bool = True, renderer: str = "auto", progress: bool = True) -> list[RunSummary]:
-    """Generate the synthetic cohorts if absent, execute every chapter in book order (reusing complete
-    artifacts), then render the book."""
+def build_jobs(jobs: int | None = None) -> int:
+    """How many chapters :func:`build` executes at once: ``jobs``, else ``$MMLIB_BUILD_JOBS``, else the
+    machine's cores up to 3 (the widest the book's chapter graph gets: 03, 06 and 08 all need only 01-02)."""
+    if jobs is None:
+        env = os.environ.get("MMLIB_BUILD_JOBS")
+        if env:
+            try:
+                jobs = int(env)
+            except ValueError:
+                raise ValueError(f"MMLIB_BUILD_JOBS={env!r}: expected a whole number of chapters (1 or more)") from None
+        else:
+            jobs = min(3, os.cpu_count() or 1)
+    if int(jobs) < 1:
+        raise ValueError(f"jobs={jobs}: expected 1 or more chapters at once")
+    return int(jobs)
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _chapter_process(conn, ch: Chapter, key: str, params: dict, upstream: dict[str, str]) -> None:
+    """Body of the process that executes one chapter for a side-by-side :func:`build`: its summary or its
+    exception goes back through ``conn``. SIGTERM (what the build sends on an interrupt) is handled like
+    Ctrl-C, so papermill stops the kernel and the run removes its temporary folder."""
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        result = run_chapter(ch, key, params, upstream, force=False, progress=False)
+    except BaseException as e:  # noqa: BLE001 -- every outcome goes back to the build
+        try:
+            pickle.dumps(e)
+            result = e
+        except Exception:
+            result = RuntimeError(f"chapter {ch.id}: {type(e).__name__}: {e}")
+    conn.send(result)
+    conn.close()
+
+
+def _run_side_by_side(steps, params: dict, jobs: int, progress: bool) -> dict[str, RunSummary]:
+    """Execute the chapters of ``steps`` with at most ``jobs`` running at once, each as soon as the chapters it
+    needs are done (book order breaks ties, so the longest chain -- 01, 02, 03, 04, 05 -- starts first). Each
+    chapter runs in a process of its own and publishes its artifact as it would alone (same key, same bytes).
+    After a failure no chapter starts; those running finish (their artifacts are sound), then the failure is
+    raised. An interrupt stops the running chapters (each removes its temporary folder) and is raised. With
+    ``progress``, a bar counts the chapters done and names those running with their time so far."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    from tqdm.auto import tqdm
+
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no copied threads or locks of this one
+    keys: dict[str, str] = {}
+    waiting = [ch for ch, _ in steps]
+    running: dict = {}  # connection -> (process, chapter, started)
+    done: dict[str, RunSummary] = {}
+    failure: BaseException | None = None
+    bar = tqdm(total=len(waiting), desc="chapters", disable=not progress, leave=False,  # no ETA: chapters differ
+               bar_format="{desc}: {n}/{total} done [{elapsed}{postfix}]")
+
+    def report(line: str) -> None:
+        bar.write(line) if progress else print(line, flush=True)
+
+    try:
+        while waiting or running:
+            for ch in list(waiting):
+                if failure is not None or len(running) >= jobs:
+                    break
+                if not all(n in done for n in ch.needs):
+                    continue
+                waiting.remove(ch)
+                key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
+                upstream = {n: keys[n] for n in ch.needs}
+                if is_complete(ch.id, key):  # nothing to execute: no process
+                    done[ch.id] = run_chapter(ch, key, params, upstream, force=False, progress=False)
+                    bar.update(1)
+                    report(done[ch.id].line())
+                    continue
+                here, there = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_chapter_process, args=(there, ch, key, params, upstream),
+                                   name=f"mmlib chapter {ch.id}")
+                proc.start()
+                there.close()
+                running[here] = (proc, ch, time.perf_counter())
+                others = [c.id for _, c, _ in running.values() if c.id != ch.id]
+                report(f"chapter {ch.id}: executing" + (f" (alongside {', '.join(others)})" if others else ""))
+            if not running:
+                if waiting and failure is None:  # cannot happen with plan()'s order; never spin
+                    raise RuntimeError(f"chapters {[c.id for c in waiting]} wait for chapters that never ran")
+                break
+            finished = wait(list(running), timeout=1.0)
+            now = time.perf_counter()
+            bar.set_postfix_str("running " + ", ".join(f"{c.id} ({now - t:.0f} s)" for _, c, t in running.values()),
+                                refresh=True)
+            for conn in finished:
+                proc, ch, started = running.pop(conn)
+                try:
+                    result = conn.recv()
+                except EOFError:
+                    proc.join()
+                    result = RuntimeError(f"chapter {ch.id}: its process ended without a result (exit code "
+                                          f"{proc.exitcode}; killed for memory? try MMLIB_BUILD_JOBS=1)")
+                proc.join()
+                conn.close()
+                if isinstance(result, BaseException):
+                    if failure is None:
+                        failure = result
+                        if running:
+                            report(f"chapter {ch.id} failed; waiting for "
+                                   f"{', '.join(c.id for _, c, _ in running.values())} to finish")
+                    continue
+                done[ch.id] = result
+                bar.update(1)
+                report(result.line())
+    except BaseException:
+        for proc, _, _ in running.values():
+            proc.terminate()  # SIGTERM: the chapter's process stops its kernel and removes its temporary folder
+        for proc, _, _ in running.values():
+            proc.join(timeout=60)
+        raise
+    finally:
+        bar.close()
+    if failure is not None:
+        raise failure
+    return done
+
+
+def build(params: dict, render: bool = True, renderer: str = "auto", progress: bool = True,
+          jobs: int | None = None) -> list[RunSummary]:
+    """Generate the synthetic cohorts if absent, execute every chapter (reusing complete artifacts), then render
+    the book. Returns one :class:`RunSummary` per chapter, in book order.
+
+    ``jobs`` (:func:`build_jobs`: default ``$MMLIB_BUILD_JOBS``, else up to 3 on a machine with that many cores):
+    chapters executed at once, each as soon as the chapters it needs are done. Chapters are independent
+    processes with their own parameters and seeds, so the artifacts are the same bytes whatever ``jobs`` is; on a
+    2-core machine two at a time fill the time one chapter leaves a core idle (loading, plotting, serial
+    statistics). ``jobs=1`` runs them one after the other in book order, with papermill's per-cell progress bar.
+    """
     steps = plan(params)
     ensure_synthetic_cohorts(params, progress)
-    keys: dict[str, str] = {}
-    summaries = []
-    for ch, _ in steps:
-        # the key again, now that the chapters before it have run: its inputs' content, not their keys
-        key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
-        s = run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=progress)
-        print(s.line(), flush=True)
-        summaries.append(s)
+    jobs = build_jobs(jobs)
+    if jobs > 1:
+        done = _run_side_by_side(steps, params, jobs, progress)
+        summaries = [done[ch.id] for ch, _ in steps]
+    else:
+        keys: dict[str, str] = {}
+        summaries = []
+        for ch, _ in steps:
+            # the key again, now that the chapters before it have run: its inputs' content, not their keys
+            key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
+            s = run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=progress)
+            print(s.line(), flush=True)
+            summaries.append(s)
     if render:
         from .book import render_book
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -644,8 +645,10 @@ def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
         items.append({"name": f.name, "modalities": f.modalities, "seed": f.seed, "threshold": f.threshold,
                       "best_epoch": f.best_epoch, "in_dim": in_dim,
                       "state_dict": {k: v.cpu() for k, v in f.model.state_dict().items()}})
+    buf = io.BytesIO()  # saved to memory first: a file's archive is named after it, and atomic_path's is random
+    torch.save({"config": asdict(cfg), "fits": items}, buf)
     with atomic_path(path) as tmp:
-        torch.save({"config": asdict(cfg), "fits": items}, tmp)
+        Path(tmp).write_bytes(buf.getvalue())  # the same networks give the same bytes
     return Path(path)
 
 

@@ -168,12 +168,17 @@ def test_a_rerun_that_writes_the_same_bytes_leaves_downstream_keys_unchanged(toy
     # chapter 02's key hashes what chapter 01 wrote, not chapter 01's key: an edit that changes only how chapter 01
     # shows its result re-runs chapter 01 and reuses chapter 02; an edit that changes what it writes re-runs both
     params = pipeline.load_profile("demo")
+    nb_path = toy_project / "chapters" / "01_make.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    # wall-clock measurements differ on every run and are not content (pipeline.TIMING_NAME)
+    nb.cells[-1].source += ('\nimport time, pandas as pd\nwrite_json({"n": 1, "fit_seconds": time.perf_counter()}, '
+                            'ctx.out / "timing.json")\npd.DataFrame({"fit": [1, 2], "seconds": [time.perf_counter()] * 2})'
+                            '.to_parquet(ctx.out / "log.parquet")')
+    nbformat.write(nb, nb_path)
     first = pipeline.build(params, render=False, progress=False)
     assert [s.status for s in first] == ["executed", "executed"]
     done = json.loads((pipeline.artifact_dir("01", first[0].key) / pipeline.DONE).read_text())
     assert done["content"] == pipeline.content_digest(pipeline.artifact_dir("01", first[0].key))
-    nb_path = toy_project / "chapters" / "01_make.ipynb"
-    nb = nbformat.read(nb_path, as_version=4)
     nb.cells[-1].source += '\nprint("the same number, said differently")'
     nbformat.write(nb, nb_path)
     shown = pipeline.build(params, render=False, progress=False)
@@ -196,6 +201,91 @@ def test_a_rerun_that_writes_the_same_bytes_leaves_downstream_keys_unchanged(toy
     assert pipeline.content_digest(folder) == before
     np.savez(folder / "a.npz", x=np.arange(4))
     assert pipeline.content_digest(folder) != before
+    # a timing is left out, every other number counts, in JSON and in tables
+    import pandas as pd
+
+    (folder / "a.npz").unlink()
+    (folder / "s.json").write_text(json.dumps({"auroc": 0.7, "train_seconds": 1.0, "fits": [{"seconds": 2}]}))
+    pd.DataFrame({"auroc": [0.7], "seconds": [1.0]}).to_parquet(folder / "t.parquet")
+    before = pipeline.content_digest(folder)
+    (folder / "s.json").write_text(json.dumps({"train_seconds": 9.0, "auroc": 0.7, "fits": [{"seconds": 5}]}))
+    pd.DataFrame({"auroc": [0.7], "seconds": [3.0]}).to_parquet(folder / "t.parquet")
+    assert pipeline.content_digest(folder) == before
+    pd.DataFrame({"auroc": [0.71], "seconds": [3.0]}).to_parquet(folder / "t.parquet")
+    assert pipeline.content_digest(folder) != before
+    pd.DataFrame({"auroc": [0.7], "seconds": [3.0]}).to_parquet(folder / "t.parquet")
+    (folder / "s.json").write_text(json.dumps({"train_seconds": 9.0, "auroc": 0.71, "fits": [{"seconds": 5}]}))
+    assert pipeline.content_digest(folder) != before
+
+
+def _add_side_chapter(root: Path, stall: str = "") -> None:
+    """A third toy chapter, 03, that needs only 01 (so it can run beside 02), recording when it ran; with
+    ``stall``, chapter 02 waits until that file exists."""
+    _nb(root / "chapters" / "03_side.ipynb", """
+        profile = "demo"
+        artifact_dir = None
+        inputs = None
+        fail_side = False
+    """, """
+        import json, time
+        from mmlib import pipeline
+        from mmlib.artifacts import write_json
+        ctx = pipeline.context("03", globals())
+        v = json.loads((ctx.input("01") / "value.json").read_text())["value"]
+        if fail_side:
+            raise ValueError("side chapter asked to fail")
+        write_json({"plus": v + 1}, ctx.out / "plus.json")
+    """, ["01"])
+    cfg = (root / "_quarto.yml").read_text().replace("chapters/02_use.ipynb]", "chapters/02_use.ipynb, chapters/03_side.ipynb]")
+    (root / "_quarto.yml").write_text(cfg)
+    (root / "params" / "demo.yml").write_text("value: 3\nfail: false\nfail_side: false\nsource: real\n")
+    if stall:  # 02 finishes only once 03 has started: proof that both ran at once
+        nb = nbformat.read(root / "chapters" / "02_use.ipynb", as_version=4)
+        nb.cells[-1].source = (f"import pathlib, time\nt0 = time.time()\nwhile not pathlib.Path({stall!r}).exists():\n"
+                               f"    assert time.time() - t0 < 120, 'chapter 03 never started'\n    time.sleep(0.05)\n"
+                               + nb.cells[-1].source)
+        nbformat.write(nb, root / "chapters" / "02_use.ipynb")
+        nb = nbformat.read(root / "chapters" / "03_side.ipynb", as_version=4)
+        nb.cells[-1].source = f"import pathlib\npathlib.Path({stall!r}).touch()\n" + nb.cells[-1].source
+        nbformat.write(nb, root / "chapters" / "03_side.ipynb")
+
+
+def test_chapters_that_do_not_need_each_other_run_side_by_side_with_the_same_results(toy_project, tmp_path, capsys):
+    # 02 and 03 both need only 01: with two jobs they run at once (02 waits for 03 to start, so a build that ran
+    # them one after the other would fail), and the artifacts are the bytes a one-at-a-time build writes
+    _add_side_chapter(toy_project, stall=str(tmp_path / "03-started"))
+    params = pipeline.load_profile("demo")
+    together = pipeline.build(params, render=False, progress=False, jobs=2)
+    assert [(s.chapter, s.status) for s in together] == [("01", "executed"), ("02", "executed"), ("03", "executed")]
+    out = capsys.readouterr().out
+    assert re.search(r"chapter 0[23]: executing \(alongside 0[23]\)", out), out
+    assert json.loads((pipeline.artifact_dir("03", together[2].key) / "plus.json").read_text()) == {"plus": 31}
+    digests = {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in together}
+    shutil.rmtree(pipeline.build_dir())
+    (tmp_path / "03-started").touch()  # one at a time, 02 runs first: let it through
+    alone = pipeline.build(params, render=False, progress=False, jobs=1)
+    assert [s.key for s in alone] == [s.key for s in together]
+    assert {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in alone} == digests
+    assert [s.status for s in pipeline.build(params, render=False, progress=False, jobs=2)] == ["reused"] * 3
+
+
+def test_a_chapter_failing_beside_another_lets_it_finish_then_names_the_failure(toy_project, monkeypatch):
+    _add_side_chapter(toy_project)
+    params = pipeline.load_profile("demo", [("fail_side", True)])
+    with pytest.raises(pipeline.ChapterFailed) as err:
+        pipeline.build(params, render=False, progress=False, jobs=2)
+    msg = str(err.value)
+    assert msg.startswith("chapter 03 (03_side.ipynb) failed: ValueError: side chapter asked to fail"), msg
+    assert err.value.chapter == "03" and "raise ValueError" in msg
+    keys = {c.id: k for c, k in pipeline.plan(params)}
+    assert pipeline.is_complete("02", keys["02"]), "the chapter running beside the failure still publishes"
+    assert not pipeline.artifact_dir("03", keys["03"]).exists()
+    assert not [p for p in (pipeline.build_dir() / "artifacts").rglob("*") if ".tmp-" in p.name]
+    monkeypatch.setenv("MMLIB_BUILD_JOBS", "two")
+    with pytest.raises(ValueError, match="MMLIB_BUILD_JOBS='two'"):
+        pipeline.build_jobs()
+    with pytest.raises(ValueError, match="jobs=0"):
+        pipeline.build_jobs(0)
 
 
 def test_failed_chapter_leaves_no_artifact(toy_project):

@@ -89,6 +89,9 @@ def test_saved_fits_reload_to_the_same_predictions(toy_data, tmp_path):
     assert np.array_equal(train.predict(fits[key], data.x[te], data.mask[te]),
                           train.predict(back[key], data.x[te], data.mask[te]))
     assert back[key].threshold == fits[key].threshold
+    # the same networks saved again, under another name, are the same bytes (downstream keys hash them)
+    train.save_fits(fits, tmp_path / "again.pt", cfg)
+    assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
 
 
 def test_threshold_policies():
