@@ -347,3 +347,44 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
                    "value_reference", "difference", "ci_low", "ci_high"]
     return Diagnosis(pd.DataFrame(effects), pd.DataFrame(changes), clean, clean_reps, flags,
                      pd.DataFrame(gaps, columns=gap_columns))
+
+
+def diagnose_many(data: dict, fits: dict, perturbations, blank: np.ndarray, irrelevant: np.ndarray, *,
+                  label: str = "{model}", **settings) -> tuple[dict, Diagnosis]:
+    """:func:`diagnose` for every ``(cohort, model)`` of ``fits`` (``{(cohort, model): fitted models, one per
+    seed}``) on ``data[cohort]``, with the same ``settings`` (``seed``, ``min_group``, ``min_events``, ``n_boot``).
+    Returns the diagnoses by ``(cohort, model)`` and their concatenation (:meth:`Diagnosis.concat`, in the order
+    of ``fits``) labelled ``cohort`` and ``model=label.format(model=model)`` (e.g. ``"{model}+consistency"``).
+    Used by chapter 07 (the original and the fine-tuned models)."""
+    out = {(n, m): diagnose(data[n], fl, perturbations, blank, irrelevant, **settings) for (n, m), fl in fits.items()}
+    return out, Diagnosis.concat([d.labelled(cohort=n, model=label.format(model=m)) for (n, m), d in out.items()])
+
+
+def finetune_all(fits: dict, data: dict, cfg, weight: float, epochs: int, blank: np.ndarray, irrelevant: np.ndarray,
+                 n_jobs: int = 1) -> tuple[dict, float]:
+    """:func:`finetune_many` (consistency fine-tuning) of every ``(cohort, model)`` of ``fits`` (``{(cohort,
+    model): fitted models, one per seed}``) on ``data[cohort]``. Returns ``({(cohort, model): fine-tuned
+    models}, seconds)``. Used by chapter 07."""
+    t0 = time.perf_counter()
+    out = {(n, m): finetune_many(fl, data[n], cfg, weight, epochs, blank, irrelevant, n_jobs)
+           for (n, m), fl in fits.items()}
+    return out, time.perf_counter() - t0
+
+
+def positive_control(data: dict, orders: dict, model: str, seeds, cfg, perturbations, blank: np.ndarray,
+                     irrelevant: np.ndarray, *, shuffle_seed: int, n_jobs: int = 1, **settings) -> dict:
+    """Chapter 07's positive control: for every cohort ``n``, ``model`` retrained (:func:`mmlib.train.run_grid`,
+    ``seeds``, ``cfg``) on all modalities of ``orders[n]`` with the last of them shuffled across the stays of each
+    split (:func:`shuffle_modality`, seed ``shuffle_seed``), and diagnosed on that shuffled data (:func:`diagnose`
+    with ``settings``). Returns ``{cohort: Diagnosis}``; :func:`mmlib.findings.control_summary` compares it with
+    the model trained on the real modality. Used by chapter 07."""
+    from .train import run_grid
+
+    out = {}
+    for n, d in data.items():
+        shuffled = shuffle_modality(d, orders[n][-1], seed=shuffle_seed)
+        g = run_grid(shuffled, [(model, list(orders[n]))], seeds, cfg, n_jobs=n_jobs, progress=False,
+                     keep={(model, orders[n].full)})
+        out[n] = diagnose(shuffled, g.fits_of(model, orders[n].full, seeds), perturbations, blank, irrelevant,
+                          **settings)
+    return out

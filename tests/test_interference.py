@@ -145,3 +145,79 @@ def test_diagnose_covers_every_modality_and_perturbation(toy_data):
     auc = chg[(chg.metric == "auroc") & (chg.modality == "good") & (chg.perturbation == "switch")].iloc[0]
     assert auc["change"] < 0 and auc["clean"] == pytest.approx(
         clean.set_index("metric").loc["auroc", "mean"])
+
+
+# ------------------------------------------------------------------------ chapter 07's loops, as functions
+@pytest.fixture(scope="module")
+def two_models(toy_data):
+    """Toy data of one cohort and two fitted models (two seeds each), in chapter 07's shapes."""
+    data = toy_data(n=400)
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=3, batch_size=32, lr=0.01)
+    fits = {("toy", m): [train.fit_network(data, m, ["good", "noise"], s, cfg) for s in (0, 1)]
+            for m in ("paper", "late")}
+    return {"toy": data}, fits, cfg
+
+
+SETTINGS = dict(seed=0, min_group=5, min_events=2, n_boot=10)
+
+
+def _same_diagnosis(a: interference.Diagnosis, b: interference.Diagnosis):
+    import pandas as pd
+
+    for k in ("effects", "changes", "clean", "group_gaps"):
+        pd.testing.assert_frame_equal(getattr(a, k), getattr(b, k))
+
+
+def test_diagnose_many_is_diagnose_of_each_model_labelled(two_models):
+    data, fits, _ = two_models
+    blank, irr = _vectors()
+    each, both = interference.diagnose_many(data, fits, ["switch", "blank"], blank, irr, label="{model}+x", **SETTINGS)
+    assert list(each) == [("toy", "paper"), ("toy", "late")]
+    for (n, m), fl in fits.items():
+        _same_diagnosis(each[(n, m)], interference.diagnose(data[n], fl, ["switch", "blank"], blank, irr, **SETTINGS))
+    want = interference.Diagnosis.concat([each[k].labelled(cohort="toy", model=f"{k[1]}+x") for k in each])
+    _same_diagnosis(both, want)
+    assert list(both.effects["model"].unique()) == ["paper+x", "late+x"] and (both.clean["cohort"] == "toy").all()
+
+
+def test_finetune_all_is_finetune_many_of_each_model(two_models):
+    data, fits, cfg = two_models
+    blank, irr = _vectors()
+    one = {("toy", "paper"): fits[("toy", "paper")]}
+    tuned, seconds = interference.finetune_all(one, data, cfg, 1.0, 1, blank, irr)
+    assert list(tuned) == [("toy", "paper")] and seconds > 0
+    direct = interference.finetune_many(fits[("toy", "paper")], data["toy"], cfg, 1.0, 1, blank, irr)
+    te = data["toy"].rows("test")
+    x, mk = data["toy"].x[te], data["toy"].mask[te]
+    assert [f.name for f in tuned[("toy", "paper")]] == ["paper+consistency"] * 2
+    for a, b in zip(tuned[("toy", "paper")], direct):
+        assert np.array_equal(train.predict(a, x, mk), train.predict(b, x, mk))
+
+
+def test_positive_control_and_its_summary(two_models):
+    from mmlib import findings
+
+    data, fits, cfg = two_models
+    blank, irr = _vectors()
+    orders = {"toy": train.ModalityOrder(["noise", "good"])}  # the last modality, "good", is shuffled
+    got = interference.positive_control(data, orders, "paper", [0], cfg, ["switch"], blank, irr, shuffle_seed=1,
+                                        **SETTINGS)
+    shuffled = interference.shuffle_modality(data["toy"], "good", seed=1)
+    g = train.run_grid(shuffled, [("paper", ["noise", "good"])], [0], cfg, keep={("paper", "noise+good")},
+                       progress=False)
+    want = interference.diagnose(shuffled, g.fits_of("paper", "noise+good", [0]), ["switch"], blank, irr, **SETTINGS)
+    assert list(got) == ["toy"]
+    _same_diagnosis(got["toy"], want)
+    _, real = interference.diagnose_many(data, fits, ["switch"], blank, irr, **SETTINGS)
+    overall = real.effects[real.effects.attribute == "overall"]
+    table = findings.control_summary(overall, got, orders, "paper", ["switch"])
+    assert list(table["modality"]) == ["good"] and list(table["perturbation"]) == ["switch"]
+    row, eff = table.iloc[0], got["toy"].effects
+    real_rate = overall[(overall.model == "paper") & (overall.modality == "good")]["flip_rate"].iloc[0]
+    shuffled_rate = eff[(eff.attribute == "overall") & (eff.modality == "good")]["flip_rate"].iloc[0]
+    assert (row["flip rate, real (%)"], row["flip rate, shuffled (%)"]) == (round(100 * real_rate, 1),
+                                                                          round(100 * shuffled_rate, 1))
+    # the shuffled modality carries no signal: switching it moves the predictions less than in the real model
+    moved = lambda e: e[(e.attribute == "overall") & (e.modality == "good")]["mean_abs_dp"].iloc[0]  # noqa: E731
+    assert moved(eff) < moved(overall[overall.model == "paper"])
+    assert findings.control_summary(overall, {}, orders, "paper", ["switch"]).empty
