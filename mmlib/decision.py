@@ -11,7 +11,10 @@ models of every seed into the chapter's tables:
 - :func:`contribution_frame`: one seed's contributions in long format with outcome and groups, for plots;
 - :func:`group_shares`: each modality's share of the absolute logit by race and gender group, with the
   difference between each group and the reference group (White, men; the signed-gap convention of
-  :data:`mmlib.metrics.REFERENCE`) and its stratified bootstrap CI.
+  :data:`mmlib.metrics.REFERENCE`) and its stratified bootstrap CI;
+- chapter 06's training and remedy: :func:`train_linear` (the model on all modalities and on each alone),
+  :func:`calibrate_all`, :func:`scale_table` and :func:`with_calibrated` (per-modality calibration and its
+  predictions), :func:`robustness_sweep` (baseline against calibrated under random missingness).
 """
 from __future__ import annotations
 
@@ -123,3 +126,70 @@ def group_shares(result: DecisionLayer, data, order, seeds, boot) -> pd.DataFram
                          "share in first": ma, "share in second": mb, "difference": diff,
                          "ci_low": lo, "ci_high": hi, "clear": "yes" if lo > 0 or hi < 0 else "no"})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------ chapter 06's training and remedy
+def train_linear(data: dict, orders: dict, seeds, cfg, n_jobs: int = 1) -> tuple[dict, float]:
+    """The ``linear`` decision-layer model of every cohort ``n`` of ``data``, trained
+    (:func:`mmlib.train.run_grid`, ``seeds``, ``cfg``) on all modalities of ``orders[n]`` and on each modality
+    alone, every fit kept. Returns ``({cohort: GridResult}, seconds)``. Used by chapter 06."""
+    import time
+
+    from .train import run_grid
+
+    t0 = time.perf_counter()
+    grids = {n: run_grid(d, [("linear", list(orders[n]))] + [("linear", [m]) for m in orders[n]], seeds, cfg,
+                         n_jobs=n_jobs, progress=False, keep={("linear", lab) for lab in [orders[n].full, *orders[n]]})
+             for n, d in data.items()}
+    return grids, time.perf_counter() - t0
+
+
+def calibrate_all(grids: dict, data: dict, orders: dict, seeds, threshold=0.5) -> dict:
+    """Per-modality calibration (:func:`mmlib.train.calibrate_modalities`, decision threshold ``threshold``) of
+    every seed's all-modality ``linear`` fit in ``grids`` (:func:`train_linear`): ``{cohort: [calibrated fit per
+    seed]}``. Used by chapter 06."""
+    from .train import calibrate_modalities
+
+    return {n: [calibrate_modalities(grids[n].fits[("linear", orders[n].full, s)], d, threshold) for s in seeds]
+            for n, d in data.items()}
+
+
+def scale_table(calibrated: dict, orders: dict) -> pd.DataFrame:
+    """The fitted per-modality scales of :func:`calibrate_all`'s models (1 = unchanged): one row per cohort
+    (display name) and seed, one column per modality of ``orders[cohort]``. Used by chapter 06."""
+    return pd.DataFrame([{"cohort": display_name(n), **dict(zip(orders[n], f.model.scale.tolist()))}
+                         for n, fl in calibrated.items() for f in fl])
+
+
+def with_calibrated(grids: dict, calibrated: dict, data: dict) -> pd.DataFrame:
+    """Every prediction of ``grids`` (:func:`train_linear`) followed by those of the calibrated models
+    (:func:`calibrate_all`, :func:`mmlib.train.prediction_frame` on ``data[cohort]``), as one frame. Used by
+    chapter 06."""
+    from .train import prediction_frame
+
+    return pd.concat([g.predictions for g in grids.values()]
+                     + [prediction_frame(data[n], f) for n in data for f in calibrated[n]], ignore_index=True)
+
+
+def robustness_sweep(data: dict, orders: dict, grids: dict, calibrated: dict, seeds, rates, draws: int, *,
+                     mask_seed: int, min_group: int = 30, min_events: int = 10, n_boot: int = 100):
+    """The baseline ``linear`` model (``grids``, :func:`train_linear`) against its calibrated version
+    (``calibrated``, :func:`calibrate_all`) under random missingness: for every cohort ``n`` and rate
+    ``rates[i]``, ``draws`` masks of the test availability (:func:`mmlib.missing.bernoulli_masks`, seed
+    ``mask_seed * 1000 + i``) scored for both (:meth:`mmlib.missing.Sweep.evaluate` on
+    :func:`mmlib.metrics.evaluation_groups` with ``min_group``, ``min_events`` and ``n_boot``), labelled
+    ``cohort, model, rate``. Returns ``(Sweep, seconds)``. Used by chapter 06."""
+    import time
+
+    from .metrics import evaluation_groups
+    from .missing import Sweep, bernoulli_masks, test_availability
+
+    t0, sweep = time.perf_counter(), Sweep()
+    for n, d in data.items():
+        groups = evaluation_groups(d, "test", min_group=min_group, min_events=min_events, n_boot=n_boot)
+        for i, p in enumerate(rates):
+            masks = bernoulli_masks(test_availability(d, orders[n]), p, draws, seed=mask_seed * 1000 + i)
+            for name, fl in (("linear", grids[n].fits_of("linear", orders[n].full, seeds)),
+                             ("linear+calibrated", calibrated[n])):
+                sweep.evaluate(d, fl, masks, groups, cohort=n, model=name, rate=p)
+    return sweep, time.perf_counter() - t0

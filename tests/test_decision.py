@@ -136,3 +136,66 @@ def test_group_shares(trained):
     share = np.mean([np.abs(res.contributions[s][:, 0]) / np.abs(res.contributions[s]).sum(1) for s in SEEDS], axis=0)
     assert g.iloc[0]["share in first"] == pytest.approx(share[~white].mean()), "group minus the reference (White)"
     assert g.iloc[0]["share in second"] == pytest.approx(share[white].mean())
+
+
+# ------------------------------------------------------------------------ chapter 06's training and remedy, as functions
+@pytest.fixture(scope="module")
+def chapter06(toy_data):
+    data = {"toy": toy_data()}
+    orders = {"toy": train.ModalityOrder(ORDER)}
+    cfg = train.TrainConfig(width=WIDTH, heads=2, max_epochs=2, batch_size=64)
+    grids, seconds = decision.train_linear(data, orders, SEEDS, cfg)
+    return data, orders, cfg, grids, seconds
+
+
+def test_train_linear_is_the_grid_of_all_and_each_modality(chapter06):
+    import pandas as pd
+
+    data, orders, cfg, grids, seconds = chapter06
+    assert list(grids) == ["toy"] and seconds > 0
+    assert sorted(grids["toy"].fits) == sorted(("linear", lab, s) for lab in ("good+noise", "good", "noise")
+                                               for s in SEEDS)
+    direct = train.run_grid(data["toy"], [("linear", ORDER), ("linear", ["good"]), ("linear", ["noise"])], SEEDS, cfg,
+                            progress=False)
+    pd.testing.assert_frame_equal(grids["toy"].predictions, direct.predictions)
+
+
+def test_calibration_scales_and_predictions(chapter06):
+    data, orders, cfg, grids, _ = chapter06
+    cal = decision.calibrate_all(grids, data, orders, SEEDS, threshold=0.5)
+    assert [f.name for f in cal["toy"]] == ["linear+calibrated"] * len(SEEDS)
+    te = data["toy"].rows("test")
+    x, mk = data["toy"].x[te], data["toy"].mask[te]
+    for s, f in zip(SEEDS, cal["toy"]):
+        want = train.calibrate_modalities(grids["toy"].fits[("linear", "good+noise", s)], data["toy"], 0.5)
+        assert np.array_equal(train.predict(f, x, mk), train.predict(want, x, mk))
+    scales = decision.scale_table(cal, orders)
+    assert list(scales.columns) == ["cohort", "good", "noise"] and len(scales) == len(SEEDS)
+    assert scales["good"].tolist() == [f.model.scale.tolist()[0] for f in cal["toy"]]
+    pred = decision.with_calibrated(grids, cal, data)
+    n_base = len(grids["toy"].predictions)
+    assert len(pred) == n_base + len(SEEDS) * len(data["toy"].rows("val")) + len(SEEDS) * len(te)
+    assert (pred["model"].iloc[n_base:] == "linear+calibrated").all() and list(pred.index) == list(range(len(pred)))
+
+
+def test_robustness_sweep_is_the_chapters_loop(chapter06):
+    from mmlib import missing
+
+    data, orders, cfg, grids, _ = chapter06
+    cal = decision.calibrate_all(grids, data, orders, SEEDS)
+    got, seconds = decision.robustness_sweep(data, orders, grids, cal, SEEDS, [0.0, 0.5], 2, mask_seed=3,
+                                             min_group=5, min_events=2, n_boot=10)
+    assert seconds > 0
+    want = missing.Sweep()
+    d = data["toy"]
+    groups = metrics.evaluation_groups(d, "test", min_group=5, min_events=2, n_boot=10)
+    for i, p in enumerate([0.0, 0.5]):
+        masks = missing.bernoulli_masks(missing.test_availability(d, ORDER), p, 2, seed=3000 + i)
+        want.evaluate(d, grids["toy"].fits_of("linear", "good+noise", SEEDS), masks, groups, cohort="toy",
+                      model="linear", rate=p)
+        want.evaluate(d, cal["toy"], masks, groups, cohort="toy", model="linear+calibrated", rate=p)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(got.table, want.table)
+    assert list(got.table.columns[-3:]) == ["cohort", "model", "rate"]
+    assert got.has(cohort="toy", model="linear+calibrated", rate=0.5)
