@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             from .book import render_book
 
             res = render_book(pipeline.project_root(), pipeline.build_dir() / args.profile / "executed",
-                              renderer=args.renderer)
+                              renderer=args.renderer, pdf=pipeline.current_pdf(args.profile))
             print(f"rendered with {res.renderer} in {res.seconds:.1f} s -> {res.index_html}")
         elif args.cmd == "pdf":
             from pathlib import Path

@@ -275,6 +275,10 @@ _CALLOUT = re.compile(r"^(?P<fence>:::+)[ \t]*\{\.callout-(?P<kind>[\w-]+)(?P<at
 FINDINGS_TAG = "findings"
 #: In a Markdown page, where the findings box of chapter NN goes: ``<!-- findings: NN -->`` on its own line.
 _FINDINGS_MARK = re.compile(r"^<!--\s*findings:\s*(\d\d)\s*-->[ \t]*$", re.M)
+#: Where a Markdown page links the book's PDF (:func:`present`): ``<!-- pdf -->`` on a line of its own.
+_PDF_MARK = re.compile(r"^<!-- pdf -->[ \t]*$", re.M)
+#: The PDF's name in the rendered HTML book, beside ``index.html``.
+PDF_NAME = "book.pdf"
 #: A machine path to an artifact folder in papermill's injected parameters (build folders may live anywhere).
 _ARTIFACT_PATH = re.compile(r"""(["'])[^"'\n]*?/(artifacts/[^"'\n]*)\1""")
 
@@ -310,7 +314,21 @@ def _findings_box(nb: dict) -> str | None:
     return None
 
 
-def present(staging: Path, spec: BookSpec) -> None:
+def _pdf_line(page: str, pdf: Path | bool | None) -> str:
+    """What a page's ``<!-- pdf -->`` line becomes: a link to the PDF beside the HTML book (``pdf`` a file), how
+    to make one (``False``: the HTML book has none), or nothing (``None``: inside the PDF itself)."""
+    if pdf is None:
+        return ""
+    if pdf is False:
+        return ("The whole book is also available as one PDF: `make pdf` (or `python -m mmlib pdf`) writes it to "
+                "`build/<profile>/book.pdf`.")
+    href = "../" * (len(Path(page).parts) - 1) + PDF_NAME
+    size = Path(pdf).stat().st_size / 1e6
+    return (f'<p class="mmlib-pdf"><a href="{href}" download>The whole book as one PDF</a> ({size:.1f} MB), '
+            "made from the same executed chapters as these pages.</p>")
+
+
+def present(staging: Path, spec: BookSpec, pdf: Path | bool | None = None) -> None:
     """What a reader sees first, for both renderers (the staged copies only; the executed notebooks keep their
     order and paths):
 
@@ -318,7 +336,9 @@ def present(staging: Path, spec: BookSpec) -> None:
       opening cell, its code hidden (``#| echo: false``), so each chapter opens with what it found;
     - a Markdown page's ``<!-- findings: NN -->`` line is replaced by chapter NN's findings box (the preface states
       what the book found; a chapter without a box there leaves a sentence saying so);
-    - papermill's injected parameters show artifact folders relative to the build folder, never a machine path."""
+    - papermill's injected parameters show artifact folders relative to the build folder, never a machine path;
+    - a Markdown page's ``<!-- pdf -->`` line links the book's PDF (``pdf``: the file, which :func:`render_book`
+      puts beside the pages), says how to make one (``False``), or goes (``None``, the PDF's own pages)."""
     boxes = {}
     for page in spec.chapters:
         path = staging / page
@@ -344,6 +364,7 @@ def present(staging: Path, spec: BookSpec) -> None:
             text = path.read_text(encoding="utf-8")
             text = _FINDINGS_MARK.sub(lambda m: boxes.get(m.group(1), f"*(Chapter {m.group(1)} states no findings in "
                                                                     "this build.)*"), text)
+            text = _PDF_MARK.sub(lambda m: _pdf_line(page, pdf), text)
             path.write_text(text, encoding="utf-8")
 
 
@@ -581,8 +602,12 @@ def _run(cmd: list[str], log: Path, what: str) -> str:
 
 
 def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = None,
-                renderer: str = "auto") -> RenderResult:
+                renderer: str = "auto", pdf: Path | None = None) -> RenderResult:
     """Render the executed notebooks listed in ``_quarto.yml`` to HTML in ``out_dir``.
+
+    ``pdf``: the book's PDF (:func:`mmlib.pdf.build_pdf` of the same executed notebooks), copied beside the pages
+    as :data:`PDF_NAME` and linked where a page has a ``<!-- pdf -->`` line; without it that line says how to
+    make one.
 
     ``renderer``: "auto" (Quarto if on PATH, else Jupyter Book 1.x), "quarto" or "jupyter-book".
     Pages are staged in ``<executed_dir>/../book_src``; the build goes to a temporary folder
@@ -601,8 +626,10 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
     out_dir = Path(out_dir).resolve() if out_dir else project_root / spec.output_dir
     staging = executed_dir.parent / "book_src"
     log = executed_dir.parent / "book_build.log"
+    if pdf is not None and not Path(pdf).is_file():
+        raise FileNotFoundError(f"pdf={pdf}: no such file (build it with `python -m mmlib pdf`, or leave pdf out)")
     stage_book(project_root, executed_dir, staging, spec)
-    present(staging, spec)
+    present(staging, spec, pdf=Path(pdf) if pdf is not None else False)
     check_citations(staging, spec)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -628,6 +655,8 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
             shutil.move(str(work / "_build" / "html"), work / "html")
         if not (work / "html" / "index.html").is_file():
             raise RuntimeError(f"{renderer} produced no index.html; see {log}")
+        if pdf is not None:
+            shutil.copy2(pdf, work / "html" / PDF_NAME)
         old = work / "previous"
         if out_dir.exists():
             out_dir.rename(old)

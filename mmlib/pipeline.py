@@ -677,11 +677,30 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
             summaries.append(s)
     if render:
         from .book import render_book
+        from .pdf import build_pdf
 
+        executed = build_dir() / params["profile"] / "executed"
+        pdf: Path | None = build_dir() / params["profile"] / "book.pdf"
+        try:  # the PDF first, from the same executed chapters, so that the HTML book can link it
+            made = build_pdf(project_root(), executed, pdf)
+            print(f"PDF of {made.pages} pages in {made.seconds:.1f} s -> {pdf}", flush=True)
+        except (RuntimeError, OSError) as e:
+            print(f"warning: no PDF this time ({e}); the HTML book says how to make one", file=sys.stderr, flush=True)
+            pdf = None
         t0 = time.perf_counter()
-        res = render_book(project_root(), build_dir() / params["profile"] / "executed", renderer=renderer)
+        res = render_book(project_root(), executed, renderer=renderer, pdf=pdf)
         print(f"book rendered with {res.renderer} in {time.perf_counter() - t0:.1f} s -> {res.index_html}", flush=True)
     return summaries
+
+
+def current_pdf(profile: str) -> Path | None:
+    """``build/<profile>/book.pdf`` when it is at least as new as every executed chapter of that profile (what
+    ``python -m mmlib render`` links from the HTML book), else ``None``."""
+    pdf, executed = build_dir() / profile / "book.pdf", build_dir() / profile / "executed"
+    if not pdf.is_file():
+        return None
+    newest = max((p.stat().st_mtime for p in executed.rglob("*.ipynb")), default=0.0)
+    return pdf if pdf.stat().st_mtime >= newest else None
 
 
 # ------------------------------------------------------------------------------- inside a chapter

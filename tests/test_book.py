@@ -93,7 +93,7 @@ def write_project(root: Path) -> Path:
     (root / "_quarto.yml").write_text(QUARTO)
     (root / "index.md").write_text("# Preface\n\nPREFACE-MARKER: what this book reproduces [@alpha2020], $a^2$; "
                                    "@gamma2021 says so. Write to me@example.org; `[@not_a_citation]` is code. "
-                                   "It costs $5 and $10 a run.\n")
+                                   "It costs $5 and $10 a run.\n\n<!-- pdf -->\n")
     (root / "references.md").write_text("# References\n\n::: {#refs}\n:::\n")
     (root / "references.bib").write_text(BIB)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
@@ -179,6 +179,23 @@ def test_render_jupyter_book(project):
     toc = yaml.safe_load((executed.parent / "book_src/_toc.yml").read_text())
     assert toc["root"] == "index" and toc["parts"][0]["caption"] == "Part One: Data"
     assert not list(root.glob("._book.build-*"))  # temporary build folder cleaned up
+
+
+@pytest.mark.slow
+def test_the_preface_links_the_pdf_beside_the_pages_or_says_how_to_make_it(project, tmp_path):
+    root, executed, res = project
+    without = re.sub(r"<[^>]+>", "", res.index_html.read_text())  # Sphinx wraps each word of inline code
+    assert "make pdf" in without and "book.pdf" in without and "<!-- pdf -->" not in without
+    assert not (res.html_dir / "book.pdf").exists()
+    pdf = tmp_path / "made.pdf"
+    pdf.write_bytes(b"%PDF-1.7 stand-in\n" * 1000)
+    out = render_book(root, executed, out_dir=tmp_path / "html", pdf=pdf)
+    index = out.index_html.read_text()
+    link = re.search(r'<a href="([^"]+)" download>The whole book as one PDF</a> \(0\.0 MB\)', index)
+    assert link and (out.html_dir / link.group(1)).read_bytes() == pdf.read_bytes()
+    assert "make pdf" not in index
+    with pytest.raises(FileNotFoundError, match="no_such.pdf: no such file"):
+        render_book(root, executed, out_dir=tmp_path / "html2", pdf=tmp_path / "no_such.pdf")
 
 
 @pytest.mark.slow
