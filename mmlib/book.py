@@ -26,6 +26,7 @@ cannot be converted stops the render with its page and TeX. The PDF of the book 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -601,6 +602,39 @@ def _run(cmd: list[str], log: Path, what: str) -> str:
     return text
 
 
+_DATA_IMAGE = re.compile(r'src="data:image/(png|jpeg|svg\+xml);base64,([A-Za-z0-9+/=\s]+)"')
+
+
+def externalise_images(html_dir: Path, folder: str = "_images") -> int:
+    """Move every image written into a rendered page as inline data (``src="data:image/...;base64,..."``, how
+    :mod:`mmlib.plots` emits a figure with its caption and alt text) into a file of ``html_dir/folder`` named by
+    its content's digest, and point the page at it (a relative path): pages load and print faster, a figure
+    shown twice is stored once, and the alt text and caption stay where they were. Returns the number of images
+    moved. Used by :func:`render_book` for both renderers."""
+    import base64
+
+    out = Path(html_dir) / folder
+    moved = 0
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if "data:image/" not in text:
+            continue
+        up = "../" * (len(page.relative_to(html_dir).parts) - 1)
+
+        def save(m: re.Match) -> str:
+            nonlocal moved
+            data = base64.b64decode("".join(m.group(2).split()))
+            name = f"{hashlib.sha256(data).hexdigest()[:16]}.{'svg' if m.group(1) == 'svg+xml' else m.group(1)}"
+            out.mkdir(exist_ok=True)
+            if not (out / name).exists():
+                (out / name).write_bytes(data)
+            moved += 1
+            return f'src="{up}{folder}/{name}"'
+
+        page.write_text(_DATA_IMAGE.sub(save, text), encoding="utf-8")
+    return moved
+
+
 def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = None,
                 renderer: str = "auto", pdf: Path | None = None) -> RenderResult:
     """Render the executed notebooks listed in ``_quarto.yml`` to HTML in ``out_dir``.
@@ -655,6 +689,7 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
             shutil.move(str(work / "_build" / "html"), work / "html")
         if not (work / "html" / "index.html").is_file():
             raise RuntimeError(f"{renderer} produced no index.html; see {log}")
+        externalise_images(work / "html")
         if pdf is not None:
             shutil.copy2(pdf, work / "html" / PDF_NAME)
         old = work / "previous"

@@ -198,6 +198,28 @@ def test_the_preface_links_the_pdf_beside_the_pages_or_says_how_to_make_it(proje
         render_book(root, executed, out_dir=tmp_path / "html2", pdf=tmp_path / "no_such.pdf")
 
 
+def test_inline_images_become_files_named_by_their_content(tmp_path):
+    import base64
+
+    from mmlib.book import externalise_images
+
+    png = b"\x89PNG\r\n\x1a\n" + b"fake image bytes"
+    data = base64.b64encode(png).decode()
+    (tmp_path / "chapters").mkdir()
+    fig = (f'<figure><img alt="AUROC by rate (0-1)" src="data:image/png;base64,{data}" /><figcaption>c</figcaption>'
+           "</figure>")
+    (tmp_path / "index.html").write_text(f"<p>x</p>{fig}")
+    (tmp_path / "chapters" / "05.html").write_text(fig + fig + '<img src="_images/kept.png">')
+    assert externalise_images(tmp_path) == 3
+    files = list((tmp_path / "_images").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == png, "one file for one image shown three times"
+    index, page = (tmp_path / "index.html").read_text(), (tmp_path / "chapters" / "05.html").read_text()
+    assert f'alt="AUROC by rate (0-1)" src="_images/{files[0].name}"' in index
+    assert page.count(f'src="../_images/{files[0].name}"') == 2 and 'src="_images/kept.png"' in page
+    assert "base64" not in index + page and "<figcaption>c</figcaption>" in page
+    assert externalise_images(tmp_path) == 0
+
+
 @pytest.mark.slow
 def test_jupyter_book_render_cites_folds_code_and_has_no_binder(project):
     """The same Pandoc citations Quarto reads become linked author-year citations and a bibliography page; every

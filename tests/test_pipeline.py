@@ -303,7 +303,6 @@ def test_failed_chapter_leaves_no_artifact(toy_project):
     assert (pipeline.build_dir() / "failed" / "01_make.ipynb").exists()
 
 
-@pytest.mark.slow
 def _png_images(page: str, folder: Path) -> list[bytes]:
     """The PNG images of a rendered page, as bytes: inline (``data:image/png;base64,...``, how the figures with
     captions and alt text are written) or files beside the page; an image that does not decode or is missing
@@ -321,6 +320,7 @@ def _png_images(page: str, folder: Path) -> list[bytes]:
     return found
 
 
+@pytest.mark.slow
 def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch):
     ci_book.use(monkeypatch)  # the session's ci build (conftest.ci_book): every chapter executed once, rendered
     params, summaries = ci_book.params, ci_book.summaries
