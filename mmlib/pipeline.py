@@ -585,6 +585,7 @@ def _run_side_by_side(steps, params: dict, jobs: int, progress: bool) -> dict[st
     failure: BaseException | None = None
     bar = tqdm(total=len(waiting), desc="chapters", disable=not progress, leave=False,  # no ETA: chapters differ
                bar_format="{desc}: {n}/{total} done [{elapsed}{postfix}]")
+    live = progress and (sys.stderr.isatty() or "notebook" in type(bar).__module__)
 
     def report(line: str) -> None:
         bar.write(line) if progress else print(line, flush=True)
@@ -618,8 +619,9 @@ def _run_side_by_side(steps, params: dict, jobs: int, progress: bool) -> dict[st
                 break
             finished = wait(list(running), timeout=1.0)
             now = time.perf_counter()
+            # redrawn every second on a terminal; in a log file only when a chapter finishes (no line per second)
             bar.set_postfix_str("running " + ", ".join(f"{c.id} ({now - t:.0f} s)" for _, c, t in running.values()),
-                                refresh=True)
+                                refresh=live)
             for conn in finished:
                 proc, ch, started = running.pop(conn)
                 try:
