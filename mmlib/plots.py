@@ -646,6 +646,19 @@ def _parity_line(ax, metric: str) -> None:
         ax.axhline(0, color="0.35", lw=0.8, ls="--", zorder=0)
 
 
+#: What a panel without a single estimate says (a compared group below min_group / min_events, or no rows).
+NO_ESTIMATE = "no estimate here:\ntoo few stays or events\nin a compared group"
+
+
+def _note_if_empty(ax) -> None:
+    """Write :data:`NO_ESTIMATE` across a panel that has no finite point, instead of leaving empty axes that read
+    as a flat line at 0 (call it before adding reference lines)."""
+    if any(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any() for line in ax.get_lines()):
+        return
+    ax.text(0.5, 0.5, NO_ESTIMATE, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.35")
+    ax.set_yticks([])
+
+
 def _line_band(ax, x, frame: pd.DataFrame, color, alpha: float = 0.12, **kw) -> None:
     """The ``mean`` column as a line with markers and its 95% CI (``ci_low``/``ci_high``) as a band."""
     ax.plot(x, frame["mean"], color=color, marker="o", **kw)
@@ -724,6 +737,7 @@ def degradation_curves(table: pd.DataFrame, models: list[str], keys, style_by: s
                     continue
                 _line_band(ax, 100 * t["rate"], t, palette[m], ls=dashes[st], ms=3,
                            label=m if st == styles[0] else None)
+        _note_if_empty(ax)
         _parity_line(ax, metric)
         ax.set_xlabel("modalities missing at inference (%)", fontsize=9)
         ax.set_ylabel(_metric_axis_label(metric, attr), fontsize=9)
@@ -779,6 +793,7 @@ def modality_curves(table: pd.DataFrame, models: list[str], modalities: list[str
             for m in models:
                 t = d[d["model"] == m].sort_values("rate")
                 _line_band(ax, 100 * t["rate"], t, palette[m], ms=3, label=m)
+            _note_if_empty(ax)
             _parity_line(ax, metric)
             if i == 0:
                 ax.set_title(f"{mod} missing", fontsize=10)

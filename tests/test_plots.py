@@ -171,6 +171,15 @@ def test_signed_gaps_get_two_sided_colours_and_a_parity_line():
                                    [("tpr_signed", "race"), ("tpr_diff", "race")])
     zero = [any(np.allclose(l.get_ydata(), 0) and len(l.get_ydata()) == 2 for l in ax.get_lines()) for ax in fig.axes[:2]]
     assert zero == [True, False]
+    # a panel whose group is too small to estimate says so instead of drawing empty axes
+    small = _sweep("tpr_signed", "race_gender")[lambda d: d.train_rate == 0].assign(mean=np.nan, ci_low=np.nan,
+                                                                                    ci_high=np.nan)
+    fig = plots.degradation_curves(pd.concat([_sweep("tpr_signed", "race")[lambda d: d.train_rate == 0], small]),
+                                   ["paper"], [("tpr_signed", "race"), ("tpr_signed", "race_gender")])
+    notes = [[t.get_text() for t in ax.texts] for ax in fig.axes[:2]]
+    assert notes == [[], [plots.NO_ESTIMATE]]
+    fig = plots.modality_curves(small.assign(modality="cxr"), ["paper"], ["cxr"], [("tpr_signed", "race_gender")])
+    assert [t.get_text() for t in fig.axes[0].texts] == [plots.NO_ESTIMATE]
     fig = plots.missingness_heatmaps(_sweep("tpr_diff", "race").assign(mean=lambda d: d["mean"].abs()), ["paper"],
                                      [("tpr_diff", "race")])
     assert fig.axes[0].collections[0].get_cmap().name == "magma_r"
