@@ -656,6 +656,7 @@ def _note_if_empty(ax) -> None:
     if any(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any() for line in ax.get_lines()):
         return
     ax.text(0.5, 0.5, NO_ESTIMATE, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.35")
+    ax.set_xticks([])
     ax.set_yticks([])
 
 
