@@ -218,12 +218,10 @@ class Chapter:
         :func:`mmlib.embed.embed_texts`): shared by every chapter and run of this build folder; the exported
         encoders in ``MMLIB_ONNX_CACHE`` instead when it is set (a graph depends on the encoder only, so build
         folders may share it: the test suite's books do)."""
-        import os
-
+        from .embed import default_onnx_dir
         from .pipeline import build_dir
 
-        onnx = os.environ.get("MMLIB_ONNX_CACHE")
-        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
+        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": default_onnx_dir(build_dir() / "onnx")}
 
     def train_config(self):
         """The :class:`mmlib.train.TrainConfig` of this chapter's parameters."""

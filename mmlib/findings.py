@@ -977,7 +977,6 @@ def control_table(real: pd.DataFrame, shuffled: pd.DataFrame, cohort: str, modal
     return pd.DataFrame(rows)
 
 
-
 def control_summary(overall: pd.DataFrame, controls: dict, orders: dict, model: str, perturbations) -> pd.DataFrame:
     """Chapter 07's positive control table: :func:`control_table` of every cohort of ``controls`` (``{cohort:
     Diagnosis}`` of ``model`` trained on its last modality shuffled, :func:`mmlib.interference.positive_control`)
@@ -986,6 +985,7 @@ def control_summary(overall: pd.DataFrame, controls: dict, orders: dict, model: 
     parts = [control_table(overall[(overall.cohort == n) & (overall.model == model)], d.effects, n, orders[n][-1],
                            perturbations) for n, d in controls.items()]
     return pd.concat(parts, ignore_index=True).round(1) if parts else pd.DataFrame()
+
 
 def mitigation_gap_changes(original: dict, tuned: dict) -> pd.DataFrame:
     """Chapter 07: for each ``(cohort, model)``, :func:`gap_effects` from the original model

@@ -537,6 +537,13 @@ def build_jobs(jobs: int | None = None) -> int:
     return int(jobs)
 
 
+def _key_now(ch: Chapter, params: dict, keys: dict[str, str]) -> str:
+    """Chapter ``ch``'s key once the chapters it needs have run (``keys``: theirs): its inputs' content, not their
+    keys (:func:`input_identity`). Recorded in ``keys``."""
+    keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
+    return keys[ch.id]
+
+
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -598,7 +605,7 @@ def _run_side_by_side(steps, params: dict, jobs: int, progress: bool) -> dict[st
                 if not all(n in done for n in ch.needs):
                     continue
                 waiting.remove(ch)
-                key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
+                key = _key_now(ch, params, keys)
                 upstream = {n: keys[n] for n in ch.needs}
                 if is_complete(ch.id, key):  # nothing to execute: no process
                     done[ch.id] = run_chapter(ch, key, params, upstream, force=False, progress=False)
@@ -623,7 +630,7 @@ def _run_side_by_side(steps, params: dict, jobs: int, progress: bool) -> dict[st
             bar.set_postfix_str("running " + ", ".join(f"{c.id} ({now - t:.0f} s)" for _, c, t in running.values()),
                                 refresh=live)
             for conn in finished:
-                proc, ch, started = running.pop(conn)
+                proc, ch, _ = running.pop(conn)
                 try:
                     result = conn.recv()
                 except EOFError:
@@ -676,8 +683,7 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
         keys: dict[str, str] = {}
         summaries = []
         for ch, _ in steps:
-            # the key again, now that the chapters before it have run: its inputs' content, not their keys
-            key = keys[ch.id] = chapter_key(ch, params, {n: input_identity(n, keys[n]) for n in ch.needs})
+            key = _key_now(ch, params, keys)
             s = run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=progress)
             print(s.line(), flush=True)
             summaries.append(s)
