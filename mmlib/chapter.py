@@ -218,10 +218,14 @@ class Chapter:
         :func:`mmlib.embed.embed_texts`): shared by every chapter and run of this build folder; the exported
         encoders in ``MMLIB_ONNX_CACHE`` instead when it is set (a graph depends on the encoder only, so build
         folders may share it: the test suite's books do)."""
-        from .embed import default_onnx_dir
+        import os
+
         from .pipeline import build_dir
 
-        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": default_onnx_dir(build_dir() / "onnx")}
+        # read here, not through embed.default_onnx_dir: importing mmlib.embed from this module would put it in
+        # every chapter's code closure, so an edit to the encoder would re-run chapters that never embed
+        onnx = os.environ.get("MMLIB_ONNX_CACHE")
+        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
 
     def train_config(self):
         """The :class:`mmlib.train.TrainConfig` of this chapter's parameters."""

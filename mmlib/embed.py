@@ -286,13 +286,10 @@ def _atomic_save(path: Path, arr: np.ndarray) -> None:
             os.remove(tmp)
 
 
-def default_onnx_dir(fallback: Path | None = None) -> Path:
-    """Where exported ONNX graphs are kept: ``$MMLIB_ONNX_CACHE``, else ``fallback`` (a chapter's: its build
-    folder's ``onnx/``), else ``~/.cache/mmlib/onnx``."""
+def default_onnx_dir() -> Path:
+    """Where exported ONNX graphs are kept: ``$MMLIB_ONNX_CACHE``, else ``~/.cache/mmlib/onnx``."""
     if os.environ.get("MMLIB_ONNX_CACHE"):
         return Path(os.environ["MMLIB_ONNX_CACHE"]).expanduser()
-    if fallback is not None:
-        return Path(fallback)
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mmlib" / "onnx"
 
 
