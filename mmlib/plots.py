@@ -519,6 +519,17 @@ def embedding_pca(embeddings, modality: str, cohort, *, title: str, min_texts: i
     return embedding_map(xy, {cohort.primary_target: outcome, "race": st["race_binary"]}, title)
 
 
+def embedding_maps(embeddings, cohort, name: str | None = None) -> list[plt.Figure]:
+    """Chapter 02's map of each modality of ``cohort`` (``mmlib.schema.MODALITIES`` order): the
+    :func:`embedding_pca` figures of the modalities with enough texts, titled with ``name`` (the cohort's display
+    name). Show them with ``plt.show()``."""
+    from .schema import MODALITIES
+
+    figs = [embedding_pca(embeddings, m, cohort, title=f"{name or cohort.name} · {m}: first two principal components")
+            for m in MODALITIES[cohort.name]]
+    return [f for f in figs if f is not None]
+
+
 # --------------------------------------------------------------------------- model results (chapters 03+)
 def _metric_axis_label(metric: str, attribute: str) -> str:
     """Axis label with unit: e.g. ``AUROC (0-1)``, ``TPR difference by race (0-1, 0 = parity)``."""
@@ -1100,3 +1111,52 @@ def power_curves(curve: pd.DataFrame, marks: dict, title: str = "", strong: floa
         f"y axis: smallest detectable knob scale (× default, 0.05 to 200). Lines: {_words(names, 10)}. Vertical "
         f"lines: {_words([f'{p} {n:,.0f} stays' for p, n in marks.items()])}. Lowest at the largest size: "
         f"{'; '.join(best)}.")
+
+
+#: the paper's fairness gaps (max - min over groups) chapter 04 draws as modalities are added: (metric, attribute)
+PAPER_GAP_PANELS = tuple((g, a) for g in ("dp_diff", "tpr_diff", "eo_diff") for a in ("race", "gender", "race_gender"))
+
+
+def adding_modalities(table: pd.DataFrame, cohort: str, order, models: list[str], performance_keys,
+                      every_order: bool = True, name: str | None = None) -> list[plt.Figure]:
+    """Chapter 04's three figures of one cohort as modalities are added along ``order`` (a
+    :class:`mmlib.train.ModalityOrder`): performance (``performance_keys``) and the paper's gaps
+    (:data:`PAPER_GAP_PANELS`) of every model of ``models`` on the prefixes (:func:`metric_curves`; with
+    ``every_order``, the first model along every other order as thin grey lines), then the signed gaps of the first
+    model (:func:`signed_gaps`). ``name``: the cohort's display name in the titles. Show them with ``plt.show()``."""
+    name = name or cohort
+    seqs, every = {m: order.prefixes() for m in models}, order.all_orders() if every_order else None
+    return [metric_curves(table, cohort, seqs, performance_keys, orders=every, order_model=models[0],
+                          title=f"{name}: performance as modalities are added ({' → '.join(order)})"),
+            metric_curves(table, cohort, seqs, PAPER_GAP_PANELS, orders=every, order_model=models[0], ncols=3,
+                          title=f"{name}: the paper's fairness gaps (max − min) as modalities are added (0 = parity)"),
+            signed_gaps(table, cohort, models[0], order.prefixes(),
+                        title=f"{name}: signed gaps (group − White / women − men) along the order, {models[0]} model")]
+
+
+def attribution_forests(table: pd.DataFrame, cohorts, estimands: dict, models: list[str]) -> list[plt.Figure]:
+    """Chapter 08's attribution figure (:func:`attribution_forest`) of every cohort of ``cohorts`` (names, in order),
+    titled with the cohort's display name. Show them with ``plt.show()``."""
+    from .schema import display_name
+
+    return [attribution_forest(table, n, estimands, models,
+                               title=f"{display_name(n)}: change from all knobs off (non-White − White), 95% CI")
+            for n in cohorts]
+
+
+def power_figures(curve: pd.DataFrame, sizes: dict, test_share: dict, *, power: float, model: str,
+                  strong: float | None = None, knobs: list[str] | None = None) -> list[plt.Figure]:
+    """Chapter 08's power figure (:func:`power_curves`) of every cohort of ``test_share`` (cohort name -> test stays
+    per generated patient, :func:`mmlib.attribution.test_share`): the cohort's rows of ``curve`` (whose ``cohort``
+    column holds display names, :func:`mmlib.attribution.mde_curve`), with the profiles of ``sizes`` (profile ->
+    ``n_patients``, ``None`` where it sets none) marked at their test stays; ``model`` names the lead model in the
+    titles. Show them with ``plt.show()``."""
+    from .schema import display_name
+
+    figs = []
+    for n, share in test_share.items():
+        marks = {p: v * share for p, v in sizes.items() if v}
+        figs.append(power_curves(curve[curve["cohort"] == display_name(n)], marks, strong=strong, knobs=knobs,
+                                 title=f"{display_name(n)}: smallest injected effect detected with {power:.0%} power "
+                                       f"({model} model; data-level measures)"))
+    return figs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -375,6 +376,20 @@ def cohort_texts(cohort, *, cxr_backend: str = "offline", ecg_backend: str = "of
         else:
             cols[m] = structured_notes(cohort, m, include_race=include_race)
     return pd.DataFrame(cols)
+
+
+def all_cohort_texts(cohorts: dict, shard_dirs=None, **options) -> dict:
+    """Every text of every cohort (chapter 02): ``{cohort name: cohort_texts frame}`` from ``{cohort name: Cohort}``,
+    each cohort's texts by :func:`cohort_texts` with ``options`` (its keywords), printing how long each cohort took.
+    ``shard_dirs``: ``shard_dirs(cohort name, modality)`` gives the folder of a modality's VLM shards, asked for
+    every modality of the cohort (``None``: no shards)."""
+    out = {}
+    for n, c in cohorts.items():
+        t0 = time.perf_counter()
+        dirs = {m: shard_dirs(n, m) for m in MODALITIES[n]} if shard_dirs is not None else None
+        out[n] = cohort_texts(c, shard_dirs=dirs, **options)
+        print(f"{display_name(n)}: texts written in {time.perf_counter() - t0:.1f} s")
+    return out
 
 
 def example_stay(texts: pd.DataFrame):

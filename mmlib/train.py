@@ -704,3 +704,65 @@ def plan_runs(cohort: str, order: ModalityOrder, models, every_order: bool = Tru
                                          & (reusable.modalities == lab)).any()
         (reused if have else todo).append((m, lab))
     return RunPlan(cohort, todo, reused)
+
+
+@dataclass
+class FusionRuns:
+    """What :meth:`FusionPlan.train` returns (chapter 04): the predictions of every run, trained now or reused (per
+    cohort, the trained runs' rows then the reused ones), one log row per fit, the networks trained on all
+    modalities (``fits[cohort]``: ``{(model, label, seed): FittedModel}``) and the wall-clock ``seconds`` of training."""
+
+    predictions: pd.DataFrame
+    log: pd.DataFrame
+    fits: dict
+    seconds: float
+
+
+@dataclass
+class FusionPlan:
+    """Chapter 04's runs for every cohort (:func:`plan_fusion`): one :class:`RunPlan` per cohort, the orders and
+    models they come from, and ``reusable``: the upstream predictions the reused runs are taken from (``None``
+    when the upstream chapter trained another way, so that nothing is reused)."""
+
+    plans: dict
+    orders: dict
+    models: list
+    reusable: pd.DataFrame | None = None
+
+    @property
+    def n_train(self) -> int:
+        return sum(len(p.train) for p in self.plans.values())
+
+    @property
+    def n_reused(self) -> int:
+        return sum(len(p.reused) for p in self.plans.values())
+
+    def note(self) -> str:
+        """How many runs are trained and how many reused, as chapter 04 says it."""
+        if self.reusable is None:
+            return (f"{self.n_train} runs to train (chapter 03 used another configuration or other seeds: "
+                    "nothing reused)")
+        return f"{self.n_train} runs to train, {self.n_reused} reused from chapter 03"
+
+    def train(self, data: dict, seeds, cfg: TrainConfig, n_jobs: int = 1, **grid) -> FusionRuns:
+        """Train every cohort's runs (:func:`run_grid`, keeping the networks on all modalities) and join their
+        predictions with the reused runs' (:meth:`RunPlan.reused_predictions`) into one table; ``grid``: further
+        keywords of :func:`run_grid`."""
+        t0 = time.perf_counter()
+        grids = {n: run_grid(d, self.plans[n].runs(), seeds, cfg, n_jobs=n_jobs, progress=False,
+                             keep={(m, self.orders[n].full) for m in self.models if m in NEURAL_MODELS}, **grid)
+                 for n, d in data.items()}
+        parts = [p for n in data for p in (grids[n].predictions, self.plans[n].reused_predictions(self.reusable))
+                 if p is not None]
+        predictions = pd.concat(parts, ignore_index=True)
+        log = pd.concat([g.log for g in grids.values()], ignore_index=True)
+        return FusionRuns(predictions, log, {n: g.fits for n, g in grids.items()}, time.perf_counter() - t0)
+
+
+def plan_fusion(orders: dict, models, every_order: bool = True, reusable: pd.DataFrame | None = None) -> FusionPlan:
+    """Chapter 04's plan: :func:`plan_runs` for every cohort of ``orders`` (``{cohort: ModalityOrder}``), runs in
+    ``reusable`` (an upstream predictions table trained the same way, or ``None``) marked reused; train it with
+    :meth:`FusionPlan.train`."""
+    models = list(models)
+    return FusionPlan({n: plan_runs(n, o, models, every_order, reusable=reusable) for n, o in orders.items()},
+                      dict(orders), models, reusable)

@@ -332,3 +332,60 @@ def test_decision_and_interference_figures_are_described():
     by = pd.DataFrame({"modality": ["a", "a", "b", "b"], "perturbation": ["blank"] * 4, "group": ["White", "F"] * 2,
                        "mean_abs_dp": [0.01, 0.03, 0.02, 0.0]})
     assert "blank: 0.030 for F (a replaced)" in _described(plots.interference_by_group(by, ["a", "b"], ["blank"])).alt
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def test_adding_modalities_draws_chapter_04s_three_figures():
+    """plots.adding_modalities gives the three figures chapter 04 drew one call at a time: performance and the
+    paper's gaps along the order (every other order in grey), then the lead model's signed gaps."""
+    from mmlib.findings import PERFORMANCE_KEYS
+    from mmlib.train import ModalityOrder
+
+    order = ModalityOrder(["a", "b", "c"])
+    keys = list(PERFORMANCE_KEYS) + list(plots.PAPER_GAP_PANELS) + [(g, a) for g in ("dp_signed", "tpr_signed", "fpr_signed")
+                                                                      for a in ("race", "gender")]
+    table = _summary(order.subsets(), keys, models=("paper", "late"))
+    models = ["paper", "late"]
+    figs = plots.adding_modalities(table, "c", order, models, PERFORMANCE_KEYS, every_order=True, name="C")
+    seqs, every = {m: order.prefixes() for m in models}, order.all_orders()
+    gaps = [(g, a) for g in ("dp_diff", "tpr_diff", "eo_diff") for a in ("race", "gender", "race_gender")]
+    before = [plots.metric_curves(table, "c", seqs, PERFORMANCE_KEYS, orders=every, order_model="paper",
+                                  title="C: performance as modalities are added (a → b → c)"),
+              plots.metric_curves(table, "c", seqs, gaps, orders=every, order_model="paper", ncols=3,
+                                  title="C: the paper's fairness gaps (max − min) as modalities are added (0 = parity)"),
+              plots.signed_gaps(table, "c", "paper", order.prefixes(),
+                                title="C: signed gaps (group − White / women − men) along the order, paper model")]
+    assert len(figs) == 3
+    for new, old in zip(figs, before):
+        assert plots.figure_text(new) == plots.figure_text(old) and _png(new) == _png(old)
+    assert "every other order" in plots.figure_text(figs[0]).caption
+    alone = plots.adding_modalities(table, "c", order, models, PERFORMANCE_KEYS, every_order=False)
+    assert "every other order" not in plots.figure_text(alone[0]).caption and plots._title(alone[2]).startswith("c:")
+
+
+def test_embedding_maps_are_the_pca_figures_of_the_modalities_with_texts():
+    """plots.embedding_maps (chapter 02) is embedding_pca of every modality of the cohort in schema order, the
+    modalities with too few texts left out."""
+    from mmlib.schema import MODALITIES
+
+    rng = np.random.default_rng(0)
+    n = 12
+    ids = np.arange(100, 100 + n)
+    stays = pd.DataFrame({"y": [1.0, 0.0, np.nan] * 4, "race_binary": ["White", "non-White"] * 6}, index=ids)
+    c = SimpleNamespace(name="mds_ed", stays=stays, primary_target="y")
+    mods = MODALITIES["mds_ed"]
+    emb = {"stay_id": ids, **{m: rng.normal(size=(n, 5)).astype(np.float32) for m in mods},
+           **{f"mask_{m}": np.arange(n) >= (5 if m == mods[1] else 0) for m in mods}}
+    figs = plots.embedding_maps(emb, c, name="MDS")
+    before = [plots.embedding_pca(emb, m, c, title=f"MDS · {m}: first two principal components") for m in mods]
+    assert before[1] is None and len(figs) == len(mods) - 1
+    for new, old in zip(figs, [f for f in before if f is not None]):
+        assert new._suptitle.get_text() == old._suptitle.get_text() and _png(new) == _png(old)
+    assert plots.embedding_maps(emb, c)[0]._suptitle.get_text().startswith("mds_ed · ")

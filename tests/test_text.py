@@ -144,3 +144,21 @@ def test_readers_give_the_same_texts_whatever_the_worker_processes_and_chunks(co
     two, m2 = text.transcribe_cxr(me, progress=False, n_jobs=2)
     pd.testing.assert_series_equal(one, two)
     pd.testing.assert_frame_equal(m1, m2)
+
+
+def test_all_cohort_texts_are_each_cohorts_texts_with_their_shard_folders(cohorts, capsys):
+    """all_cohort_texts (chapter 02) is cohort_texts of each cohort with the same options, and asks for the shard
+    folder of every modality of every cohort; it prints one timing line per cohort."""
+    from mmlib.schema import MODALITIES
+
+    asked = []
+    got = text.all_cohort_texts(cohorts, shard_dirs=lambda n, m: asked.append((n, m)) or None, include_race=True)
+    assert list(got) == list(cohorts)
+    for n, c in cohorts.items():
+        pd.testing.assert_frame_equal(got[n], text.cohort_texts(c, include_race=True,
+                                                                shard_dirs={m: None for m in MODALITIES[n]}))
+    assert asked == [(n, m) for n in cohorts for m in MODALITIES[n]]
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["MIMIC-Eye", "MIMIC-IV-Ext-MDS-ED"]
+    assert all(line.endswith(" s") and "texts written in" in line for line in out)
+    assert text.all_cohort_texts({"mds_ed": cohorts["mds_ed"]})["mds_ed"].equals(text.cohort_texts(cohorts["mds_ed"]))

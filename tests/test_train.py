@@ -314,3 +314,35 @@ def test_fit_cache_folder_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("MMLIB_FIT_CACHE")
     monkeypatch.setenv("MMLIB_BUILD_DIR", str(tmp_path / "b"))
     assert train.fit_cache_dir() == tmp_path / "b" / "fit_cache"
+
+
+def test_plan_fusion_trains_what_the_per_cohort_plans_and_grids_trained(toy_data):
+    """plan_fusion + FusionPlan.train (chapter 04) give what chapter 04 computed cohort by cohort with plan_runs and
+    run_grid: the same runs, predictions (trained, then reused rows), log and kept networks on all modalities."""
+    from dataclasses import replace
+
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, patience=1, batch_size=64)
+    data = {"c1": replace(toy_data(n=160, seed=0), cohort="c1"), "c2": replace(toy_data(n=160, seed=1), cohort="c2")}
+    orders = {"c1": train.ModalityOrder(["good", "noise"]), "c2": train.ModalityOrder(["noise", "good"])}
+    models, seeds = ["paper", "logreg"], [0, 1]
+    upstream = train.run_grid(data["c1"], [("paper", ["good"])], seeds, cfg, progress=False, cache_dir=None).predictions
+    plan = train.plan_fusion(orders, models, every_order=True, reusable=upstream)
+    assert plan.n_reused == 1 and plan.note() == f"{plan.n_train} runs to train, 1 reused from chapter 03"
+    got = plan.train(data, seeds, cfg, cache_dir=None)
+    # the code it replaced
+    plans = {n: train.plan_runs(n, orders[n], models, True, reusable=upstream) for n in data}
+    assert {n: p.train for n, p in plans.items()} == {n: p.train for n, p in plan.plans.items()}
+    grids = {n: train.run_grid(d, plans[n].runs(), seeds, cfg, progress=False, cache_dir=None,
+                               keep={(m, orders[n].full) for m in models if m in train.NEURAL_MODELS})
+             for n, d in data.items()}
+    parts = [p for n in data for p in (grids[n].predictions, plans[n].reused_predictions(upstream)) if p is not None]
+    pd.testing.assert_frame_equal(got.predictions, pd.concat(parts, ignore_index=True))
+    log = pd.concat([g.log for g in grids.values()], ignore_index=True)
+    pd.testing.assert_frame_equal(got.log.drop(columns="seconds"), log.drop(columns="seconds"))
+    assert {n: set(f) for n, f in got.fits.items()} == {n: set(g.fits) for n, g in grids.items()}
+    assert set(got.fits["c2"]) == {("paper", orders["c2"].full, 0), ("paper", orders["c2"].full, 1)}
+    assert (got.predictions.query("cohort == 'c1' and modalities == 'good' and model == 'paper'")
+            .reset_index(drop=True).equals(upstream.reset_index(drop=True)))
+    assert got.seconds > 0
+    none = train.plan_fusion(orders, models, every_order=False, reusable=None)
+    assert none.n_reused == 0 and none.note().endswith("nothing reused)")
