@@ -646,10 +646,25 @@ def save_fits(fits: dict, path: Path | str, cfg: TrainConfig) -> Path:
                       "best_epoch": f.best_epoch, "in_dim": in_dim,
                       "state_dict": {k: v.cpu() for k, v in f.model.state_dict().items()}})
     buf = io.BytesIO()  # saved to memory first: a file's archive is named after it, and atomic_path's is random
-    torch.save({"config": asdict(cfg), "fits": items}, buf)
+    torch.save(_interned({"config": asdict(cfg), "fits": items}), buf)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(buf.getvalue())  # the same networks give the same bytes
     return Path(path)
+
+
+def _interned(obj):
+    """``obj`` (nested dicts, lists and tuples) with every string replaced by its interned copy. Pickle writes a
+    string once per *object*: the same names held as one object or as several (as fits trained in this process
+    or returned from joblib workers hold them) would otherwise give different bytes for the same networks."""
+    import sys
+
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
 
 
 def load_fits(path: Path | str, in_dim: int = 384) -> dict:

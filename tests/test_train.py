@@ -80,7 +80,7 @@ def test_run_grid_predictions_table_and_parallel_equality(toy_data):
 def test_saved_fits_reload_to_the_same_predictions(toy_data, tmp_path):
     data = toy_data()
     cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
-    fits = train.run_grid(data, [("resilient", ["good", "noise"])], [0], cfg,
+    fits = train.run_grid(data, [("resilient", ["good", "noise"])], [0, 1], cfg,
                           keep={("resilient", "good+noise")}, progress=False).fits
     train.save_fits(fits, tmp_path / "m.pt", cfg)
     back = train.load_fits(tmp_path / "m.pt", in_dim=D)
@@ -92,6 +92,18 @@ def test_saved_fits_reload_to_the_same_predictions(toy_data, tmp_path):
     # the same networks saved again, under another name, are the same bytes (downstream keys hash them)
     train.save_fits(fits, tmp_path / "again.pt", cfg)
     assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
+    # ... also when two fits' equal names are other string objects (as fits returned by joblib workers hold them,
+    # where fits trained here share one): pickle would write such a name once per object
+    import dataclasses
+
+    def fresh(s):
+        return (s + "#")[:-1]  # an equal string, another object
+
+    other = {k: dataclasses.replace(f, name=fresh(f.name), modalities=[fresh(m) for m in f.modalities])
+             for k, f in fits.items()}
+    assert all(o.name is not f.name for o, f in zip(other.values(), fits.values(), strict=True))
+    train.save_fits(other, tmp_path / "fresh.pt", cfg)
+    assert (tmp_path / "fresh.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
 
 
 def test_threshold_policies():
