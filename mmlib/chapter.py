@@ -215,17 +215,21 @@ class Chapter:
     @property
     def embedding_cache(self) -> dict:
         """Where embeddings and exported encoders are cached (keyword arguments of
-        :func:`mmlib.embed.embed_texts`): shared by every chapter and run of this build folder; the exported
-        encoders in ``MMLIB_ONNX_CACHE`` instead when it is set (a graph depends on the encoder only, so build
-        folders may share it: the test suite's books do)."""
+        :func:`mmlib.embed.embed_texts`): ``embedding_cache/`` and ``onnx/`` of this build folder, shared by every
+        chapter, profile and run that uses it; the folders named by ``MMLIB_EMBEDDING_CACHE`` and
+        ``MMLIB_ONNX_CACHE`` instead when they are set. Either may be shared between build folders: a graph
+        depends on the encoder only, and a cached vector is the one embedding the text again would give, byte for
+        byte (its key holds the encoder, settings and numerics; see :mod:`mmlib.embed`). The test suite's books
+        share both, so a book the suite builds after another embeds only texts the earlier ones did not."""
         import os
 
         from .pipeline import build_dir
 
         # read here, not through embed.default_onnx_dir: importing mmlib.embed from this module would put it in
         # every chapter's code closure, so an edit to the encoder would re-run chapters that never embed
-        onnx = os.environ.get("MMLIB_ONNX_CACHE")
-        return {"cache_dir": build_dir() / "embedding_cache", "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
+        onnx, vectors = os.environ.get("MMLIB_ONNX_CACHE"), os.environ.get("MMLIB_EMBEDDING_CACHE")
+        return {"cache_dir": Path(vectors) if vectors else build_dir() / "embedding_cache",
+                "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
 
     def train_config(self):
         """The :class:`mmlib.train.TrainConfig` of this chapter's parameters."""

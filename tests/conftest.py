@@ -36,12 +36,13 @@ def make_toy_data(n: int = 300, seed: int = 0):
 
 @pytest.fixture(scope="session", autouse=True)
 def _caches_outside_the_checkout(tmp_path_factory):
-    """run_grid's fit cache (mmlib.train.FitCache) and the exported ONNX encoders go to folders of this test session,
-    never to the checkout's build/ or the user's ~/.cache; the books the session builds share the ONNX graphs
-    (exported once, not once per build folder). Tests that check a cache itself point it at a folder of their own."""
+    """run_grid's fit cache (mmlib.train.FitCache), the exported ONNX encoders and the embedding cache go to folders
+    of this test session, never to the checkout's build/ or the user's ~/.cache; the books the session builds share
+    them (graphs exported once, a text embedded once, not once per build folder: cached vectors are byte-identical
+    to fresh ones, tests/test_embed.py). Tests that check a cache itself point it at a folder of their own."""
     import os
 
-    names = ("MMLIB_FIT_CACHE", "MMLIB_ONNX_CACHE")
+    names = ("MMLIB_FIT_CACHE", "MMLIB_ONNX_CACHE", "MMLIB_EMBEDDING_CACHE")
     saved = {k: os.environ.get(k) for k in names}
     for k in names:
         os.environ[k] = str(tmp_path_factory.mktemp(k.lower()))

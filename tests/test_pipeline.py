@@ -321,7 +321,7 @@ def _png_images(page: str, folder: Path) -> list[bytes]:
 
 
 @pytest.mark.slow
-def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch):
+def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch, tmp_path):
     ci_book.use(monkeypatch)  # the session's ci build (conftest.ci_book): every chapter executed once, rendered
     params, summaries = ci_book.params, ci_book.summaries
     assert [x.chapter for x in summaries] == list(pipeline.chapters())
@@ -434,11 +434,12 @@ def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch):
     assert "Preface" in (out / "index.html").read_text()
     # the same texts embedded in other batch compositions, from an empty cache: byte-identical embeddings, and
     # chapter 03 trained on them gives the same predictions (artifact keys mean what they say)
-    shutil.rmtree(pipeline.build_dir() / "embedding_cache")
+    monkeypatch.setenv("MMLIB_EMBEDDING_CACHE", str(tmp_path / "empty_embedding_cache"))
     other = {**params, "batch_size": 7}
     s2b = pipeline.run("02", other, progress=False)
     s3b = pipeline.run("03", other, progress=False)
     assert s2b.key != s2.key
+    assert any((tmp_path / "empty_embedding_cache").rglob("*.npy")), "chapter 02 used MMLIB_EMBEDDING_CACHE"
     for n in ("mimic_eye", "mds_ed"):
         a = np.load(pipeline.artifact_dir("02", s2.key) / f"embeddings_{n}.npz")
         b = np.load(pipeline.artifact_dir("02", s2b.key) / f"embeddings_{n}.npz")
