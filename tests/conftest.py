@@ -34,6 +34,49 @@ def make_toy_data(n: int = 300, seed: int = 0):
                             pd.DataFrame([{"reason": "none", "stays": 0}]))
 
 
+#: The tests that read the session's ci book (:func:`ci_book`), by node id prefix: with workers (pytest-xdist, ``-n``)
+#: they form one unit of work, so the worker that builds the book runs them all and no other worker builds it again.
+#: A test that asks for ``ci_book`` elsewhere is refused at collection (add it here).
+CI_BOOK_TESTS = ("tests/test_browser.py::", "tests/test_pipeline.py::test_the_chapters_execute_and_the_book_renders")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """Workers of ``-n auto`` (pyproject's addopts): one per core this process may use, at most 4 -- each worker
+    builds books whose chapters run side by side, and imports torch."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n`` (and the default ``--dist load``): xdist's per-scope scheduler with every test a scope of its own
+    except the :data:`CI_BOOK_TESTS`, which are one. (xdist's ``loadgroup`` would do this from marks, but with
+    pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.) Scopes go out largest first, then in
+    collection order, which puts the whole-book tests first (:func:`pytest_collection_modifyitems`)."""
+    if config.getvalue("dist") != "load":
+        return None  # the user asked for another distribution
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CiBookTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ci_book" if nodeid.startswith(CI_BOOK_TESTS) else nodeid
+
+    return CiBookTogether(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Whole-book tests (``@pytest.mark.book``) first, otherwise in file order, so that the longest work starts
+    first and the workers finish together; refuses a test that reads the ci book outside :data:`CI_BOOK_TESTS`."""
+    stray = [i.nodeid for i in items if "ci_book" in getattr(i, "fixturenames", ()) and not i.nodeid.startswith(CI_BOOK_TESTS)]
+    if stray:
+        raise pytest.UsageError(f"{stray} use the ci_book fixture: add them to CI_BOOK_TESTS in tests/conftest.py, "
+                                "so that they run in the worker that builds it")
+    items.sort(key=lambda i: i.get_closest_marker("book") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _caches_outside_the_checkout(tmp_path_factory):
     """run_grid's fit cache (mmlib.train.FitCache), the exported ONNX encoders and the embedding cache go to folders
@@ -44,8 +87,12 @@ def _caches_outside_the_checkout(tmp_path_factory):
 
     names = ("MMLIB_FIT_CACHE", "MMLIB_ONNX_CACHE", "MMLIB_EMBEDDING_CACHE")
     saved = {k: os.environ.get(k) for k in names}
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder of the whole run: its workers share the caches (each writes atomically)
     for k in names:
-        os.environ[k] = str(tmp_path_factory.mktemp(k.lower()))
+        os.environ[k] = str(base / "caches" / k.lower())
+        Path(os.environ[k]).mkdir(parents=True, exist_ok=True)
     yield
     for k, v in saved.items():
         if v is None:

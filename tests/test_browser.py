@@ -28,6 +28,10 @@ from pathlib import Path
 
 import pytest
 
+#: whole-book tests run first; with the suite's workers, this module runs in the worker that builds the session's
+#: ci book, beside the end-to-end test (tests/conftest.py: CI_BOOK_TESTS)
+pytestmark = pytest.mark.book
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("MMLIB_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MMLIB_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -142,6 +142,7 @@ def _identifiers_and_times(root_eye: Path, root_ed: Path) -> tuple[set[str], set
     return ids, times
 
 
+@pytest.mark.book
 def test_a_real_source_book_publishes_aggregates_only(tmp_path, monkeypatch):
     """The whole book built with ``source: real`` from real-layout cohorts: no identifier, timestamp, small count
     or per-stay mark in any executed notebook or rendered page; and the origin check refuses a synthetic

@@ -321,6 +321,7 @@ def _png_images(page: str, folder: Path) -> list[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.book  # reads the session's ci book: in the worker that builds it (conftest.CI_BOOK_TESTS)
 def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch, tmp_path):
     ci_book.use(monkeypatch)  # the session's ci build (conftest.ci_book): every chapter executed once, rendered
     params, summaries = ci_book.params, ci_book.summaries
@@ -605,6 +606,7 @@ ALTERNATIVES = [("cohorts", ["mds_ed"]), ("race_grouping", "race5"), ("single_mo
                 ("group_missing", {"White": 1.0, "Black": 2.0}), ("n_patients", 240)]
 
 
+@pytest.mark.book
 def test_every_chapter_runs_with_documented_alternative_parameters(isolated_build):
     """The whole book on the ci profile with the documented alternatives of ALTERNATIVES: every chapter
     executes without an error output (e.g. chapter 03 with ``single_models: [paper]``, chapter 07 with one
