@@ -874,3 +874,20 @@ def embed_modalities(texts, *, encoder: str = DEFAULT_ENCODER, max_length: int =
                      "dim": st.get("dim"), "precision": st.get("precision"), "backend": st.get("backend"),
                      "numerics": st.get("numerics")})
     return arrays, pd.DataFrame(rows)
+
+
+def embed_cohorts(texts: dict, path, **options) -> pd.DataFrame:
+    """Chapter 02's embeddings of every cohort: :func:`embed_modalities` of each cohort's texts (``texts``: cohort
+    name -> texts frame; ``options``: its keywords), the arrays written with ``np.savez`` to ``path(cohort name)``
+    (chapter 02's ``embeddings`` artifact). Returns what was done, every cohort's rows (the cohort's display name
+    in ``cohort``), indexed by cohort and modality."""
+    import pandas as pd
+
+    from .schema import display_name
+
+    stats = []
+    for n, t in texts.items():
+        arrays, st = embed_modalities(t, **options)
+        np.savez(path(n), **arrays)
+        stats.append(st.assign(cohort=display_name(n)))
+    return pd.concat(stats).set_index(["cohort", "modality"])

@@ -1088,3 +1088,25 @@ __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "SIGNED_KEYS", "PAPER_GA
            "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note", "rq2_answer",
            "remedy_effects", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
            "group_gap_table", "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth"]
+
+
+def mean_abs_dp_table(overall: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 07's table of the mean |Δp| (overall, mean over seeds) of every cohort, model and modality (rows)
+    under each perturbation (columns), from the diagnostic's ``overall`` effects; 3 decimals."""
+    return (overall.pivot_table(index=["cohort", "model", "modality"], columns="perturbation", values="mean_abs_dp")
+            .round(3).rename_axis(columns="mean |Δp|"))
+
+
+def flip_rate_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 07's flip rate (%, 1 decimal) of every race group and gender (columns) for every cohort, model and
+    perturbation (rows), mean over modalities and seeds, from the diagnostic's ``effects``."""
+    by = effects[effects["attribute"].isin(["race", "gender"])]
+    return (100 * by.pivot_table(index=["cohort", "model", "perturbation"], columns=["attribute", "group"],
+                                 values="flip_rate")).round(1)
+
+
+def harm_table(harm: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 05's table of :func:`modality_harm`: the change of each compared group's TPR with its 95% CI
+    (columns: attribute, group) for every cohort and modality lost (rows)."""
+    return harm.pivot_table(index=["cohort", "modality lost"], columns=["attribute", "group"],
+                            values="change [95% CI]", aggfunc="first")

@@ -284,6 +284,11 @@ class ProtocolRun:
     seconds: float
     skipped: list = field(default_factory=list)
 
+    def note(self, what: str) -> str:
+        """The sentence chapter 05 prints after ``what`` (a protocol's name): predictions, time and rate."""
+        return (f"{what}: {self.predictions:,} predictions and their metrics in {self.seconds:.1f} s "
+                f"({self.predictions / self.seconds:,.0f} predictions/s)")
+
 
 def _evaluate_models(sweep: Sweep, data, fits: dict, masks: np.ndarray, groups, cohort: str, labels: dict, *,
                      boot: bool = True, rank_draws: int = 2) -> tuple[int, int]:

@@ -1160,3 +1160,124 @@ def power_figures(curve: pd.DataFrame, sizes: dict, test_share: dict, *, power: 
                                  title=f"{display_name(n)}: smallest injected effect detected with {power:.0%} power "
                                        f"({model} model; data-level measures)"))
     return figs
+
+
+# --------------------------------------------------------------------------- one figure per cohort (chapters 05-07)
+def _each_cohort(draw, table: pd.DataFrame, cohorts, title: str, *args, **kwargs) -> list[plt.Figure]:
+    """``draw(rows of table for the cohort, *args, title=..., **kwargs)`` for every cohort of ``cohorts`` (names, in
+    order); ``title`` with ``{name}`` standing for the cohort's display name."""
+    from .schema import display_name
+
+    return [draw(table[table["cohort"] == n], *args, title=title.format(name=display_name(n)), **kwargs)
+            for n in cohorts]
+
+
+#: chapter 05's panels of the one-modality protocol: AUROC and the signed race TPR, race DP and gender TPR gaps
+ONE_MODALITY_PANELS = (("auroc", "overall"), ("tpr_signed", "race"), ("dp_signed", "race"), ("tpr_signed", "gender"))
+#: chapter 05's panels of random against group-dependent missingness: AUROC and the signed race TPR, DP and FPR gaps
+PROTOCOL_PANELS = (("auroc", "overall"), ("tpr_signed", "race"), ("dp_signed", "race"), ("fpr_signed", "race"))
+
+
+def random_missingness(table: pd.DataFrame, cohorts, models: list[str], keys, paper_keys,
+                       paper_gap: str) -> list[plt.Figure]:
+    """Chapter 05's two figures per cohort of ``cohorts`` as modalities go missing at random (``table``: the sweep's
+    rows of the random protocol; :func:`degradation_curves` of ``models``): the metrics of ``keys`` (performance and
+    signed gaps), then the paper's gaps ``paper_keys`` (``paper_gap``: what they are called). Show them with
+    ``plt.show()``."""
+    from .schema import display_name
+
+    figs = []
+    for n in cohorts:
+        t, name = table[table["cohort"] == n], display_name(n)
+        figs += [degradation_curves(t, models, keys, ncols=4, title=f"{name}: performance and signed gaps (group − "
+                                    "White / women − men) as modalities go missing at random"),
+                 degradation_curves(t, models, paper_keys, ncols=3,
+                                    title=f"{name}: {paper_gap}, as in the paper's Figure 3")]
+    return figs
+
+
+def one_modality_figures(tables: dict, models: list[str], orders: dict,
+                         keys=ONE_MODALITY_PANELS) -> list[plt.Figure]:
+    """Chapter 05's one-modality protocol: :func:`modality_curves` of ``models`` for every cohort of ``tables``
+    (cohort name -> :func:`mmlib.missing.one_modality_table`), one column per modality of ``orders[cohort]``, the
+    panels of ``keys``. Show them with ``plt.show()``."""
+    from .schema import display_name
+
+    return [modality_curves(t, models, orders[n], list(keys),
+                            title=f"{display_name(n)}: one modality missing, the others present")
+            for n, t in tables.items()]
+
+
+def train_test_heatmaps(table: pd.DataFrame, cohorts, models: list[str], keys) -> list[plt.Figure]:
+    """Chapter 05's train x test grids (:func:`missingness_heatmaps` of ``models``, metrics ``keys``) of every cohort
+    of ``cohorts``, from the rows of the sweep ``table`` of the ``train x test`` protocol. Show them with
+    ``plt.show()``."""
+    grid = table[table["protocol"] == "train x test"]
+    return _each_cohort(missingness_heatmaps, grid, cohorts, "{name}: train x test missingness\n(mean over seeds x "
+                        "draws)", models, list(keys))
+
+
+def protocol_comparison(table: pd.DataFrame, cohorts, models: list[str], keys=PROTOCOL_PANELS) -> list[plt.Figure]:
+    """Chapter 05's random (solid) against group-dependent (dashed) missingness at the same average rate: for every
+    cohort of ``cohorts``, :func:`degradation_curves` of ``models`` on the metrics of ``keys``, lines styled by
+    protocol, from the sweep ``table``'s rows of those two protocols. Show them with ``plt.show()``."""
+    both = table[table["protocol"].isin(["random", "group-dependent"])]
+    return _each_cohort(degradation_curves, both, cohorts, "{name}: random (solid) against group-dependent (dashed) "
+                        "missingness, same average rate", models, list(keys), style_by="protocol", ncols=4)
+
+
+def weight_figures(weights: pd.DataFrame, cohorts) -> list[plt.Figure]:
+    """Chapter 06's decision-layer weights (:func:`weight_distributions`, all seeds) of every cohort of ``cohorts``,
+    from ``weights`` (every cohort's rows, :func:`mmlib.decision.analyse`). Show them with ``plt.show()``."""
+    return _each_cohort(weight_distributions, weights, cohorts, "{name}: decision-layer weights by modality (all seeds)")
+
+
+def contribution_figures(frames: dict, targets: dict) -> list[plt.Figure]:
+    """Chapter 06's two figures per cohort of ``frames`` (cohort name -> per-stay contributions,
+    :func:`mmlib.decision.contribution_frame`): :func:`contribution_boxes` by outcome (``targets[cohort]``: the
+    outcome's name in the title), then by race group. Show them with ``plt.show()``."""
+    from .schema import display_name
+
+    figs = []
+    for n, sub in frames.items():
+        figs += [contribution_boxes(sub, "outcome", order=["negative", "positive"],
+                                    title=f"{display_name(n)}: contributions by outcome ({targets[n]})"),
+                 contribution_boxes(sub, "race", title=f"{display_name(n)}: contributions by race group")]
+    return figs
+
+
+def calibration_robustness(table: pd.DataFrame, cohorts, keys) -> list[plt.Figure]:
+    """Chapter 06's robustness to random missingness of the linear-decision model against its per-modality
+    calibration (:func:`degradation_curves` of ``linear`` and ``linear+calibrated``, metrics ``keys``) for every
+    cohort of ``cohorts``, from the robustness sweep's ``table``. Show them with ``plt.show()``."""
+    return _each_cohort(degradation_curves, table, cohorts, "{name}: baseline against per-modality calibration as "
+                        "modalities go missing", ["linear", "linear+calibrated"], list(keys), ncols=3)
+
+
+def flip_rate_figures(overall: pd.DataFrame, cohorts, models: list[str], orders: dict,
+                      perturbations: list[str]) -> list[plt.Figure]:
+    """Chapter 07's share of decisions that flip (:func:`interference_heatmaps` of ``models``, modalities of
+    ``orders[cohort]`` in rows, ``perturbations`` in columns) for every cohort of ``cohorts``, from the ``overall``
+    rows of the diagnostic's effects. Show them with ``plt.show()``."""
+    from .schema import display_name
+
+    return [interference_heatmaps(overall[overall["cohort"] == n], models, orders[n], perturbations,
+                                  title=f"{display_name(n)}: share of decisions that flip when one modality is "
+                                        "replaced")
+            for n in cohorts]
+
+
+def group_interference(effects: pd.DataFrame, cohorts, orders: dict, perturbations: list[str],
+                       model: str) -> list[plt.Figure]:
+    """Chapter 07's mean |Δp| by group (:func:`interference_by_group`) of ``model`` for every cohort of ``cohorts``:
+    the diagnostic's ``effects`` by race group and gender, groups that are not compared (race not recorded) left
+    out, modalities of ``orders[cohort]``. Show them with ``plt.show()``."""
+    from .metrics import not_compared
+    from .schema import display_name
+
+    by = effects[effects["attribute"].isin(["race", "gender"]) & (effects["model"] == model)]
+    by = by[~by["group"].map(not_compared)]
+    return [interference_by_group(by[by["cohort"] == n], orders[n], perturbations,
+                                  title=f"{display_name(n)}: mean |Δp| by group when one modality is replaced "
+                                        f"({model} model)")
+            for n in cohorts]

@@ -449,6 +449,15 @@ def results_table(table: pd.DataFrame, cohort: str, model: str, rows: list[str] 
     return pd.DataFrame(out, index=pd.Index(rows, name="modalities"))
 
 
+def models_side_by_side(table: pd.DataFrame, cohort: str, modalities: str, models: list[str],
+                        columns: list[str] | None = None) -> pd.DataFrame:
+    """Chapter 06's comparison of ``models`` on one set of ``modalities`` of ``cohort``: the :func:`results_table`
+    row of each model (``columns``; default the paper's columns then the signed gaps), indexed by the model."""
+    columns = PAPER_COLUMNS + SIGNED_COLUMNS if columns is None else columns
+    return pd.concat([results_table(table, cohort, m, rows=[modalities], columns=columns).rename(index={modalities: m})
+                      for m in models])
+
+
 def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, attribute: str,
                 real: bool | None = None, digits: int = 3) -> pd.DataFrame:
     """Per-group selection rate, TPR and FPR (``mean ± sd [CI]``) with the group's test size, positives and

@@ -199,3 +199,41 @@ def test_robustness_sweep_is_the_chapters_loop(chapter06):
     pd.testing.assert_frame_equal(got.table, want.table)
     assert list(got.table.columns[-3:]) == ["cohort", "model", "rate"]
     assert got.has(cohort="toy", model="linear+calibrated", rate=0.5)
+
+
+def test_chapter_06s_figures_are_its_loops(trained):
+    """plots.weight_figures and plots.contribution_figures (chapter 06) draw, cohort by cohort, the figures chapter 06
+    drew in its loops: the same titles, captions and pixels (the toy cohort under two names)."""
+    import io
+
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from mmlib import plots
+    from mmlib.schema import display_name
+
+    def png(fig):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+
+    data, _, res = trained
+    names = ["mimic_eye", "mds_ed"]
+    weights = pd.concat([res.weights.assign(cohort=n) for n in names], ignore_index=True)
+    new = plots.weight_figures(weights, names)
+    old = [plots.weight_distributions(weights[weights.cohort == n],
+                                      title=f"{display_name(n)}: decision-layer weights by modality (all seeds)")
+           for n in names]
+    frames = {n: decision.contribution_frame(res, data, ORDER, SEEDS[0]) for n in names}
+    new += plots.contribution_figures(frames, {n: data.target for n in names})
+    for n in names:
+        sub = decision.contribution_frame(res, data, ORDER, SEEDS[0])
+        old.append(plots.contribution_boxes(sub, "outcome", order=["negative", "positive"],
+                                            title=f"{display_name(n)}: contributions by outcome ({data.target})"))
+        old.append(plots.contribution_boxes(sub, "race", title=f"{display_name(n)}: contributions by race group"))
+    assert len(new) == len(old) == 6
+    for a, b in zip(new, old):
+        assert plots.figure_text(a) == plots.figure_text(b) and png(a) == png(b)
+    assert plots._title(new[3]).startswith("MIMIC-Eye: contributions by race")
+    matplotlib.pyplot.close("all")

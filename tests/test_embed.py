@@ -358,3 +358,26 @@ def test_token_ids_from_the_rust_tokenizer_are_the_transformers_call_s(tiny_bert
     monkeypatch.setattr(embed, "_FAST_TOKENIZERS", {})
     assert embed._token_ids(tiny_bert, odd, NOTES, 64) == odd(NOTES, truncation=True, max_length=64)["input_ids"]
     assert embed._FAST_TOKENIZERS[(str(tiny_bert), 64)] is None
+
+
+def test_embed_cohorts_is_chapter_02s_loop(tmp_path, tiny_bert):
+    """embed.embed_cohorts (chapter 02) writes each cohort's embed_modalities arrays where ``path`` says and returns
+    every cohort's stats with its display name, as chapter 02's loop did."""
+    import pandas as pd
+
+    texts = {"mimic_eye": pd.DataFrame({"a": [TEXTS[0], None, TEXTS[1]]}, index=[5, 6, 7]),
+             "mds_ed": pd.DataFrame({"a": [TEXTS[2]], "b": [None]}, index=[9])}
+    opts = dict(encoder=str(tiny_bert), max_length=64, batch_size=8)
+    got = embed.embed_cohorts(texts, lambda n: tmp_path / f"new_{n}.npz", cache_dir=tmp_path / "c1", **opts)
+    stats = []
+    for n, t in texts.items():
+        arrays, st = embed.embed_modalities(t, cache_dir=tmp_path / "c2", **opts)
+        np.savez(tmp_path / f"old_{n}.npz", **arrays)
+        stats.append(st.assign(cohort={"mimic_eye": "MIMIC-Eye", "mds_ed": "MIMIC-IV-Ext-MDS-ED"}[n]))
+    want = pd.concat(stats).set_index(["cohort", "modality"])
+    pd.testing.assert_frame_equal(got.drop(columns="seconds"), want.drop(columns="seconds"))
+    assert list(got.index) == [("MIMIC-Eye", "a"), ("MIMIC-IV-Ext-MDS-ED", "a"), ("MIMIC-IV-Ext-MDS-ED", "b")]
+    for n in texts:
+        new, old = np.load(tmp_path / f"new_{n}.npz"), np.load(tmp_path / f"old_{n}.npz")
+        assert list(new) == list(old)
+        assert all(_bytes_equal(new[k], old[k]) for k in old)

@@ -558,3 +558,13 @@ def test_truth_table_and_answer_put_recorded_and_truth_side_by_side():
     text = findings.truth_answer(summ(-0.01), summ(-0.08), shifts, {"c": "a+b"}, ["paper"])
     assert "signed race TPR gap -0.010 [-0.040, +0.020] against the recorded label, -0.080 [-0.110, -0.050] against the truth" in text
     assert "non-White stays get log-odds -0.300 [-0.450, -0.150] against White stays (a clear shift down)" in text
+
+
+def test_harm_table_is_chapter_05s_pivot():
+    sweep, _ = _sweep_world()
+    harm = findings.modality_harm(sweep, "paper", {"mimic_eye": ["x"]})
+    got = findings.harm_table(harm)
+    want = harm.pivot_table(index=["cohort", "modality lost"], columns=["attribute", "group"],
+                            values="change [95% CI]", aggfunc="first")
+    pd.testing.assert_frame_equal(got, want)
+    assert got.loc[("MIMIC-Eye", "x"), ("race", "non-White")] == "-0.100 [-0.100, -0.100]"

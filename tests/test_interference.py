@@ -221,3 +221,53 @@ def test_positive_control_and_its_summary(two_models):
     moved = lambda e: e[(e.attribute == "overall") & (e.modality == "good")]["mean_abs_dp"].iloc[0]  # noqa: E731
     assert moved(eff) < moved(overall[overall.model == "paper"])
     assert findings.control_summary(overall, {}, orders, "paper", ["switch"]).empty
+
+
+def test_chapter_07s_figures_and_tables_are_its_loops(two_models):
+    """plots.flip_rate_figures and plots.group_interference draw, cohort by cohort, the figures chapter 07 drew in its
+    loops (same titles, captions, pixels), and findings.mean_abs_dp_table / flip_rate_table are its pivots."""
+    import io
+
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from mmlib import findings, metrics, plots
+    from mmlib.schema import display_name
+
+    def png(fig):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+
+    data, fits, _ = two_models
+    blank, irr = _vectors()
+    kinds, models = ["switch", "blank"], ["paper", "late"]
+    _, diagnosis = interference.diagnose_many(data, fits, kinds, blank, irr, **SETTINGS)
+    # the toy cohort under two names, so that the display names show
+    effects = pd.concat([diagnosis.effects.assign(cohort=n) for n in ("mimic_eye", "mds_ed")], ignore_index=True)
+    names, orders = ["mimic_eye", "mds_ed"], {n: ["good", "noise"] for n in ("mimic_eye", "mds_ed")}
+    overall = effects[effects.attribute == "overall"]
+    new = plots.flip_rate_figures(overall, names, models, orders, kinds)
+    old = [plots.interference_heatmaps(overall[overall.cohort == n], models, orders[n], kinds,
+                                       title=f"{display_name(n)}: share of decisions that flip when one modality is "
+                                             "replaced") for n in names]
+    groups_all = effects[effects.attribute.isin(["race", "gender"])]
+    new += plots.group_interference(effects, names, orders, kinds, "paper")
+    by = groups_all[(groups_all.model == "paper") & ~groups_all.group.map(metrics.not_compared)]
+    old += [plots.interference_by_group(by[by.cohort == n], orders[n], kinds,
+                                        title=f"{display_name(n)}: mean |Δp| by group when one modality is replaced "
+                                              "(paper model)") for n in names]
+    assert len(new) == len(old) == 4
+    for a, b in zip(new, old):
+        assert plots.figure_text(a) == plots.figure_text(b) and png(a) == png(b)
+    matplotlib.pyplot.close("all")
+    pd.testing.assert_frame_equal(
+        findings.mean_abs_dp_table(overall),
+        overall.pivot_table(index=["cohort", "model", "modality"], columns="perturbation",
+                            values="mean_abs_dp").round(3).rename_axis(columns="mean |Δp|"))
+    want = (100 * groups_all.pivot_table(index=["cohort", "model", "perturbation"], columns=["attribute", "group"],
+                                         values="flip_rate")).round(1)
+    got = findings.flip_rate_table(effects)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) == 2 * len(models) * len(kinds) and set(got.columns.get_level_values(0)) == {"race", "gender"}

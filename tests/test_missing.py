@@ -414,3 +414,12 @@ def test_retraining_and_the_train_x_test_protocol(sweep_setup):
                           train_rate=pt)
     _same_sweep(got, want)
     assert run.conditions == 4 and not got.table["ci_low"].notna().any(), "scored without the bootstrap"
+
+
+def test_protocol_run_note_is_chapter_05s_sentence():
+    run = missing.ProtocolRun(conditions=4, predictions=12345, seconds=2.5)
+    n_pred, sweep_seconds = run.predictions, run.seconds
+    want = (f"random-missingness sweep: {n_pred:,} predictions and their metrics in {sweep_seconds:.1f} s "
+            f"({n_pred / sweep_seconds:,.0f} predictions/s)")
+    assert run.note("random-missingness sweep") == want
+    assert want == "random-missingness sweep: 12,345 predictions and their metrics in 2.5 s (4,938 predictions/s)"

@@ -389,3 +389,97 @@ def test_embedding_maps_are_the_pca_figures_of_the_modalities_with_texts():
     for new, old in zip(figs, [f for f in before if f is not None]):
         assert new._suptitle.get_text() == old._suptitle.get_text() and _png(new) == _png(old)
     assert plots.embedding_maps(emb, c)[0]._suptitle.get_text().startswith("mds_ed · ")
+
+
+# ------------------------------------------------------------------ chapters 05-07's per-cohort figure loops
+@pytest.fixture(scope="module")
+def chapter05_sweep(toy_data):
+    """A sweep of chapter 05's four protocols on two toy cohorts (``mimic_eye``, ``mds_ed``: the same toy data under
+    two names, so that display names show) and two models, scored with the real protocol functions."""
+    from mmlib import metrics, missing, train
+
+    d = toy_data(n=300)
+    cfg = train.TrainConfig(width=8, heads=2, max_epochs=2, batch_size=64)
+    fl = train.run_grid(d, [("paper", ["good", "noise"])], [0], cfg, keep={("paper", "good+noise")},
+                        progress=False, cache_dir=None).fits_of("paper", "good+noise", [0])
+    names = ["mimic_eye", "mds_ed"]
+    groups = metrics.evaluation_groups(d, "test", min_group=5, min_events=2, n_boot=10)
+    data, fits = {n: d for n in names}, {n: {"paper": fl, "late": fl} for n in names}
+    present, gs = {n: d.mask[d.rows("test")] for n in names}, {n: groups for n in names}
+    orders = {n: train.ModalityOrder(["good", "noise"]) for n in names}
+    sweep = missing.Sweep()
+    missing.random_protocol(sweep, data, fits, present, gs, [0.0, 0.5], 2, mask_seed=0, rank_draws=1)
+    missing.one_modality_protocol(sweep, data, fits, present, gs, orders, [1.0], 2, mask_seed=0, rank_draws=1)
+    grid_fits = {(n, 0.0): {"paper": fl, "late": fl} for n in names}
+    missing.train_test_protocol(sweep, data, grid_fits, present, gs, [0.0], [0.0, 0.6], 2, mask_seed=0, rank_draws=1)
+    factors = {n: {"White": 1.0, "non-White": 2.0} for n in names}
+    missing.group_protocol(sweep, data, fits, present, gs, factors, [0.0, 0.2], 2, mask_seed=0, rank_draws=1)
+    return sweep, names, orders
+
+
+def _same_figures(new: list, old: list):
+    assert len(new) == len(old) >= 2
+    for a, b in zip(new, old):
+        assert plots.figure_text(a) == plots.figure_text(b) and _png(a) == _png(b)
+
+
+def test_chapter_05s_figures_are_its_loops(chapter05_sweep):
+    """plots.random_missingness, one_modality_figures, train_test_heatmaps and protocol_comparison (chapter 05) draw
+    the figures chapter 05 drew cohort by cohort: same titles, captions and pixels, in the same order."""
+    from mmlib import findings, missing
+    from mmlib.schema import display_name
+
+    sweep, names, orders = chapter05_sweep
+    models = ["paper", "late"]
+    rnd = sweep.table[sweep.table.protocol == "random"]
+    keys = findings.PERFORMANCE_KEYS + findings.SIGNED_KEYS
+    old = []
+    for n in names:
+        old.append(plots.degradation_curves(rnd[rnd.cohort == n], models, keys, ncols=4,
+                                            title=f"{display_name(n)}: performance and signed gaps (group − White / "
+                                                  "women − men) as modalities go missing at random"))
+        old.append(plots.degradation_curves(rnd[rnd.cohort == n], models, findings.GAP_KEYS, ncols=3,
+                                            title=f"{display_name(n)}: {findings.PAPER_GAP}, as in the paper's "
+                                                  "Figure 3"))
+    _same_figures(plots.random_missingness(rnd, names, models, keys, findings.GAP_KEYS, findings.PAPER_GAP), old)
+    assert plots._title(old[0]).startswith("MIMIC-Eye: ") and plots._title(old[3]).startswith("MIMIC-IV-Ext-MDS-ED")
+
+    old = [plots.modality_curves(missing.one_modality_table(sweep.table, n, orders[n]), models, orders[n],
+                                 [("auroc", "overall"), ("tpr_signed", "race"), ("dp_signed", "race"),
+                                  ("tpr_signed", "gender")],
+                                 title=f"{display_name(n)}: one modality missing, the others present") for n in names]
+    new = plots.one_modality_figures({n: missing.one_modality_table(sweep.table, n, orders[n]) for n in names},
+                                     models, orders)
+    _same_figures(new, old)
+
+    grid = sweep.table[sweep.table.protocol == "train x test"]
+    hkeys = [("auroc", "overall")] + list(findings.SIGNED_KEYS)
+    old = [plots.missingness_heatmaps(grid[grid.cohort == n], models, hkeys,
+                                      title=f"{display_name(n)}: train x test missingness\n(mean over seeds x draws)")
+           for n in names]
+    _same_figures(plots.train_test_heatmaps(sweep.table, names, models, hkeys), old)
+
+    both = sweep.table[sweep.table.protocol.isin(["random", "group-dependent"])]
+    assert set(both.protocol) == {"random", "group-dependent"}
+    old = [plots.degradation_curves(both[both.cohort == n], models,
+                                    [("auroc", "overall"), ("tpr_signed", "race"), ("dp_signed", "race"),
+                                     ("fpr_signed", "race")], style_by="protocol", ncols=4,
+                                    title=f"{display_name(n)}: random (solid) against group-dependent (dashed) "
+                                          "missingness, same average rate") for n in names]
+    _same_figures(plots.protocol_comparison(sweep.table, names, models), old)
+
+
+def test_calibration_robustness_is_chapter_06s_loop(chapter05_sweep):
+    """plots.calibration_robustness (chapter 06): the baseline against the calibrated model as modalities go
+    missing, per cohort, as chapter 06 drew it (here on a random sweep whose two models are renamed)."""
+    from mmlib import findings
+    from mmlib.schema import display_name
+
+    sweep, names, _ = chapter05_sweep
+    rnd = sweep.table[sweep.table.protocol == "random"]
+    robust = rnd.assign(model=rnd.model.map({"paper": "linear", "late": "linear+calibrated"}))
+    keys = [("auroc", "overall"), ("f1", "overall")] + list(findings.SIGNED_KEYS)
+    old = [plots.degradation_curves(robust[robust.cohort == n], ["linear", "linear+calibrated"], keys, ncols=3,
+                                    title=f"{display_name(n)}: baseline against per-modality calibration as "
+                                          "modalities go missing") for n in names]
+    _same_figures(plots.calibration_robustness(robust, names, keys), old)

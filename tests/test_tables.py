@@ -338,3 +338,21 @@ def test_downloads_offer_each_table_as_a_full_precision_csv_and_suppress_small_c
 def test_fmt_value_prints_a_dash_for_an_estimate_that_is_not_estimable():
     assert tables.fmt_value(0.71449) == "0.714" and tables.fmt_value(0.0312, signed=True) == "+0.031"
     assert tables.fmt_value(float("nan")) == "–" and tables.fmt_value(float("nan"), signed=True) == "–"
+
+
+def test_models_side_by_side_is_chapter_06s_rows():
+    """tables.models_side_by_side (chapter 06) is the results_table row of each model on one set of modalities,
+    indexed by the model, as chapter 06 built it."""
+    rows = [{"cohort": "c", "model": mdl, "modalities": "a+b", "metric": m, "attribute": a, "group": "all",
+             "mean": v + d, "sd": 0.01, "ci_low": v + d - 0.02, "ci_high": v + d + 0.02, "flag": ""}
+            for mdl, d in (("linear", 0.0), ("linear+calibrated", 0.01))
+            for m, a, v in (("auroc", "overall", 0.8), ("f1", "overall", 0.6), ("tpr_signed", "race", -0.05))]
+    table = pd.DataFrame(rows)
+    cols = tables.PAPER_COLUMNS + tables.SIGNED_COLUMNS
+    want = pd.concat([tables.results_table(table, "c", m, rows=["a+b"], columns=cols).rename(index={"a+b": m})
+                      for m in ("linear", "linear+calibrated")])
+    got = tables.models_side_by_side(table, "c", "a+b", ["linear", "linear+calibrated"])
+    pd.testing.assert_frame_equal(got, want)
+    assert list(got.index) == ["linear", "linear+calibrated"] and got.loc["linear+calibrated", "AUROC"].startswith("0.810")
+    few = tables.models_side_by_side(table, "c", "a+b", ["linear"], columns=(("auroc", "overall"),))
+    assert list(few.columns) == ["AUROC"] and len(few) == 1
