@@ -1081,15 +1081,6 @@ def interference_answer(effects: pd.DataFrame, group_gaps: pd.DataFrame, control
     return "\n".join(lines)
 
 
-__all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "SIGNED_KEYS", "PAPER_GAP_KEYS", "PAPER_GAP", "MIN_LEAD",
-           "BEST_SINGLE_COLUMN", "BEST_SINGLE_NAME", "BEST_SINGLE_CI", "EFFECT_COLUMNS", "Change", "Run", "label", "difference_word", "signed_change_word", "gap_name",
-           "group_word", "single_modality_answer", "step_table", "order_table", "direction", "rq1_answer",
-           "signed_gaps_text", "gap_effects", "gap_effects_text", "area_change", "largest_in_every_seed", "clear_lead",
-           "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note", "rq2_answer",
-           "remedy_effects", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
-           "group_gap_table", "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth"]
-
-
 def mean_abs_dp_table(overall: pd.DataFrame) -> pd.DataFrame:
     """Chapter 07's table of the mean |Δp| (overall, mean over seeds) of every cohort, model and modality (rows)
     under each perturbation (columns), from the diagnostic's ``overall`` effects; 3 decimals."""
@@ -1110,3 +1101,13 @@ def harm_table(harm: pd.DataFrame) -> pd.DataFrame:
     (columns: attribute, group) for every cohort and modality lost (rows)."""
     return harm.pivot_table(index=["cohort", "modality lost"], columns=["attribute", "group"],
                             values="change [95% CI]", aggfunc="first")
+
+
+__all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "SIGNED_KEYS", "PAPER_GAP_KEYS", "PAPER_GAP", "MIN_LEAD",
+           "BEST_SINGLE_COLUMN", "BEST_SINGLE_NAME", "BEST_SINGLE_CI", "EFFECT_COLUMNS", "Change", "Run", "label", "difference_word", "signed_change_word", "gap_name",
+           "group_word", "single_modality_answer", "step_table", "order_table", "direction", "rq1_answer",
+           "signed_gaps_text", "gap_effects", "gap_effects_text", "area_change", "largest_in_every_seed", "clear_lead",
+           "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note", "rq2_answer",
+           "remedy_effects", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
+           "group_gap_table", "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth",
+           "mean_abs_dp_table", "flip_rate_table", "harm_table"]
