@@ -343,17 +343,13 @@ def test_figures_have_titles_and_labelled_axes(small_lab):
 def test_attribution_forests_and_power_figures_are_chapter_08s_loops(small_lab):
     """plots.attribution_forests and plots.power_figures (chapter 08) draw, cohort by cohort, the figures chapter 08
     drew in its loops: the same titles, captions and pixels."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     from mmlib import plots
 
-    def png(fig):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+    from figure_bytes import png  # tests/figure_bytes.py
 
     lab, _, ev = small_lab
     table = A.display_first(ev.table)

@@ -204,7 +204,6 @@ def test_robustness_sweep_is_the_chapters_loop(chapter06):
 def test_chapter_06s_figures_are_its_loops(trained):
     """plots.weight_figures and plots.contribution_figures (chapter 06) draw, cohort by cohort, the figures chapter 06
     drew in its loops: the same titles, captions and pixels (the toy cohort under two names)."""
-    import io
 
     import matplotlib
     import pandas as pd
@@ -213,10 +212,7 @@ def test_chapter_06s_figures_are_its_loops(trained):
     from mmlib import plots
     from mmlib.schema import display_name
 
-    def png(fig):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+    from figure_bytes import png  # tests/figure_bytes.py
 
     data, _, res = trained
     names = ["mimic_eye", "mds_ed"]

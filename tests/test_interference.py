@@ -226,7 +226,6 @@ def test_positive_control_and_its_summary(two_models):
 def test_chapter_07s_figures_and_tables_are_its_loops(two_models):
     """plots.flip_rate_figures and plots.group_interference draw, cohort by cohort, the figures chapter 07 drew in its
     loops (same titles, captions, pixels), and findings.mean_abs_dp_table / flip_rate_table are its pivots."""
-    import io
 
     import matplotlib
     import pandas as pd
@@ -235,10 +234,7 @@ def test_chapter_07s_figures_and_tables_are_its_loops(two_models):
     from mmlib import findings, metrics, plots
     from mmlib.schema import display_name
 
-    def png(fig):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+    from figure_bytes import png  # tests/figure_bytes.py
 
     data, fits, _ = two_models
     blank, irr = _vectors()

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from figure_bytes import png as _png  # noqa: E402  (tests/figure_bytes.py; tests/ is on sys.path under pytest)
 from mmlib import plots  # noqa: E402
 
 
@@ -334,12 +335,6 @@ def test_decision_and_interference_figures_are_described():
     assert "blank: 0.030 for F (a replaced)" in _described(plots.interference_by_group(by, ["a", "b"], ["blank"])).alt
 
 
-def _png(fig) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def test_adding_modalities_draws_chapter_04s_three_figures():
