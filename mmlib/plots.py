@@ -21,7 +21,8 @@ import pandas as pd
 import seaborn as sns
 
 from . import disclosure
-from .metrics import SIGNED, group_order
+from .metrics import SIGNED, group_order, not_compared
+from .schema import FS, LEADS, MODALITIES, display_name
 from .tables import rates_by_group
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -254,8 +255,6 @@ def ecg_strips(cohort, stay_ids, captions: list[str], leads=("I", "II", "V1", "V
     disclosure.per_stay("ECG strips")
     if not cohort.is_synthetic:
         raise ValueError("row-level content (ECGs) is shown for synthetic cohorts only")
-    from .schema import FS, LEADS
-
     from matplotlib.ticker import MultipleLocator, NullFormatter
 
     sig = cohort.ecg(stay_ids)
@@ -381,7 +380,6 @@ def availability_by_group(cohort, group: str = "race_binary") -> plt.Figure:
     """Share of each ``group``'s stays that have each modality before the prediction time, with Wilson 95% CIs
     (chapter 01)."""
     from .data.prepare import RACE_GROUPINGS
-    from .schema import display_name
 
     return rates_with_ci(cohort.availability.astype(float), cohort.stays[group],
                          title=f"{display_name(cohort.name)}: modality available before the "
@@ -404,7 +402,6 @@ def outcome_columns(cohort) -> list[str]:
 def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
     """Prevalence of each outcome of :func:`outcome_columns` by ``group``, with Wilson 95% CIs (chapter 01)."""
     from .data.prepare import RACE_GROUPINGS
-    from .schema import display_name
 
     return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
                          title=f"{display_name(cohort.name)}: outcome prevalence",
@@ -523,8 +520,6 @@ def embedding_maps(embeddings, cohort, name: str | None = None) -> list[plt.Figu
     """Chapter 02's map of each modality of ``cohort`` (``mmlib.schema.MODALITIES`` order): the
     :func:`embedding_pca` figures of the modalities with enough texts, titled with ``name`` (the cohort's display
     name). Show them with ``plt.show()``."""
-    from .schema import MODALITIES
-
     figs = [embedding_pca(embeddings, m, cohort, title=f"{name or cohort.name} · {m}: first two principal components")
             for m in MODALITIES[cohort.name]]
     return [f for f in figs if f is not None]
@@ -1137,8 +1132,6 @@ def adding_modalities(table: pd.DataFrame, cohort: str, order, models: list[str]
 def attribution_forests(table: pd.DataFrame, cohorts, estimands: dict, models: list[str]) -> list[plt.Figure]:
     """Chapter 08's attribution figure (:func:`attribution_forest`) of every cohort of ``cohorts`` (names, in order),
     titled with the cohort's display name. Show them with ``plt.show()``."""
-    from .schema import display_name
-
     return [attribution_forest(table, n, estimands, models,
                                title=f"{display_name(n)}: change from all knobs off (non-White − White), 95% CI")
             for n in cohorts]
@@ -1151,8 +1144,6 @@ def power_figures(curve: pd.DataFrame, sizes: dict, test_share: dict, *, power: 
     column holds display names, :func:`mmlib.attribution.mde_curve`), with the profiles of ``sizes`` (profile ->
     ``n_patients``, ``None`` where it sets none) marked at their test stays; ``model`` names the lead model in the
     titles. Show them with ``plt.show()``."""
-    from .schema import display_name
-
     figs = []
     for n, share in test_share.items():
         marks = {p: v * share for p, v in sizes.items() if v}
@@ -1166,8 +1157,6 @@ def power_figures(curve: pd.DataFrame, sizes: dict, test_share: dict, *, power: 
 def _each_cohort(draw, table: pd.DataFrame, cohorts, title: str, *args, **kwargs) -> list[plt.Figure]:
     """``draw(rows of table for the cohort, *args, title=..., **kwargs)`` for every cohort of ``cohorts`` (names, in
     order); ``title`` with ``{name}`` standing for the cohort's display name."""
-    from .schema import display_name
-
     return [draw(table[table["cohort"] == n], *args, title=title.format(name=display_name(n)), **kwargs)
             for n in cohorts]
 
@@ -1184,8 +1173,6 @@ def random_missingness(table: pd.DataFrame, cohorts, models: list[str], keys, pa
     rows of the random protocol; :func:`degradation_curves` of ``models``): the metrics of ``keys`` (performance and
     signed gaps), then the paper's gaps ``paper_keys`` (``paper_gap``: what they are called). Show them with
     ``plt.show()``."""
-    from .schema import display_name
-
     figs = []
     for n in cohorts:
         t, name = table[table["cohort"] == n], display_name(n)
@@ -1201,8 +1188,6 @@ def one_modality_figures(tables: dict, models: list[str], orders: dict,
     """Chapter 05's one-modality protocol: :func:`modality_curves` of ``models`` for every cohort of ``tables``
     (cohort name -> :func:`mmlib.missing.one_modality_table`), one column per modality of ``orders[cohort]``, the
     panels of ``keys``. Show them with ``plt.show()``."""
-    from .schema import display_name
-
     return [modality_curves(t, models, orders[n], list(keys),
                             title=f"{display_name(n)}: one modality missing, the others present")
             for n, t in tables.items()]
@@ -1236,8 +1221,6 @@ def contribution_figures(frames: dict, targets: dict) -> list[plt.Figure]:
     """Chapter 06's two figures per cohort of ``frames`` (cohort name -> per-stay contributions,
     :func:`mmlib.decision.contribution_frame`): :func:`contribution_boxes` by outcome (``targets[cohort]``: the
     outcome's name in the title), then by race group. Show them with ``plt.show()``."""
-    from .schema import display_name
-
     figs = []
     for n, sub in frames.items():
         figs += [contribution_boxes(sub, "outcome", order=["negative", "positive"],
@@ -1259,8 +1242,6 @@ def flip_rate_figures(overall: pd.DataFrame, cohorts, models: list[str], orders:
     """Chapter 07's share of decisions that flip (:func:`interference_heatmaps` of ``models``, modalities of
     ``orders[cohort]`` in rows, ``perturbations`` in columns) for every cohort of ``cohorts``, from the ``overall``
     rows of the diagnostic's effects. Show them with ``plt.show()``."""
-    from .schema import display_name
-
     return [interference_heatmaps(overall[overall["cohort"] == n], models, orders[n], perturbations,
                                   title=f"{display_name(n)}: share of decisions that flip when one modality is "
                                         "replaced")
@@ -1272,9 +1253,6 @@ def group_interference(effects: pd.DataFrame, cohorts, orders: dict, perturbatio
     """Chapter 07's mean |Δp| by group (:func:`interference_by_group`) of ``model`` for every cohort of ``cohorts``:
     the diagnostic's ``effects`` by race group and gender, groups that are not compared (race not recorded) left
     out, modalities of ``orders[cohort]``. Show them with ``plt.show()``."""
-    from .metrics import not_compared
-    from .schema import display_name
-
     by = effects[effects["attribute"].isin(["race", "gender"]) & (effects["model"] == model)]
     by = by[~by["group"].map(not_compared)]
     return [interference_by_group(by[by["cohort"] == n], orders[n], perturbations,
