@@ -213,6 +213,37 @@ def test_empty_input_and_built_graph_metadata():
     assert info["usable"] and info["check_min_cosine"] >= embed.INT8_MIN_COSINE and info["fusions"].get("Attention")
 
 
+def test_skip_layer_norm_is_unfused_in_the_built_graphs_and_stays_so_in_a_session(tmp_path):
+    """The default encoder's graphs hold no ``SkipLayerNormalization`` (slow in ONNX Runtime's CPU kernel), neither
+    as saved nor as a session optimises them (ONNX Runtime would fuse some again if its fusion were left on)."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    embed_texts(TEXTS[:2], progress=False)  # builds the graphs if this session has not yet
+    folder = embed.default_onnx_dir() / embed.encoder_id(embed.resolve_encoder(embed.DEFAULT_ENCODER))
+    for name in (f"fp32-v{embed.ONNX_FORMAT}", f"int8-o{embed.OUTLIER_CHANNELS}-v{embed.ONNX_FORMAT}"):
+        info = json.loads((folder / f"{name}.json").read_text())
+        assert info["unfused"]["SkipLayerNormalization"] == 12, info  # two per layer of all-MiniLM-L6-v2
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"{name}-session.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(folder / f"{name}.onnx"), so, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=["SkipLayerNormFusion"])
+        ops = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+        assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, (name, ops)
+        assert "SkipLayerNormalization" not in {n.op_type for n in onnx.load(folder / f"{name}.onnx").graph.node}
+    # why sessions disable ONNX Runtime's own fusion: with it on, it fuses some of the int8 graph's nodes again
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "refused.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(folder / f"int8-o{embed.OUTLIER_CHANNELS}-v{embed.ONNX_FORMAT}.onnx"), so,
+                         providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" in {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+    # (that the unfused fp32 graph still computes the exact vectors: test_fp32_is_exact)
+
+
 def test_an_int8_graph_that_fails_its_check_is_not_used(tmp_path, monkeypatch, tiny_bert):
     monkeypatch.setattr(embed, "INT8_MIN_COSINE", 1.01)  # no graph can pass: the fallback must engage
     with pytest.warns(UserWarning, match="using fp32 instead"):
