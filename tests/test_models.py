@@ -69,6 +69,23 @@ def test_the_paper_model_zero_fills_a_missing_modality():
     assert not torch.allclose(net(zero, mask | True), net(unit, mask | True))
 
 
+@pytest.mark.parametrize("name", models.NEURAL_MODELS)
+def test_a_prediction_does_not_depend_on_the_memory_layout_of_its_inputs(name):
+    """numpy's ``a[rows][:, cols]`` (how chapters select a model's modalities) gives arrays in another memory layout
+    than a contiguous copy; the logits are the same bytes for both."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    net = models.build_model(name, M, D, width=8, heads=2).eval()
+    x, mask = _inputs(200)
+    xs, ms = x.numpy()[:, [0, 2, 1]][:, [0, 2, 1]], mask.numpy()[:, [0, 2, 1]][:, [0, 2, 1]]
+    strided = (torch.as_tensor(xs), torch.as_tensor(ms))
+    assert not strided[0].is_contiguous() and not strided[1].is_contiguous()
+    with torch.no_grad():
+        assert torch.equal(net(x, mask), net(*strided))
+        assert torch.equal(models.encode_inputs(net, x, mask), models.encode_inputs(net, *strided))
+
+
 def test_late_fusion_averages_the_present_heads():
     torch.manual_seed(0)
     net = models.build_model("late", M, D, width=8, heads=2).eval()
