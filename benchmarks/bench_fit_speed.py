@@ -3,7 +3,8 @@
 Trains every neural model (``paper``, ``resilient``, ``late``, ``linear``) on a demo cohort, all of its
 modalities, for a fixed number of epochs (early stopping off, so both versions do the same work), one fit at a
 time on one thread as the chapters do, with the working tree's ``mmlib`` and with the ``mmlib`` of ``--baseline``
-(default ``HEAD~1``; checked out in a temporary ``git worktree``). Each fit runs in a fresh subprocess, the two
+(checked out in a temporary ``git worktree``; default :data:`BEFORE`, the last revision before the training steps
+were made faster, so that ``make bench`` keeps measuring that change). Each fit runs in a fresh subprocess, the two
 versions alternating (the order flipping each round), so that the load of a shared machine falls on both alike.
 Prints seconds per fit of each version, their ratio (baseline / working tree: above 1 is faster), and the
 largest difference between the two versions' validation losses after the first epoch (the numerics may differ
@@ -11,7 +12,7 @@ in the last bits; the training must not).
 
 Uses the demo artifacts of chapters 01-02 in the build folder, building them first if needed.
 
-    .venv/bin/python benchmarks/bench_fit_speed.py [--baseline HEAD~1] [--cohort mimic_eye] [--epochs 10] [--rounds 3]
+    .venv/bin/python benchmarks/bench_fit_speed.py [--baseline 059bcca] [--cohort mimic_eye] [--epochs 10] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("paper", "resilient", "late", "linear")
+#: The revision before fused AdamW, ``index_select`` mini-batches and masking after the input layers (issue 15).
+BEFORE = "059bcca"
 
 _CHILD = r"""
 import json, sys, time
@@ -64,7 +67,7 @@ def _fit(root: Path, cohort_dir: Path, embeddings: Path, model: str, epochs: int
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", default="HEAD~1", help="git revision to compare with")
+    ap.add_argument("--baseline", default=BEFORE, help="git revision to compare with")
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--cohort", default="mimic_eye")
     ap.add_argument("--epochs", type=int, default=10)
