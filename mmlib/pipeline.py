@@ -389,6 +389,13 @@ def _tidy_executed(path: Path, tmp: Path, final: Path) -> None:
     nbformat.write(nb, path)
 
 
+#: Arguments of every chapter's kernel: its application log shows errors only. ipykernel 7.4 logs a warning about
+#: unencrypted TCP at every kernel start (the loopback connection Jupyter has always used), which cluttered the
+#: build's output once per chapter. (Local sockets instead, the remedy it suggests, made a chapter's kernel ignore
+#: SIGTERM until its cell finished.) Warnings raised by a chapter's code are not affected: they reach its notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 @contextmanager
 def _kernel_imports_this_checkout():
     """Put the checkout that holds this ``mmlib`` first on the kernel's ``PYTHONPATH`` (the kernel inherits
@@ -474,7 +481,8 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
         try:
             with _kernel_imports_this_checkout():
                 pm.execute_notebook(str(ch.path), str(tmp / "executed.ipynb"), parameters=injected,
-                                    kernel_name="python3", progress_bar=progress, cwd=str(ch.path.parent))
+                                    kernel_name="python3", progress_bar=progress, cwd=str(ch.path.parent),
+                                    extra_arguments=KERNEL_ARGUMENTS)
         except BaseException as e:
             failed = build_dir() / "failed" / f"{ch.path.stem}.ipynb"
             failed.parent.mkdir(parents=True, exist_ok=True)

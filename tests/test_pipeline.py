@@ -150,11 +150,13 @@ def test_keys_follow_parameters_and_inputs(toy_project):
     assert changed[1] != same[1], "chapter 02's key must change when its input's key changes"
 
 
-def test_run_reuse_and_missing_upstream(toy_project):
+def test_run_reuse_and_missing_upstream(toy_project, capfd):
     params = pipeline.load_profile("demo")
     with pytest.raises(RuntimeError, match=r"needs the artifact of chapter 01.*python -m mmlib run 01"):
         pipeline.run("02", params)
     s1 = pipeline.run("01", params, force=False)
+    # the kernel logs errors only (pipeline.KERNEL_ARGUMENTS): no warning about unencrypted TCP in the output
+    assert "running over TCP" not in capfd.readouterr().err
     assert s1.status == "executed" and "value.json" in s1.artifacts
     assert json.loads((pipeline.artifact_dir("01", s1.key) / "value.json").read_text()) == {"value": 30}
     s2 = pipeline.run("02", params)
