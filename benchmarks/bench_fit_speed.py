@@ -43,19 +43,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "epochs": len(fit.history
 """
 
 
-def _inputs(profile: str, cohort: str) -> tuple[Path, Path]:
-    sys.path.insert(0, str(REPO))
-    from mmlib import pipeline
-
-    params = pipeline.load_profile(profile)
-    steps = dict((c.id, k) for c, k in pipeline.plan(params, upto="02"))
-    if not all(pipeline.is_complete(c, k) for c, k in steps.items()):
-        print("building chapters 01-02 of the profile first ...", flush=True)
-        pipeline.build({**params}, render=False, progress=False)
-    return (pipeline.artifact_dir("01", steps["01"]) / f"cohort_{cohort}",
-            pipeline.artifact_dir("02", steps["02"]) / f"embeddings_{cohort}.npz")
-
-
 def _fit(root: Path, cohort_dir: Path, embeddings: Path, model: str, epochs: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MMLIB_FIT_CACHE": "off"}
     out = subprocess.run([sys.executable, "-c", _CHILD, str(cohort_dir), str(embeddings), model, str(epochs)],
@@ -73,7 +60,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    cohort_dir, embeddings = _inputs(args.profile, args.cohort)
+    sys.path.insert(0, str(REPO))
+    from bench_train import _inputs  # chapters 01-02 of the profile, built first if needed
+    from mmlib import pipeline
+
+    d01, d02 = _inputs(pipeline.load_profile(args.profile))
+    cohort_dir, embeddings = d01 / f"cohort_{args.cohort}", d02 / f"embeddings_{args.cohort}.npz"
     rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:

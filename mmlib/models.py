@@ -60,14 +60,12 @@ def _apply_each(layers, x: torch.Tensor) -> torch.Tensor:
 
 
 class ModalityProjection(nn.Module):
-    """One linear map per modality from the embedding size ``in_dim`` to the common ``width``."""
+    """One linear map per modality from the embedding size ``in_dim`` to the common ``width`` (the paper and
+    resilient models' input layers; :func:`encode_inputs` applies them, so this module only holds them)."""
 
     def __init__(self, n_modalities: int, in_dim: int, width: int):
         super().__init__()
         self.proj = nn.ModuleList(nn.Linear(in_dim, width) for _ in range(n_modalities))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _apply_each(self.proj, x)
 
 
 def input_layers(model: nn.Module) -> list[nn.Linear]:
