@@ -38,6 +38,11 @@ def make_toy_data(n: int = 300, seed: int = 0):
 #: they form one unit of work, so the worker that builds the book runs them all and no other worker builds it again.
 #: A test that asks for ``ci_book`` elsewhere is refused at collection (add it here).
 CI_BOOK_TESTS = ("tests/test_browser.py::", "tests/test_pipeline.py::test_the_chapters_execute_and_the_book_renders")
+#: Whole-book tests whose cohorts, texts and fits are the ci book's (the real-source book reads copies of the same
+#: generated folders): they join the ci book's unit of work, so that one of the two books embeds and trains and the
+#: other finds the vectors and networks in the run's caches (:func:`_caches_outside_the_checkout`) instead of
+#: computing the same things at the same time in another worker.
+SAME_WORK_AS_CI_BOOK = ("tests/test_disclosure.py::test_a_real_source_book_publishes_aggregates_only",)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -53,8 +58,8 @@ def pytest_xdist_auto_num_workers(config):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """With ``-n`` (and the default ``--dist load``): xdist's per-scope scheduler with every test a scope of its own
-    except the :data:`CI_BOOK_TESTS`, which are one. (xdist's ``loadgroup`` would do this from marks, but with
-    pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.) Scopes go out largest first, then in
+    except the :data:`CI_BOOK_TESTS` and :data:`SAME_WORK_AS_CI_BOOK`, which are one. (xdist's ``loadgroup`` would
+    do this from marks, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.) Scopes go out largest first, then in
     collection order, which puts the whole-book tests first (:func:`pytest_collection_modifyitems`)."""
     if config.getvalue("dist") != "load":
         return None  # the user asked for another distribution
@@ -62,7 +67,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class CiBookTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "ci_book" if nodeid.startswith(CI_BOOK_TESTS) else nodeid
+            return "ci_book" if nodeid.startswith(CI_BOOK_TESTS + SAME_WORK_AS_CI_BOOK) else nodeid
 
     return CiBookTogether(config, log)
 

@@ -600,12 +600,13 @@ def test_three_cli_processes_on_one_key_with_a_reader_polling(toy_project):
 
 #: Documented alternatives to the defaults (the parameters cells' comments and README), all in one build:
 #: one cohort, five race groups, other model lists, a single seed, a threshold chosen on validation, only
-#: the default order, one perturbation, no control, explicit group-dependent missingness factors.
+#: the default order, one perturbation, no control, explicit group-dependent missingness factors, and training
+#: in worker processes (one per core, the chapters' default; the ci profile trains in the chapter's process).
 ALTERNATIVES = [("cohorts", ["mds_ed"]), ("race_grouping", "race5"), ("single_models", ["paper"]),
                 ("fusion_models", ["resilient", "paper"]), ("every_order", False), ("sweep_models", ["resilient"]),
                 ("grid_models", ["resilient"]), ("interference_models", ["resilient"]), ("seeds", [3]),
                 ("threshold", "val_youden"), ("perturbations", ["blank"]), ("control", False),
-                ("group_missing", {"White": 1.0, "Black": 2.0}), ("n_patients", 240)]
+                ("group_missing", {"White": 1.0, "Black": 2.0}), ("n_patients", 240), ("n_jobs", -1)]
 
 
 @pytest.mark.book
