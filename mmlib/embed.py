@@ -650,13 +650,27 @@ class _OnnxRunner:
 
     @staticmethod
     def _ensure(path, f, int8, tok) -> dict:
+        """The record of graph ``f``, exported first when absent. One process exports a graph at a time (a file
+        lock beside it): a process that finds another exporting waits for it and reads its graph instead of
+        exporting the same one at the same time (chapters side by side, test workers)."""
+        from filelock import FileLock
+
         meta = f.with_suffix(".json")
-        if f.is_file() and meta.is_file():
-            try:
-                return json.loads(meta.read_text())
-            except ValueError:
-                pass
-        return _build_onnx(path, f, int8, tok)
+
+        def cached() -> dict | None:
+            if f.is_file() and meta.is_file():
+                try:
+                    return json.loads(meta.read_text())
+                except ValueError:
+                    return None
+            return None
+
+        info = cached()
+        if info is not None:
+            return info
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(f.with_suffix(".lock"))):
+            return cached() or _build_onnx(path, f, int8, tok)
 
     def settings(self) -> dict:
         """What, besides the encoder and the text, decides a vector of this runner."""

@@ -213,6 +213,43 @@ def test_empty_input_and_built_graph_metadata():
     assert info["usable"] and info["check_min_cosine"] >= embed.INT8_MIN_COSINE and info["fusions"].get("Attention")
 
 
+_EXPORT_ONCE = """
+import json, sys, time
+from pathlib import Path
+from mmlib import embed
+
+def slow_export(path, dst, int8, tok):  # stands in for the real export: long enough for the other to arrive
+    with open(sys.argv[2], "a") as fh:
+        fh.write(f"{sys.argv[3]}\\n")
+    time.sleep(3)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(b"graph")
+    info = {"usable": True, "by": sys.argv[3]}
+    dst.with_suffix(".json").write_text(json.dumps(info))
+    return info
+
+embed._build_onnx = slow_export
+print(json.dumps(embed._OnnxRunner._ensure(Path("enc"), Path(sys.argv[1]), True, None)))
+"""
+
+
+def test_two_processes_asking_for_one_absent_graph_export_it_once(tmp_path):
+    """Chapters side by side (or test workers) that need the same absent ONNX graph: one exports it, the other
+    waits for the lock beside it and reads that graph, instead of both exporting the same graph at once."""
+    import json
+    import subprocess
+    import sys
+
+    graph, log = tmp_path / "onnx" / "enc" / "int8-v0.onnx", tmp_path / "exports.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", _EXPORT_ONCE, str(graph), str(log), who],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for who in ("a", "b")]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    exporters = log.read_text().split()
+    assert len(exporters) == 1, f"exported {len(exporters)} times"
+    assert [json.loads(o)["by"] for o, _ in outs] == exporters * 2, "both read the one export"
+
+
 def test_skip_layer_norm_is_unfused_in_the_built_graphs_and_stays_so_in_a_session(tmp_path):
     """The default encoder's graphs hold no ``SkipLayerNormalization`` (slow in ONNX Runtime's CPU kernel), neither
     as saved nor as a session optimises them (ONNX Runtime would fuse some again if its fusion were left on)."""
