@@ -31,6 +31,7 @@ MDS-ED fixture (15 ECG rows; prediction time 90 min; ECGs in two memmap files, f
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -400,6 +401,31 @@ def _assert_cohorts_equal(a: Cohort, b: Cohort) -> None:
     for m in a.modalities:
         pd.testing.assert_frame_equal(_nulls_as_none(a.modalities[m]), _nulls_as_none(b.modalities[m]), obj=m)
     assert (a.truth is None) == (b.truth is None)
+
+
+def test_a_synthetic_cohort_artifact_is_the_same_bytes_in_any_checkout_and_follows_a_moved_one(tmp_path):
+    """Chapter 01's cohort artifact of a generated cohort records the data folder relative to itself: two checkouts
+    in different places write the same bytes (so the chapters downstream get the same keys), and a moved checkout
+    still finds its X-rays and generator files; a real copy's folder stays absolute."""
+    import shutil
+
+    from mmlib.data.synth import generate
+
+    written = {}
+    for project in ("a", "b"):
+        root, _ = generate("mds_ed", {"n": 40, "seed": 3}, data_dir=tmp_path / project / "data", progress=False)
+        c = load_cohort("mds_ed", root, progress=False)
+        assert c.origin == "synthetic"
+        art = tmp_path / project / "build" / "artifacts" / "01" / "k" / "cohort_mds_ed"
+        c.save(art)
+        written[project] = (art / "cohort.json").read_bytes()
+    assert written["a"] == written["b"], "the checkout's location is not in the artifact"
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    back = Cohort.load(tmp_path / "moved" / "build" / "artifacts" / "01" / "k" / "cohort_mds_ed")
+    assert back.root == tmp_path / "moved" / "data" / root.name and (back.root / "synthetic_params.json").is_file()
+    real = _load_mds(write_mds_ed(tmp_path / "mds-ed"))
+    real.save(tmp_path / "real_artifact")
+    assert json.loads((tmp_path / "real_artifact" / "cohort.json").read_text())["root"] == str((tmp_path / "mds-ed").resolve())
 
 
 def test_mimic_eye_save_load_roundtrip(mimic_eye, tmp_path):

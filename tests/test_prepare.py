@@ -44,5 +44,7 @@ def test_cohort_summary_records_stays_splits_availability_and_target():
     c = SimpleNamespace(stays=stays, origin="synthetic", root=Path("/data/x"), availability=avail,
                         primary_target="deterioration_icu_24h")
     assert prepare.cohort_summary({"mds_ed": c}) == {"mds_ed": {
-        "stays": 5, "origin": "synthetic", "root": "/data/x", "splits": {"train": 3, "test": 1, "val": 1},
+        "stays": 5, "origin": "synthetic", "root": "x", "splits": {"train": 3, "test": 1, "val": 1},
         "availability": {"arrival": 1.0, "ecg": 0.4}, "primary_target": "deterioration_icu_24h"}}
+    real = SimpleNamespace(**{**vars(c), "origin": "real"})
+    assert prepare.cohort_summary({"mds_ed": real})["mds_ed"]["root"] == "/data/x", "a real copy: its path"

@@ -10,6 +10,7 @@ The layouts' names come from :mod:`mmlib.schema`; this loader never imports the 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +89,19 @@ class Cohort:
 
     # --- persistence -----------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        """Write the cohort to ``folder`` (parquet + JSON), atomically: temp folder, then rename."""
+        """Write the cohort to ``folder`` (parquet + JSON), atomically: temp folder, then rename.
+
+        A synthetic cohort's folder (generated under the data folder, which moves with the checkout) is recorded
+        relative to ``folder``, so that the same parameters give the same bytes in any checkout (and the keys of
+        the chapters downstream do not depend on where the project lies); a real copy's folder is recorded as an
+        absolute path, as it stays where its user keeps it. :meth:`load` resolves either."""
+        root = Path(self.root).resolve()
+        recorded = str(root)
+        if self.origin == "synthetic":
+            try:
+                recorded = os.path.relpath(root, Path(folder).resolve())
+            except ValueError:  # another drive (Windows): no relative path
+                pass
         with atomic_dir(folder) as tmp:
             self.stays.to_parquet(tmp / "stays.parquet")
             self.availability.to_parquet(tmp / "availability.parquet")
@@ -97,7 +110,7 @@ class Cohort:
                 df.to_parquet(tmp / f"modality_{m}.parquet")
             if self.truth is not None:
                 self.truth.to_parquet(tmp / "truth.parquet")
-            meta = {"name": self.name, "origin": self.origin, "root": str(Path(self.root).resolve()),
+            meta = {"name": self.name, "origin": self.origin, "root": recorded,
                     "prediction_time": self.prediction_time, "targets": self.targets,
                     "primary_target": self.primary_target, "modalities": list(self.modalities),
                     "info": self.info}
@@ -111,7 +124,9 @@ class Cohort:
             raise FileNotFoundError(f"{folder}: no cohort.json; expected a cohort artifact written by Cohort.save")
         meta = json.loads((folder / "cohort.json").read_text())
         truth = pd.read_parquet(folder / "truth.parquet") if (folder / "truth.parquet").exists() else None
-        return cls(name=meta["name"], origin=meta["origin"], root=Path(meta["root"]),
+        root = Path(meta["root"])
+        root = root if root.is_absolute() else Path(os.path.normpath(folder.resolve() / root))
+        return cls(name=meta["name"], origin=meta["origin"], root=root,
                    prediction_time=meta["prediction_time"], stays=pd.read_parquet(folder / "stays.parquet"),
                    targets=meta["targets"], primary_target=meta["primary_target"],
                    modalities={m: pd.read_parquet(folder / f"modality_{m}.parquet") for m in meta["modalities"]},

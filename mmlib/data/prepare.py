@@ -69,9 +69,12 @@ def load_cohorts(params: dict, *, data_dir: Path | str) -> tuple[dict[str, Cohor
 
 
 def cohort_summary(cohorts: dict) -> dict:
-    """What chapter 01 records of each loaded cohort (its ``summary`` artifact): stays, origin, root folder,
-    stays per split, share of stays with each modality (4 decimals) and primary target, by cohort name."""
-    return {name: {"stays": len(c.stays), "origin": c.origin, "root": str(c.root),
+    """What chapter 01 records of each loaded cohort (its ``summary`` artifact): stays, origin, folder (a
+    synthetic cohort's folder name under the data folder, so that the record is the same in every checkout; a real
+    copy's path), stays per split, share of stays with each modality (4 decimals) and primary target, by cohort
+    name."""
+    return {name: {"stays": len(c.stays), "origin": c.origin,
+                   "root": Path(c.root).name if c.origin == "synthetic" else str(c.root),
                    "splits": c.stays["split"].value_counts().to_dict(),
                    "availability": c.availability.mean().round(4).to_dict(), "primary_target": c.primary_target}
             for name, c in cohorts.items()}
