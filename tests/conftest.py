@@ -59,8 +59,9 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_xdist_make_scheduler(config, log):
     """With ``-n`` (and the default ``--dist load``): xdist's per-scope scheduler with every test a scope of its own
     except the :data:`CI_BOOK_TESTS` and :data:`SAME_WORK_AS_CI_BOOK`, which are one. (xdist's ``loadgroup`` would
-    do this from marks, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.) Scopes go out largest first, then in
-    collection order, which puts the whole-book tests first (:func:`pytest_collection_modifyitems`)."""
+    do this from marks, but with pytest 9.2 it silently stops grouping: pytest-dev/pytest-xdist#1386.) Scopes go
+    out largest first, then in collection order, which puts the whole-book tests first
+    (:func:`pytest_collection_modifyitems`)."""
     if config.getvalue("dist") != "load":
         return None  # the user asked for another distribution
     from xdist.scheduler import LoadScopeScheduling

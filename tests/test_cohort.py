@@ -425,7 +425,8 @@ def test_a_synthetic_cohort_artifact_is_the_same_bytes_in_any_checkout_and_follo
     assert back.root == tmp_path / "moved" / "data" / root.name and (back.root / "synthetic_params.json").is_file()
     real = _load_mds(write_mds_ed(tmp_path / "mds-ed"))
     real.save(tmp_path / "real_artifact")
-    assert json.loads((tmp_path / "real_artifact" / "cohort.json").read_text())["root"] == str((tmp_path / "mds-ed").resolve())
+    recorded = json.loads((tmp_path / "real_artifact" / "cohort.json").read_text())["root"]
+    assert recorded == str((tmp_path / "mds-ed").resolve())
 
 
 def test_mimic_eye_save_load_roundtrip(mimic_eye, tmp_path):
