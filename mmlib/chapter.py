@@ -221,15 +221,11 @@ class Chapter:
         depends on the encoder only, and a cached vector is the one embedding the text again would give, byte for
         byte (its key holds the encoder, settings and numerics; see :mod:`mmlib.embed`). The test suite's books
         share both, so a book the suite builds after another embeds only texts the earlier ones did not."""
-        import os
+        from .pipeline import embedding_caches
 
-        from .pipeline import build_dir
-
-        # read here, not through embed.default_onnx_dir: importing mmlib.embed from this module would put it in
-        # every chapter's code closure, so an edit to the encoder would re-run chapters that never embed
-        onnx, vectors = os.environ.get("MMLIB_ONNX_CACHE"), os.environ.get("MMLIB_EMBEDDING_CACHE")
-        return {"cache_dir": Path(vectors) if vectors else build_dir() / "embedding_cache",
-                "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
+        # not through mmlib.embed: importing it from this module would put it in every chapter's code closure, so
+        # an edit to the encoder would re-run chapters that never embed
+        return embedding_caches()
 
     def train_config(self):
         """The :class:`mmlib.train.TrainConfig` of this chapter's parameters."""

@@ -791,6 +791,19 @@ def numerics_id(encoder: str = DEFAULT_ENCODER, *, precision: str = "auto", back
     return _runner(path, device, backend, precision, onnx_dir).numerics
 
 
+def prepare(encoder: str = DEFAULT_ENCODER, *, device: str | None = None,
+            onnx_dir: Path | str | None = None) -> str | None:
+    """Export ``encoder``'s ONNX graphs now (if absent) when :func:`embed_texts` with these options will run it in
+    ONNX Runtime; returns its :func:`numerics_id`, or ``None`` when it will run in PyTorch (nothing to prepare).
+    :func:`mmlib.pipeline.build` calls it in a process of its own while the synthetic cohorts are generated, so
+    chapter 02 finds the graphs on disk instead of exporting them first (~15 s on one core); the graphs and every
+    vector are the same as chapter 02 exporting them itself (one process exports a graph at a time)."""
+    precision = os.environ.get("MMLIB_EMBED_PRECISION") or "auto"
+    if _plan(device, "auto", precision)[1] != "onnx":
+        return None
+    return numerics_id(encoder, device=device, onnx_dir=onnx_dir)
+
+
 def _effective_max_length(path: Path, tok, max_length: int) -> int:
     cfg = json.loads((path / "config.json").read_text())
     limit = cfg.get("max_position_embeddings") or max_length

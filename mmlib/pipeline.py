@@ -520,16 +520,116 @@ def run(chapter_id: str, params: dict, force: bool = True, progress: bool = True
     return run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=force, progress=progress)
 
 
-def ensure_synthetic_cohorts(params: dict, progress: bool = True) -> None:
-    """Generate the synthetic cohorts the profile asks for, if absent (chapter 01 then reuses them)."""
+def embedding_caches() -> dict:
+    """Where embeddings and exported encoders are cached (keyword arguments ``cache_dir`` and ``onnx_dir`` of
+    :func:`mmlib.embed.embed_texts`): ``embedding_cache/`` and ``onnx/`` of the build folder, or the folders named
+    by ``MMLIB_EMBEDDING_CACHE`` and ``MMLIB_ONNX_CACHE`` when they are set (:attr:`mmlib.chapter.Chapter.embedding_cache`)."""
+    onnx, vectors = os.environ.get("MMLIB_ONNX_CACHE"), os.environ.get("MMLIB_EMBEDDING_CACHE")
+    return {"cache_dir": Path(vectors) if vectors else build_dir() / "embedding_cache",
+            "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
+
+
+def _prepare_step(step: str, args: dict) -> tuple[str, object, float]:
+    """One step of :func:`ensure_synthetic_cohorts` in a process of its own: ``("cohort", generate's keywords)``
+    -> the cohort's folder; ``("encoder", prepare's keywords)`` -> the numerics id (``None``: nothing to do).
+    Returns (step, result, seconds)."""
+    t0 = time.perf_counter()
+    if step == "cohort":
+        from .data.synth import generate
+
+        result = generate(**args, progress=False)[0]
+    else:
+        from .embed import prepare
+
+        result = prepare(**args)
+    return step, result, time.perf_counter() - t0
+
+
+def ensure_synthetic_cohorts(params: dict, progress: bool = True, jobs: int = 1) -> None:
+    """Generate the synthetic cohorts the profile asks for, if absent (chapter 01 then reuses them).
+
+    With ``jobs`` > 1 (what :func:`build` passes) the cohorts are generated side by side, one process each, and
+    when any is generated -- a cold build, whose chapter 02 will embed -- chapter 02's encoder is prepared
+    alongside (:func:`mmlib.embed.prepare`: its ONNX graphs exported, if absent, where chapter 02 looks for
+    them), so the export does not wait for the chapters. Generation writes each cohort into a temporary folder
+    renamed into place, so the cohorts are the same bytes in any order; an interrupt leaves none half-written.
+    """
     if params.get("source", "synthetic") != "synthetic":
         return
-    from .data.synth import from_chapter_params, generate
+    from .data.synth import from_chapter_params, generate, synthetic_root
 
+    todo = []
     for cohort in params.get("cohorts", ["mimic_eye", "mds_ed"]):
-        root, reused = generate(cohort, from_chapter_params(cohort, params), data_dir=data_dir(), progress=progress)
-        if reused:
+        gen = from_chapter_params(cohort, params)
+        root = synthetic_root(cohort, gen, data_dir())
+        if (root / "synthetic_params.json").exists():
             print(f"synthetic {cohort}: reusing {root}", flush=True)
+        else:
+            todo.append(("cohort", {"cohort": cohort, "params": gen, "data_dir": data_dir()}))
+    if not todo:
+        return
+    if jobs < 2:
+        for _, args in todo:
+            generate(**args, progress=progress)
+        return
+    ch02 = chapters().get("02")
+    values = chapter_params(ch02, params) if ch02 is not None else {}
+    if "encoder" in values:
+        todo.append(("encoder", {"encoder": values["encoder"], "device": values.get("device"),
+                                 "onnx_dir": embedding_caches()["onnx_dir"]}))
+    _run_prepare_steps(todo, jobs, progress)
+
+
+def _run_prepare_steps(todo: list, jobs: int, progress: bool) -> None:
+    """Run :func:`_prepare_step` for each step of ``todo`` (longest first), at most ``jobs`` processes at once,
+    a line printed as each finishes; the first failure is raised once every process has stopped. An encoder
+    that cannot be prepared here is left to chapter 02, which says why."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    def name(step, args):
+        return args["cohort"] if step == "cohort" else f"encoder {args['encoder']}"
+
+    bar = tqdm(total=len(todo), desc="preparing " + ", ".join(name(*t) for t in todo), disable=not progress,
+               leave=False, bar_format="{desc}: {n}/{total} done [{elapsed}]")
+    failure = None
+    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        pending = {pool.submit(_prepare_step, step, args): (step, args) for step, args in todo}
+        try:
+            while pending:
+                finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                bar.refresh()
+                for f in finished:
+                    step, args = pending.pop(f)
+                    bar.update(1)
+                    if f.cancelled():  # after a failure
+                        continue
+                    try:
+                        _, result, seconds = f.result()
+                    except Exception as e:  # noqa: BLE001 -- reported below, or by chapter 02 for the encoder
+                        if step == "cohort":
+                            failure = failure or e
+                            for other in pending:
+                                other.cancel()
+                        else:
+                            bar.write(f"{name(step, args)}: not prepared ahead ({type(e).__name__}); chapter 02 "
+                                      "will prepare it or say why")
+                        continue
+                    if step == "cohort":
+                        bar.write(f"generated synthetic {args['cohort']} ({args['params'].get('n')} stays) in "
+                                  f"{seconds:.1f} s -> {result}")
+                    elif result is not None:
+                        bar.write(f"{name(step, args)}: ONNX graphs ready in {seconds:.1f} s (numerics {result}), "
+                                  "alongside the cohorts")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+    if failure is not None:
+        raise failure
 
 
 def build_jobs(jobs: int | None = None) -> int:
@@ -686,8 +786,8 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
     statistics). ``jobs=1`` runs them one after the other in book order, with papermill's per-cell progress bar.
     """
     steps = plan(params)
-    ensure_synthetic_cohorts(params, progress)
     jobs = build_jobs(jobs)
+    ensure_synthetic_cohorts(params, progress, jobs)
     if jobs > 1:
         done = _run_side_by_side(steps, params, jobs, progress)
         summaries = [done[ch.id] for ch, _ in steps]

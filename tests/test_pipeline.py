@@ -271,6 +271,30 @@ def test_chapters_that_do_not_need_each_other_run_side_by_side_with_the_same_res
     assert [s.status for s in pipeline.build(params, render=False, progress=False, jobs=2)] == ["reused"] * 3
 
 
+def test_a_cold_build_generates_the_cohorts_side_by_side_and_prepares_the_encoder_alongside(
+        isolated_build, monkeypatch, capfd):
+    # what build() does before the chapters with two jobs: each cohort in a process of its own and chapter 02's
+    # ONNX graphs exported beside them (the session's ONNX cache: exported once per test run); the cohorts are
+    # the bytes of one-after-the-other generation, and a second call reuses them and prepares nothing
+    params = pipeline.load_profile("ci", [("n_patients", 120)])
+    pipeline.ensure_synthetic_cohorts(params, progress=False, jobs=2)
+    out = capfd.readouterr().out
+    assert re.search(r"encoder all-MiniLM-L6-v2: ONNX graphs ready in [\d.]+ s \(numerics [0-9a-f]{12}\)", out), out
+    n = params["n_patients"]
+    assert len(re.findall(rf"^generated synthetic (mimic_eye|mds_ed) \({n} stays\)", out, re.M)) == 2, out
+    onnx = pipeline.embedding_caches()["onnx_dir"]
+    assert sorted(p.suffix for p in onnx.rglob("*.onnx")) == [".onnx", ".onnx"], list(onnx.rglob("*"))
+    side = {p.name: pipeline.content_digest(p) for p in pipeline.data_dir().iterdir()}
+    monkeypatch.setenv("MMLIB_DATA_DIR", str(isolated_build / "one_by_one"))
+    pipeline.ensure_synthetic_cohorts(params, progress=False, jobs=1)
+    assert "encoder" not in capfd.readouterr().out  # one job: chapter 02 exports the graphs itself
+    assert {p.name: pipeline.content_digest(p) for p in pipeline.data_dir().iterdir()} == side
+    assert len(side) == 2
+    pipeline.ensure_synthetic_cohorts(params, progress=False, jobs=2)
+    again = capfd.readouterr().out
+    assert again.count("reusing") == 2 and "generated" not in again and "encoder" not in again, again
+
+
 def test_a_chapter_failing_beside_another_lets_it_finish_then_names_the_failure(toy_project, monkeypatch):
     _add_side_chapter(toy_project)
     params = pipeline.load_profile("demo", [("fail_side", True)])
