@@ -529,10 +529,10 @@ def embedding_caches() -> dict:
             "onnx_dir": Path(onnx) if onnx else build_dir() / "onnx"}
 
 
-def _prepare_step(step: str, args: dict) -> tuple[str, object, float]:
+def _prepare_step(step: str, args: dict) -> tuple[object, float]:
     """One step of :func:`ensure_synthetic_cohorts` in a process of its own: ``("cohort", generate's keywords)``
     -> the cohort's folder; ``("encoder", prepare's keywords)`` -> the numerics id (``None``: nothing to do).
-    Returns (step, result, seconds)."""
+    Returns (result, seconds)."""
     t0 = time.perf_counter()
     if step == "cohort":
         from .data.synth import generate
@@ -542,7 +542,7 @@ def _prepare_step(step: str, args: dict) -> tuple[str, object, float]:
         from .embed import prepare
 
         result = prepare(**args)
-    return step, result, time.perf_counter() - t0
+    return result, time.perf_counter() - t0
 
 
 def ensure_synthetic_cohorts(params: dict, progress: bool = True, jobs: int = 1) -> None:
@@ -556,13 +556,13 @@ def ensure_synthetic_cohorts(params: dict, progress: bool = True, jobs: int = 1)
     """
     if params.get("source", "synthetic") != "synthetic":
         return
-    from .data.synth import from_chapter_params, generate, synthetic_root
+    from .data.synth import from_chapter_params, generate, is_generated, synthetic_root
 
     todo = []
     for cohort in params.get("cohorts", ["mimic_eye", "mds_ed"]):
         gen = from_chapter_params(cohort, params)
         root = synthetic_root(cohort, gen, data_dir())
-        if (root / "synthetic_params.json").exists():
+        if is_generated(root):
             print(f"synthetic {cohort}: reusing {root}", flush=True)
         else:
             todo.append(("cohort", {"cohort": cohort, "params": gen, "data_dir": data_dir()}))
@@ -581,8 +581,8 @@ def ensure_synthetic_cohorts(params: dict, progress: bool = True, jobs: int = 1)
 
 
 def _run_prepare_steps(todo: list, jobs: int, progress: bool) -> None:
-    """Run :func:`_prepare_step` for each step of ``todo`` (longest first), at most ``jobs`` processes at once,
-    a line printed as each finishes; the first failure is raised once every process has stopped. An encoder
+    """Run :func:`_prepare_step` for each step of ``todo`` (in its order: the cohorts, then the encoder), at most
+    ``jobs`` processes at once, a line printed as each finishes; the first failure is raised once every process has stopped. An encoder
     that cannot be prepared here is left to chapter 02, which says why."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -594,20 +594,22 @@ def _run_prepare_steps(todo: list, jobs: int, progress: bool) -> None:
 
     bar = tqdm(total=len(todo), desc="preparing " + ", ".join(name(*t) for t in todo), disable=not progress,
                leave=False, bar_format="{desc}: {n}/{total} done [{elapsed}]")
+    live = progress and sys.stderr.isatty()  # elapsed time redrawn on a terminal, not a line a second in a log
     failure = None
     with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
         pending = {pool.submit(_prepare_step, step, args): (step, args) for step, args in todo}
         try:
             while pending:
                 finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                bar.refresh()
+                if live:
+                    bar.refresh()
                 for f in finished:
                     step, args = pending.pop(f)
                     bar.update(1)
                     if f.cancelled():  # after a failure
                         continue
                     try:
-                        _, result, seconds = f.result()
+                        result, seconds = f.result()
                     except Exception as e:  # noqa: BLE001 -- reported below, or by chapter 02 for the encoder
                         if step == "cohort":
                             failure = failure or e

@@ -25,7 +25,7 @@ from .synth_mds_ed import mds_ed_tables, write_mds_ed
 from .synth_mimic_eye import mimic_eye_tables, write_mimic_eye
 
 __all__ = ["DEFAULT_GENERATOR", "SyntheticTables", "from_chapter_params", "generate", "generator_params",
-           "mds_ed_tables", "mimic_eye_tables", "synthetic_root", "write_mds_ed", "write_mimic_eye"]
+           "is_generated", "mds_ed_tables", "mimic_eye_tables", "synthetic_root", "write_mds_ed", "write_mimic_eye"]
 
 
 DEFAULT_GENERATOR = {"n": 4000, "seed": 0, "bias_knobs": {}, "informativeness": {}, "race_mix": None,
@@ -61,6 +61,12 @@ def synthetic_root(cohort: str, params: dict | None = None, data_dir: Path | str
     return Path(data_dir) / f"{cohort}-n{p['n']}-s{p['seed']}-{key}"
 
 
+def is_generated(root: Path) -> bool:
+    """Whether ``root`` (:func:`synthetic_root`) holds a generated cohort: its ``synthetic_params.json``, written
+    into the temporary folder that is renamed into place, so a cohort that has one is complete."""
+    return (Path(root) / "synthetic_params.json").is_file()
+
+
 def generate(cohort: str, params: dict | None = None, data_dir: Path | str = "data/synthetic",
              progress: bool = True, force: bool = False) -> tuple[Path, bool]:
     """Generate the synthetic ``cohort`` with ``params`` unless it already exists; return (root, reused).
@@ -69,7 +75,7 @@ def generate(cohort: str, params: dict | None = None, data_dir: Path | str = "da
     """
     p = generator_params(cohort, params)
     root = synthetic_root(cohort, params, data_dir)
-    if root.exists() and (root / "synthetic_params.json").exists() and not force:
+    if is_generated(root) and not force:
         return root, True
     t0 = time.perf_counter()
     knobs = BiasKnobs.from_dict(p["bias_knobs"])
