@@ -551,6 +551,39 @@ MISSING_NOTE = (f"{MISSING}: no value; not estimable from these data (e.g. too f
 #: that was not rounded gets :func:`_default_decimals`.
 MAX_DECIMALS = 4
 #: Columns whose numbers are never shown with thousands separators (identifiers, seeds, years).
+#: Column and index names of computed tables as the page shows them (:func:`page_frame`): the data frames and their
+#: CSV downloads keep the names code uses. Cohort keys are shown as :data:`mmlib.schema.COHORT_NAMES` wherever they
+#: appear (names, labels or cells).
+HEADER_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high", "cpu_seconds": "CPU seconds",
+                 "mean_epochs": "mean epochs", "mean_best_epoch": "mean best epoch", "n_pos": "positives",
+                 "n_neg": "negatives", "n_seeds": "seeds", "race_binary": "race (White / non-White)",
+                 "race5": "race (5 groups)", "sens_low": "sensitivity 95% CI low",
+                 "sens_high": "sensitivity 95% CI high", "spec_low": "specificity 95% CI low",
+                 "spec_high": "specificity 95% CI high"}
+
+
+def _reader_label(v, header: bool):
+    """One name, label or cell as the page shows it: a cohort key as the cohort's display name and, for names
+    and labels (``header``), a computed column's name from :data:`HEADER_LABELS`; anything else as it is."""
+    if not isinstance(v, str):
+        return v
+    v = display_name(v)
+    return HEADER_LABELS.get(v, v) if header else v
+
+
+def _reader_axis(index: pd.Index, header: bool) -> pd.Index:
+    """An index or the columns with every level's values and names through :func:`_reader_label` (the values as
+    headers when ``header``: the columns; the row index's values are cells)."""
+    names = [_reader_label(n, True) for n in index.names]
+    arrays = [index.get_level_values(i) for i in range(index.nlevels)]
+    relabelled = [[_reader_label(v, header) for v in a] for a in arrays]
+    if names == list(index.names) and all(list(a) == r for a, r in zip(arrays, relabelled)):
+        return index  # nothing to relabel: the index as it was (its dtype too)
+    if isinstance(index, pd.MultiIndex):
+        return pd.MultiIndex.from_arrays(relabelled, names=names)
+    return pd.Index(relabelled[0], name=names[0], dtype=object)
+
+
 _NO_SEPARATOR = re.compile(r"(^|[\s_])(id|ids|seed|seeds|year|years|fold|folds)($|[\s_])", re.I)
 #: Columns of rates, probabilities and scores: shown with 3 decimals at least, whatever their values.
 _RATE_COLUMN = re.compile(r"(?<![a-z])(auroc|auprc|f1|rates?|tpr|fpr|sensitivity|specificity|accuracy|probability|"
@@ -652,8 +685,10 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     ``40.4``; a table rounded to 3 decimals keeps 3), at most :data:`MAX_DECIMALS`, and 3 (rates, AUROC, log-odds)
     for numbers nobody rounded; rate columns at least 3; ``NaN`` and ``nan`` text as :data:`MISSING`. Float index
     levels and column labels are formatted the same way (without the rate rule: a missingness rate ``0.1`` stays
-    ``0.1``). Returns the text frame and whether a missing value was
-    replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
+    ``0.1``). Names read as words: a cohort key anywhere (name, label or cell) as the cohort's display name
+    (``mds_ed`` -> ``MIMIC-IV-Ext-MDS-ED``), a computed column's name by :data:`HEADER_LABELS` (``ci_low`` -> ``95% CI
+    low``); the frame itself, and its CSV download, keep the names code uses. Returns the text frame and whether a
+    missing value was replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
     disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone."""
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False
@@ -674,8 +709,8 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             return pd.Index(_format_values(index)[0], name=index.name)
         return index
 
-    out.index, out.columns = axis(df.index), axis(df.columns)
-    return out, missing
+    out.index, out.columns = _reader_axis(axis(df.index), False), _reader_axis(axis(df.columns), True)
+    return out.map(lambda v: _reader_label(v, False)), missing
 
 
 def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from mmlib.schema import COHORT_NAMES
+from mmlib.tables import HEADER_LABELS
+
 #: whole-book tests run first; with the suite's workers, this module runs in the worker that builds the session's
 #: ci book, beside the end-to-end test (tests/conftest.py: CI_BOOK_TESTS)
 pytestmark = pytest.mark.book
@@ -53,6 +56,10 @@ READER_TEXT = {
 ALL_TEXT = {
     "machine path": re.compile(r"(?<![\w.~-])/(work|tmp|root|home)/"),
 }
+
+#: Names code uses that a table on the page shows as words (:func:`mmlib.tables.page_frame`): a header or cell that
+#: is exactly one of them escaped the page's labels.
+CODE_NAMES = {**COHORT_NAMES, **HEADER_LABELS}
 
 #: Runs in the page: the measurements the assertions need (one round trip per page).
 MEASURE = r"""
@@ -93,7 +100,9 @@ const t0 = Date.now();
         .forEach(n => n.remove());
   const attrs = Array.from(document.querySelectorAll('img[alt], img[title], [aria-label]'))
                   .map(n => [n.getAttribute('alt'), n.getAttribute('title'), n.getAttribute('aria-label')].join(' '));
-  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent,
+  const cells = Array.from(new Set(Array.from(article.querySelectorAll('table th, table td'))
+                                    .map(c => c.textContent.trim())));
+  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells,
         all_text: document.body.textContent + '\n' + attrs.join('\n'), content_width: right - left});
 })();
 """
@@ -205,6 +214,8 @@ def check_page(driver, url: str) -> list[str]:
         problems += figure_problems(m["figures"])
     problems += [f"table {t['index']} ({t['what']}, {t['columns']} columns) is {t['width']:.0f} px wide; the content "
                  f"column is {t['content_width']:.0f} px" for t in m["tables"]]
+    problems += [f"code name in a table: {v!r} (the page shows {CODE_NAMES[v]!r})" for v in m["cells"]
+                 if v in CODE_NAMES]
     for name, rx in READER_TEXT.items():
         problems += [f"{name}: ...{_around(m['reader_text'], hit)}..." for hit in list(rx.finditer(m["reader_text"]))[:3]]
     for name, rx in ALL_TEXT.items():
@@ -255,7 +266,8 @@ def _bad(report: dict, kind: str) -> dict:
 
 @pytest.mark.slow
 def test_every_page_reads_clean_in_chromium(report):
-    """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path."""
+    """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path, and no table
+    header or cell that is a name code uses (a cohort key, a computed column's code name)."""
     bad = _bad(report, "page")
     assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
 
@@ -294,8 +306,8 @@ def test_figure_checks_catch_what_they_are_for():
 @pytest.mark.slow
 def test_the_check_finds_planted_problems(chromium, tmp_path):
     """A chapter page with a JavaScript error, a broken image, a wide table, a traceback, a machine path, a figure
-    whose alt text is its file name and has no caption, and one with the generic fallback caption: each is
-    reported (the check can fail)."""
+    whose alt text is its file name and has no caption, one with the generic fallback caption, and a table that
+    shows code names (a cohort key, a column's code name): each is reported (the check can fail)."""
     from mmlib.plots import FIGURE_CLASS, UNDESCRIBED
 
     (tmp_path / "chapters").mkdir()
@@ -312,6 +324,7 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
         f"<figure class=\"{FIGURE_CLASS} {UNDESCRIBED}\"><img src=\"data:image/png;base64,{png}\" alt=\"Chart: x.\">"
         "<figcaption>Figure: x.</figcaption></figure>"
         f"<table><tr>{cells}</tr></table>"
+        "<table><tr><th>ci_low</th></tr><tr><td>mds_ed</td></tr></table>"
         "<script>const a = 1;</script><script>const a = 2;</script>"
         "</main></body></html>")
     url, server = _serve(tmp_path)
@@ -321,7 +334,8 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
         server.shutdown()
     for needle in ("JavaScript:", "image does not load: missing.png", "table 0", "traceback:",
                    "progress-bar debris:", "not a number:", "machine path:", "alt text is a file name: '../_images/0a1b2c.png'",
-                   "not in a <figure> with a <figcaption>", "generic caption"):
+                   "not in a <figure> with a <figcaption>", "generic caption", "code name in a table: 'ci_low'",
+                   "code name in a table: 'mds_ed' (the page shows 'MIMIC-IV-Ext-MDS-ED')"):
         assert needle in problems, (needle, problems)
 
 

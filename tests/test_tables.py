@@ -228,8 +228,30 @@ def test_page_frame_formats_float_index_levels_and_keeps_integers_and_negatives(
                       index=pd.MultiIndex.from_tuples([("x", 0.1), ("x", 0.30000000000000004)], names=["c", "rate"]))
     shown, missing = tables.page_frame(df)
     assert not missing and list(shown.index.get_level_values("rate")) == ["0.1", "0.3"]
-    assert shown["n_pos"].tolist() == ["1,200", "3"]
+    assert shown["positives"].tolist() == ["1,200", "3"], "n_pos formatted as a count, shown as positives"
     assert shown["change"].tolist() == ["0.000", "0.123"], "no -0.000; unrounded numbers get 3 decimals"
+
+
+def test_page_tables_show_cohorts_and_computed_columns_by_their_names_for_readers():
+    """Cohort keys read as the cohorts' names wherever they are (index, columns, cells); computed columns' code names
+    read as words; everything else, and the CSV download, is as the frame has it."""
+    import base64
+    import re
+
+    df = pd.DataFrame({"cohort": ["mds_ed", "other"], "fits": [3, 4], "ci_low": [0.1, 0.2], "mimic_eye": [1, 2]},
+                      index=pd.MultiIndex.from_tuples([("mds_ed", "paper"), ("mimic_eye", "late")],
+                                                      names=["cohort", "model"]))
+    shown, _ = tables.page_frame(df)
+    assert list(shown.index.get_level_values("cohort")) == ["MIMIC-IV-Ext-MDS-ED", "MIMIC-Eye"]
+    assert list(shown.index.get_level_values("model")) == ["paper", "late"]
+    assert list(shown.columns) == ["cohort", "fits", "95% CI low", "MIMIC-Eye"]
+    assert shown["cohort"].tolist() == ["MIMIC-IV-Ext-MDS-ED", "other"]
+    plain = pd.DataFrame({"x": [1, 2]}, index=pd.Index([10, 20], name="seed"))
+    assert tables.page_frame(plain)[0].index.equals(plain.index), "nothing to relabel: the index as it was"
+    page = tables.page_html(df, max_columns=3)
+    csv = base64.b64decode(re.search(r'base64,([^"]+)"', page).group(1)).decode()
+    assert csv.splitlines()[0] == "cohort,model,cohort,fits,ci_low,mimic_eye" and "mds_ed" in csv
+    assert "mds_ed" not in _cells(page) and "ci_low" not in _cells(page)
 
 
 def test_split_sizes_share_of_positives_has_no_float32_debris():
