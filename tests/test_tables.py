@@ -13,9 +13,9 @@ from mmlib import tables
 from mmlib.data import BiasKnobs, KNOB_DOCS
 
 
-def _flow(excluded):
-    """A cohort flow of 10 stays read, then one step per count of ``excluded``."""
-    n = 10
+def _flow(excluded, read: int = 10):
+    """A cohort flow of ``read`` stays read, then one step per count of ``excluded``."""
+    n = read
     rows = [{"step": "stays read", "excluded": 0, "remaining": n}]
     for i, e in enumerate(excluded):
         n -= e
@@ -36,6 +36,10 @@ def test_flow_note_lists_exclusions_and_missing_counts():
                                         "- split fractions: 0.7 / 0.3"), "no Python dict or list in the prose"
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y", info={})
     assert tables.flow_note(c).endswith("\n- no stay was excluded")
+    c = SimpleNamespace(flow=_flow([1200], read=5290), stays=pd.DataFrame(index=range(4090)), primary_target="y",
+                        info={"unreadable_images": 1500})
+    assert tables.flow_note(c) == ("stays read: 5,290; 4,090 stays kept for the study (primary target `y`).\n"
+                                   "- step 0: 1,200 excluded\n- unreadable images: 1,500"), "counts as the tables write them"
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y",
                         info={"chexpert_uncertain_as_nan.cxr_edema": 4, "mapping": "-1.0 (uncertain) -> NaN"})
     assert tables.flow_note(c).endswith("\n- chexpert uncertain as missing (cxr edema): 4\n"
