@@ -501,6 +501,7 @@ def _jb_files(spec: BookSpec, staging: Path) -> tuple[dict, dict]:
         # closing one, so "$5 and $10" stays text; `$$...$$` inside a paragraph is display math
         "myst_dmath_allow_space": False, "myst_dmath_allow_digits": False, "myst_dmath_double_inline": True,
         "html_static_path": ["_static"],
+        "html_css_files": [OUTPUT_CSS_NAME],  # written into _static by render_book
         # a page's own icon, so the browser does not ask the server for /favicon.ico (a 404 in the console)
         "html_favicon": "_static/mmlib-favicon.svg",
         # pydata-sphinx-theme logs "Got invalid theme mode" on a first visit unless a default mode is set
@@ -576,6 +577,18 @@ def setup(app):
 """
 
 #: The pages' icon (a plain "M" on the theme's blue).
+#: The book's stylesheet, written beside the staged pages by :func:`render_book` for both renderers (Quarto:
+#: ``css:`` in ``_quarto.yml``; Jupyter Book: ``html_css_files``): a chapter's printed output (``print``, a cell's
+#: text) wraps at the content column's width instead of running out of it, behind a scroll bar, as a long line
+#: otherwise does. Code stays as written (it is folded, and wrapping would misalign it).
+OUTPUT_CSS_NAME = "mmlib-output.css"
+OUTPUT_CSS = """/* mmlib: printed output wraps at the page's width (mmlib/book.py) */
+div.cell_output pre, div.cell-output pre, div.cell-output-stdout pre, div.cell-output-stderr pre {
+  white-space: pre-wrap;
+  overflow-wrap: anywhere;
+}
+"""
+
 FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
            'fill="#2e5c8a"/><path d="M7 24V8h3l6 9 6-9h3v16h-3V13l-6 9-6-9v11z" fill="#fff"/></svg>\n')
 
@@ -671,6 +684,7 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
     try:
         if renderer == "quarto":
             shutil.copy2(project_root / "_quarto.yml", staging / "_quarto.yml")
+            (staging / OUTPUT_CSS_NAME).write_text(OUTPUT_CSS, encoding="utf-8")
             _run([shutil.which("quarto"), "render", str(staging), "--no-execute"], log, "quarto")
             shutil.move(str(staging / spec.output_dir), work / "html")
         else:
@@ -678,6 +692,7 @@ def render_book(project_root: Path, executed_dir: Path, out_dir: Path | None = N
             config, toc = _jb_files(spec, staging)
             (staging / "_static").mkdir(exist_ok=True)
             (staging / "_static" / "mmlib-favicon.svg").write_text(FAVICON, encoding="utf-8")
+            (staging / "_static" / OUTPUT_CSS_NAME).write_text(OUTPUT_CSS, encoding="utf-8")
             (staging / "_ext").mkdir(exist_ok=True)
             (staging / "_ext" / "mmlib_bibstyle.py").write_text(BIB_STYLE_EXTENSION, encoding="utf-8")
             (staging / "_ext" / "mmlib_mathml.py").write_text(MATHML_EXTENSION, encoding="utf-8")

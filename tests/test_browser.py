@@ -100,9 +100,12 @@ const t0 = Date.now();
         .forEach(n => n.remove());
   const attrs = Array.from(document.querySelectorAll('img[alt], img[title], [aria-label]'))
                   .map(n => [n.getAttribute('alt'), n.getAttribute('title'), n.getAttribute('aria-label')].join(' '));
+  const outputs = Array.from(article.querySelectorAll(
+      'div.cell_output pre, div.cell-output pre, div.cell-output-stdout pre, div.cell-output-stderr pre'))
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim().slice(0, 60));
   const cells = Array.from(new Set(Array.from(article.querySelectorAll('table th, table td'))
                                     .map(c => c.textContent.trim())));
-  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells,
+  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells, outputs: outputs,
         all_text: document.body.textContent + '\n' + attrs.join('\n'), content_width: right - left});
 })();
 """
@@ -214,6 +217,7 @@ def check_page(driver, url: str) -> list[str]:
         problems += figure_problems(m["figures"])
     problems += [f"table {t['index']} ({t['what']}, {t['columns']} columns) is {t['width']:.0f} px wide; the content "
                  f"column is {t['content_width']:.0f} px" for t in m["tables"]]
+    problems += [f"printed output runs past its box (a scroll bar, not wrapped): {t!r}..." for t in m["outputs"]]
     problems += [f"code name in a table: {v!r} (the page shows {CODE_NAMES[v]!r})" for v in m["cells"]
                  if v in CODE_NAMES]
     for name, rx in READER_TEXT.items():
@@ -266,8 +270,9 @@ def _bad(report: dict, kind: str) -> dict:
 
 @pytest.mark.slow
 def test_every_page_reads_clean_in_chromium(report):
-    """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path, and no table
-    header or cell that is a name code uses (a cohort key, a computed column's code name)."""
+    """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path, no table
+    header or cell that is a name code uses (a cohort key, a computed column's code name), and no printed output
+    line running out of its box (:data:`mmlib.book.OUTPUT_CSS` wraps them)."""
     bad = _bad(report, "page")
     assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
 
@@ -306,8 +311,9 @@ def test_figure_checks_catch_what_they_are_for():
 @pytest.mark.slow
 def test_the_check_finds_planted_problems(chromium, tmp_path):
     """A chapter page with a JavaScript error, a broken image, a wide table, a traceback, a machine path, a figure
-    whose alt text is its file name and has no caption, one with the generic fallback caption, and a table that
-    shows code names (a cohort key, a column's code name): each is reported (the check can fail)."""
+    whose alt text is its file name and has no caption, one with the generic fallback caption, a table that
+    shows code names (a cohort key, a column's code name) and a printed line that runs out of its box: each is
+    reported (the check can fail)."""
     from mmlib.plots import FIGURE_CLASS, UNDESCRIBED
 
     (tmp_path / "chapters").mkdir()
@@ -325,6 +331,7 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
         "<figcaption>Figure: x.</figcaption></figure>"
         f"<table><tr>{cells}</tr></table>"
         "<table><tr><th>ci_low</th></tr><tr><td>mds_ed</td></tr></table>"
+        f"<div class=\"cell_output\"><pre>a long printed line: {'0123456789' * 300}</pre></div>"
         "<script>const a = 1;</script><script>const a = 2;</script>"
         "</main></body></html>")
     url, server = _serve(tmp_path)
@@ -335,7 +342,8 @@ def test_the_check_finds_planted_problems(chromium, tmp_path):
     for needle in ("JavaScript:", "image does not load: missing.png", "table 0", "traceback:",
                    "progress-bar debris:", "not a number:", "machine path:", "alt text is a file name: '../_images/0a1b2c.png'",
                    "not in a <figure> with a <figcaption>", "generic caption", "code name in a table: 'ci_low'",
-                   "code name in a table: 'mds_ed' (the page shows 'MIMIC-IV-Ext-MDS-ED')"):
+                   "code name in a table: 'mds_ed' (the page shows 'MIMIC-IV-Ext-MDS-ED')",
+                   "printed output runs past its box"):
         assert needle in problems, (needle, problems)
 
 
