@@ -543,9 +543,13 @@ def fit_summary(log: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ tables on the page
-#: the most columns (index levels included) a table shows on the page (cells "mean ± sd [CI]" wrap to fit 4 in the
-#: content column); wider tables are shown in parts
-PAGE_COLUMNS = 4
+#: The most columns (index levels included) a table shows on the page; more are shown in parts.
+PAGE_COLUMNS = 6
+#: The most characters a table's row may need on the page (each column: its longest cell, or its header's longest
+#: word, plus 2): about what the content column (676 px in the Jupyter Book theme, the PDF's 8 pt tables alike)
+#: holds without wrapping a cell (an interval may take a second line). A table needing more is shown in parts, each
+#: with the index, so a "mean ± sd [CI]" cell takes two lines, not five.
+PAGE_CHARS = 72
 
 #: How a cell with no value is shown on the page (never ``NaN``), and the note under a table that has one.
 MISSING = "–"
@@ -554,7 +558,6 @@ MISSING_NOTE = (f"{MISSING}: no value; not estimable from these data (e.g. too f
 #: The most decimals a number is shown with when the table's builder rounded it (e.g. ``.round(4)``); a number
 #: that was not rounded gets :func:`_default_decimals`.
 MAX_DECIMALS = 4
-#: Columns whose numbers are never shown with thousands separators (identifiers, seeds, years).
 #: Column and index names of computed tables as the page shows them (:func:`page_frame`): the data frames and their
 #: CSV downloads keep the names code uses. Cohort keys are shown as :data:`mmlib.schema.COHORT_NAMES` wherever they
 #: appear (names, labels or cells).
@@ -588,6 +591,7 @@ def _reader_axis(index: pd.Index, header: bool) -> pd.Index:
     return pd.Index(relabelled[0], name=names[0], dtype=object)
 
 
+#: Columns whose numbers are never shown with thousands separators (identifiers, seeds, years).
 _NO_SEPARATOR = re.compile(r"(^|[\s_])(id|ids|seed|seeds|year|years|fold|folds)($|[\s_])", re.I)
 #: Columns of rates, probabilities and scores: shown with 3 decimals at least, whatever their values.
 _RATE_COLUMN = re.compile(r"(?<![a-z])(auroc|auprc|f1|rates?|tpr|fpr|sensitivity|specificity|accuracy|probability|"
@@ -717,22 +721,62 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     return out.map(lambda v: _reader_label(v, False)), missing
 
 
-def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS) -> str:
+#: A cell of numbers (``4,313``, ``0.712 ± 0.010 [0.690, 0.731]``, ``<11``, ``12 (3.4%)``), which should not wrap
+#: except before its interval; any other cell is text, which wraps like prose.
+_NUMBER_CELL = re.compile(r"^[\s\d.,±+\-−–%()\[\]<>∞×/]*$")
+#: The width, in characters, a text cell is given before it wraps (a longer word widens its column).
+TEXT_CHARS = 18
+
+
+def _cell_chars(v) -> int:
+    """Characters one formatted cell needs on one line of the page (:func:`_chars`)."""
+    v = str(v)
+    if _NUMBER_CELL.match(v):
+        return max(len(piece) for piece in v.replace(" [", "\n[").split("\n"))
+    return max([len(w) for w in v.split()] + [min(len(v), TEXT_CHARS)])
+
+
+def _chars(values, header) -> int:
+    """Characters a column needs on the page, plus 2 (the cell's padding): its widest cell -- a number in full,
+    except that an interval may go on a second line (``0.712 ± 0.010 [0.690, 0.731]`` needs the width of ``[0.690,
+    0.731]``); text up to :data:`TEXT_CHARS`, as it wraps -- or its header's longest word (headers wrap)."""
+    words = [len(w) for w in _label(header).split()] if header is not None else []
+    return max([_cell_chars(v) for v in values] + words + [1]) + 2
+
+
+def _page_parts(shown: pd.DataFrame, max_columns: int, max_chars: int) -> list[list[int]]:
+    """The column positions of each part of a formatted table on the page: consecutive columns, as many a part as
+    fit beside the index in ``max_columns`` cells a row and ``max_chars`` characters (:func:`_chars`); at least two
+    columns a part, however wide the index (its text cells wrap), so that a part still compares something."""
+    index = shown.index
+    used0 = sum(_chars(index.get_level_values(i), index.names[i]) for i in range(index.nlevels))
+    parts, part, used = [], [], used0
+    for j in range(shown.shape[1]):
+        need = _chars(shown.iloc[:, j], shown.columns[j])
+        if len(part) >= 2 and (used + need > max_chars or index.nlevels + len(part) + 1 > max_columns):
+            parts.append(part)
+            part, used = [], used0
+        part.append(j)
+        used += need
+    return parts + [part] if part else parts
+
+
+def page_html(df: pd.DataFrame, max_columns: int = PAGE_COLUMNS, max_chars: int = PAGE_CHARS) -> str:
     """A DataFrame as the book's page shows it (every chapter; :func:`install_page_tables`), its numbers formatted
     for reading (:func:`page_frame`), with :data:`MISSING_NOTE` under it when a cell has no value: as it is when it
-    has at most ``max_columns`` columns counting the index levels; otherwise in consecutive parts of its columns,
-    each with the index and at most ``max_columns`` cells a row, under a line that says so and links the full
-    table, at full precision, as a CSV download (a ``data:`` link, so the page needs no file beside it). The
-    caller applies the disclosure filter first (:func:`install_page_tables` does)."""
+    fits the content column (at most ``max_columns`` cells a row, index levels included, and ``max_chars``
+    characters, :data:`PAGE_CHARS`); otherwise in consecutive parts of its columns, each with the index and as many
+    columns as fit (:func:`_page_parts`), under a line that says so and links the full table, at full precision,
+    as a CSV download (a ``data:`` link, so the page needs no file beside it). The caller applies the disclosure
+    filter first (:func:`install_page_tables` does)."""
     import html as html_lib
 
     shown, missing = page_frame(df)
     note = f"\n<p><em>{html_lib.escape(MISSING_NOTE)}</em></p>" if missing or _has_dash(shown) else ""
-    levels = df.index.nlevels
-    per = max(2, max_columns - levels)  # a deep index still leaves two columns a part
-    if df.shape[1] <= per:
+    columns = _page_parts(shown, max_columns, max_chars)
+    if len(columns) <= 1:
         return _to_html(shown) + note
-    parts = [shown.iloc[:, i:i + per] for i in range(0, df.shape[1], per)]
+    parts = [shown.iloc[:, cols] for cols in columns]
     link = csv_link(df, "the full table (CSV)")
     head = (f"<p><em>{html_lib.escape(f'{df.shape[1]} columns, shown in {len(parts)} parts')}; download "
             f"{link}.</em></p>")

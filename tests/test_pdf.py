@@ -222,7 +222,7 @@ def test_pdf_of_the_book_has_its_chapters_citations_tables_figures_and_math_but_
     # the DataFrame: 6 columns + index shown in parts of <= 4 columns, every cell there, the CSV link as words
     assert all(f"CELLVALUE{i}{j}" in text for i in range(6) for j in range(3))
     assert has("6 columns, shown in 2 parts; download the full table (CSV) in the HTML book.")
-    assert has("column_0 column_1 column_2 row a CELLVALUE00") and "data:text/csv" not in text
+    assert has("column_0 column_1 column_2 column_3 column_4 row a CELLVALUE00") and "data:text/csv" not in text
     # the figure is embedded, at the resolution of the executed notebook's PNG
     nb = nbformat.read(executed / "chapters/01_demo.ipynb", as_version=4)
     png = [base64.b64decode(o.data["image/png"]) for c in nb.cells for o in c.get("outputs", [])

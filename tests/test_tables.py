@@ -197,6 +197,30 @@ def test_page_html_shows_wide_tables_in_parts_with_the_full_table_as_csv():
     assert back.shape == (2, 17) and (back.to_numpy() == wide.to_numpy()).all()
 
 
+def test_page_html_splits_by_what_fits_the_content_column_not_by_a_fixed_count():
+    """Six short cells a row fit in one table; cells "mean ± sd [CI]" (two lines: the interval under the estimate)
+    go as many a part as fit in PAGE_CHARS characters beside the index; a wide index still leaves two columns a
+    part."""
+    import re
+
+    from mmlib import tables
+
+    short = pd.DataFrame({"train": [71, 62], "val": [10, 9], "test": [20, 18], "all": [101, 89]},
+                         index=pd.MultiIndex.from_tuples([("White", "F"), ("White", "M")], names=["race", "gender"]))
+    assert tables.page_html(short).count("<table") == 1, "6 cells a row of short numbers: one table"
+    ci = pd.DataFrame({f"model {i}": ["0.712 ± 0.010 [0.690, 0.731]"] * 2 for i in range(4)},
+                      index=pd.Index(["MIMIC-Eye", "MIMIC-IV-Ext-MDS-ED"], name="cohort"))
+    page = tables.page_html(ci)
+    assert "4 columns, shown in 2 parts" in page
+    for part in re.findall(r"<table.*?</table>", page, re.S):
+        row = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", re.search(r"<tbody>\s*<tr>(.*?)</tr>", part, re.S).group(1))
+        widths = [max(len(piece) for piece in c.split(" [")) + 2 for c in row]
+        assert len(row) in (2, 4) and sum(widths) <= tables.PAGE_CHARS, row
+    deep = pd.DataFrame({"estimate": ["0.712 ± 0.010 [0.690, 0.731]"], "other": ["0.5 ± 0.1 [0.4, 0.6]"],
+                         "third": ["0.1"]}, index=pd.MultiIndex.from_tuples([("a" * 30, "b" * 30)], names=["x", "y"]))
+    assert tables.page_html(deep).count("<table") == 2, "two columns a part, however wide the index"
+
+
 # ------------------------------------------------------------------ numbers on the page (every displayed table)
 def _cells(html: str) -> list[str]:
     import re
@@ -301,7 +325,7 @@ def test_installed_page_tables_still_apply_small_cell_suppression_before_formatt
         disclosure.enforce(True)
         html = shell.display_formatter.format(df)[0]["text/html"]
         text = shell.display_formatter.format(df)[0]["text/plain"]
-        wide = shell.display_formatter.format(df.assign(x=1, y=2))[0]["text/html"]
+        wide = shell.display_formatter.format(df.assign(x=1, y=2, z=3, w=4))[0]["text/html"]
     finally:
         disclosure.enforce(False)
     cells = _cells(html)
