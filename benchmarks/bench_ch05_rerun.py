@@ -59,9 +59,20 @@ steps = p.plan(params, upto=sys.argv[3])
 keys = {c.id: k for c, k in steps}
 if sys.argv[4] == "build":
     p.ensure_synthetic_cohorts(params, progress=False)
-    for ch, key in steps[:-1]:
-        print(p.run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=False).line(),
-              file=sys.stderr, flush=True)
+    # a planned key whose inputs were not built yet is provisional: each chapter's key is resolved from its
+    # inputs' content once they exist, as `build` does (else chapter 05 would look for another chapter 04)
+    for ch, _ in steps:
+        key = p._key_now(ch, params, keys)
+        if ch is not steps[-1][0]:
+            print(p.run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=False).line(),
+                  file=sys.stderr, flush=True)
+if sys.argv[4] == "link":  # hard links to the upstream artifacts of sys.argv[5] ({chapter: folder}), under this tree's keys
+    import os, shutil
+    src = json.loads(sys.argv[5])
+    for ch, _ in steps:
+        key = p._key_now(ch, params, keys)  # resolved once the chapters before it are linked: their content
+        if ch is not steps[-1][0]:
+            shutil.copytree(src[ch.id], p.artifact_dir(ch.id, key), copy_function=os.link)
 print(json.dumps({"keys": keys, "needs": steps[-1][0].needs,
                   "dirs": {c: str(p.artifact_dir(c, k)) for c, k in keys.items()},
                   "complete": all(p.is_complete(c, keys[c]) for c in steps[-1][0].needs)}))
@@ -96,10 +107,6 @@ def upstream(root: Path, profile: str, overrides: list, build: bool) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, copy_function=os.link)
-
-
 def _tree_rss(pid: int, stop: threading.Event, peak: list) -> None:
     import psutil
 
@@ -121,14 +128,16 @@ def _tree_rss(pid: int, stop: threading.Event, peak: list) -> None:
         stop.wait(0.2)
 
 
-def timed_run(root: Path, profile: str, overrides: list, plan: dict, inputs_from: dict, work: Path) -> dict:
+def timed_run(root: Path, profile: str, overrides: list, inputs_from: dict, work: Path) -> dict:
     """``python -m mmlib run 05`` in the tree at ``root``, in the build folder ``work`` (hard links to the
     upstream artifacts ``inputs_from[cid]`` under this tree's keys): seconds, memory, artifact folder."""
     # every chapter before it, not only those it reads: a key hashes its inputs' content (their _done.json), so
-    # chapter 04's key needs chapter 03's artifact present too
-    for cid in plan["keys"]:
-        if cid != CHAPTER:
-            _link_tree(Path(inputs_from[cid]), work / "artifacts" / cid / plan["keys"][cid])
+    # chapter 04's key needs chapter 03's artifact present too; the tree resolves each key as it links
+    r = subprocess.run([sys.executable, "-c", _UPSTREAM, profile, json.dumps(overrides), CHAPTER, "link",
+                        json.dumps(inputs_from)], cwd=root, env=_env(root, work), stdout=subprocess.PIPE, text=True)
+    if r.returncode:
+        raise SystemExit(f"{root}: could not link chapter {CHAPTER}'s inputs into {work} (exit {r.returncode})")
+    plan = json.loads(r.stdout.strip().splitlines()[-1])
     cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "mmlib", "run", CHAPTER, "--profile", profile]
     for k, v in overrides:
         cmd += ["-p", k, v]
@@ -221,15 +230,14 @@ def main() -> int:
             print("upstream artifacts of every tree: " + ", ".join(sorted(set(source.values()))) + "'s", flush=True)
         if not args.no_warm_up:
             for name, root in trees.items():
-                plan = upstream(root, args.profile, [], build=False)
-                res = timed_run(root, args.profile, [], plan, plans[source[name]]["dirs"], scratch / f"warm-{name.split()[0]}")
+                res = timed_run(root, args.profile, [], plans[source[name]]["dirs"], scratch / f"warm-{name.split()[0]}")
                 print(f"{name:>18}: warm-up (profile's parameters, not timed) {res['wall']:.1f} s, retraining "
                       f"{res['retrain']} s", flush=True)
         results: dict = {name: [] for name in trees}
         for r in range(args.repeat):
             for name, root in trees.items():
                 work = scratch / f"build-{name.split()[0]}-{r}"
-                res = timed_run(root, args.profile, overrides, plans[name], plans[source[name]]["dirs"], work)
+                res = timed_run(root, args.profile, overrides, plans[source[name]]["dirs"], work)
                 results[name].append(res)
                 print(f"{name:>18}: {res['wall']:6.1f} s wall ({res['wall'] / TARGET_S:.2f} x the {TARGET_S:.0f} s "
                       f"target), chapter {res['chapter']:.1f} s (retraining {res['retrain']} s); peak memory "

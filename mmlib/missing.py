@@ -97,6 +97,8 @@ def predict_masked(fit, x: np.ndarray, masks: np.ndarray, chunk: int = 4096) -> 
     draws, n, m = masks.shape
     if x.shape[:2] != (n, m):
         raise ValueError(f"x has shape {x.shape}, masks {masks.shape}: expected x (n, M, D) with n={n}, M={m}")
+    if not x.flags.writeable:  # e.g. joblib's read-only memory map in a worker: torch would warn about sharing it
+        x = np.array(x)
     flat = masks.reshape(draws * n, m)
     out = np.empty(draws * n)
     if fit.name == "logreg" or not hasattr(fit.model, "fuse"):
@@ -182,16 +184,40 @@ def evaluate_condition(data, fits: list, masks: np.ndarray, groups, *, boot: boo
     ``boot``, the bootstrap CI of the mean on the resamples of ``groups``
     (:class:`mmlib.metrics.EvaluationGroups`; AUROC/AUPRC resampled on the first ``rank_draws`` draws of
     every seed). Returns ``(table, replicates)``."""
+    x, y = _test_inputs(data, fits)
+    return _score(x, y, fits, masks, groups, boot, rank_draws)
+
+
+def _test_inputs(data, fits: list) -> tuple[np.ndarray, np.ndarray]:
+    """The test stays' embeddings of the modalities ``fits`` were trained on, ``(n_test, M, D)``, and their labels."""
+    te = data.rows("test")
+    return data.x[te][:, data.columns(fits[0].modalities)], data.y[te]
+
+
+def _score(x: np.ndarray, y: np.ndarray, fits: list, masks: np.ndarray, groups, boot: bool,
+           rank_draws: int) -> tuple[pd.DataFrame, dict]:
+    """:func:`evaluate_condition` on the test inputs ``x``, ``y`` (:func:`_test_inputs`)."""
     from .metrics import summarise_vectors
 
-    te = data.rows("test")
-    x = data.x[te][:, data.columns(fits[0].modalities)]
     probs = np.concatenate([predict_masked(f, x, masks) for f in fits])
     preds = np.concatenate([np.full(masks.shape[:2], f.threshold) for f in fits]) <= probs
     draws = masks.shape[0]
     ranked = [s * draws + d for s in range(len(fits)) for d in range(min(rank_draws, draws))]
-    return summarise_vectors(data.y[te], probs, preds.astype(int), groups.attrs, groups.flags,
+    return summarise_vectors(y, probs, preds.astype(int), groups.attrs, groups.flags,
                              groups.boot if boot else None, rank_vectors=ranked)
+
+
+def _score_many(x: np.ndarray, y: np.ndarray, fits: list, conditions: list, groups, rank_draws: int) -> list:
+    """:func:`_score` of one model's ``fits`` under each ``(masks, boot)`` of ``conditions``, in order, on one torch
+    thread (the numbers are then the same in the chapter's process and in a worker, whatever ``n_jobs``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [_score(x, y, fits, masks, groups, boot, rank_draws) for masks, boot in conditions]
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Sweep:
@@ -290,49 +316,80 @@ class ProtocolRun:
                 f"({self.predictions / self.seconds:,.0f} predictions/s)")
 
 
-def _evaluate_models(sweep: Sweep, data, fits: dict, masks: np.ndarray, groups, cohort: str, labels: dict, *,
-                     boot: bool = True, rank_draws: int = 2) -> tuple[int, int]:
-    """Evaluate every model of ``fits`` (``{model: fitted models, one per seed}``, in that order) under ``masks``,
-    labelled ``cohort, model`` then ``labels`` (in that order: it is the sweep table's column order); returns
-    (conditions, predictions)."""
-    for m, fl in fits.items():
-        sweep.evaluate(data, fl, masks, groups, boot=boot, rank_draws=rank_draws, cohort=cohort, model=m, **labels)
-    return len(fits), sum(masks.shape[0] * masks.shape[1] * len(fl) for fl in fits.values())
+@dataclass(frozen=True)
+class _Condition:
+    """One condition of a protocol: every model of ``fits`` (``{model: fitted models, one per seed}``) of cohort
+    ``cohort`` scored under ``masks``, labelled ``cohort, model`` then ``labels``; bootstrapped when ``boot``."""
+
+    cohort: str
+    fits: dict
+    masks: np.ndarray
+    labels: dict
+    boot: bool = True
+
+
+def _evaluate_conditions(sweep: Sweep, data: dict, groups: dict, conditions: list, rank_draws: int,
+                         n_jobs: int) -> tuple[int, int]:
+    """Score every condition of ``conditions`` (:class:`_Condition`) and keep them in ``sweep`` in order (each
+    condition's models in the order of its ``fits``: the sweep table's row order). The scoring runs as one task per
+    cohort and model (its test inputs and fits sent once, with every mask of its conditions), in ``n_jobs`` worker
+    processes (joblib; 1: in this process); the numbers do not depend on ``n_jobs`` (:func:`_score_many`).
+    Returns (conditions, predictions)."""
+    tasks: dict = {}
+    for i, c in enumerate(conditions):
+        for m, fl in c.fits.items():
+            tasks.setdefault((c.cohort, m, id(fl)), []).append(i)
+
+    def args(key, idx):
+        n, m, _ = key
+        fl = conditions[idx[0]].fits[m]
+        x, y = _test_inputs(data[n], fl)
+        return x, y, fl, [(conditions[i].masks, conditions[i].boot) for i in idx], groups[n], rank_draws
+
+    if n_jobs == 1 or len(tasks) < 2:
+        results = [_score_many(*args(k, idx)) for k, idx in tasks.items()]
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs)(delayed(_score_many)(*args(k, idx)) for k, idx in tasks.items())
+    scored = {(i, k[1]): r for (k, idx), res in zip(tasks.items(), results) for i, r in zip(idx, res)}
+    predictions = 0
+    for i, c in enumerate(conditions):
+        for m, fl in c.fits.items():
+            sweep.add(*scored[(i, m)], cohort=c.cohort, model=m, **c.labels)
+            predictions += c.masks.shape[0] * c.masks.shape[1] * len(fl)
+    return sum(len(c.fits) for c in conditions), predictions
 
 
 def random_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, rates, draws: int, *,
-                    mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+                    mask_seed: int, rank_draws: int = 2, n_jobs: int = 1) -> ProtocolRun:
     """Random missingness (the paper's Algorithm 1), evaluated into ``sweep``: for every cohort ``n`` of ``data``
     (``{cohort: FusionData}``) and every rate ``rates[i]``, ``draws`` masks of the test availability ``present[n]``
     (:func:`bernoulli_masks`, seed ``mask_seed * 1000 + i``), and every model of ``fits[n]`` (``{model: fitted
     models, one per seed}``) scored under them on ``groups[n]`` (:meth:`Sweep.evaluate`), labelled
-    ``cohort, model, protocol="random", rate, modality="all"``. Used by chapter 05."""
-    t0, conditions, predictions = time.perf_counter(), 0, 0
-    for n, d in data.items():
-        for i, p in enumerate(rates):
-            masks = bernoulli_masks(present[n], p, draws, seed=mask_seed * 1000 + i)
-            c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
-                                    dict(protocol="random", rate=p, modality="all"), rank_draws=rank_draws)
-            conditions, predictions = conditions + c, predictions + k
+    ``cohort, model, protocol="random", rate, modality="all"``; scored in ``n_jobs`` processes
+    (:func:`_evaluate_conditions`: the same numbers whatever ``n_jobs``). Used by chapter 05."""
+    t0 = time.perf_counter()
+    todo = [_Condition(n, fits[n], bernoulli_masks(present[n], p, draws, seed=mask_seed * 1000 + i),
+                       dict(protocol="random", rate=p, modality="all"))
+            for n in data for i, p in enumerate(rates)]
+    conditions, predictions = _evaluate_conditions(sweep, data, groups, todo, rank_draws, n_jobs)
     return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
 
 
 def one_modality_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, orders: dict, rates,
-                          draws: int, *, mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+                          draws: int, *, mask_seed: int, rank_draws: int = 2, n_jobs: int = 1) -> ProtocolRun:
     """One modality missing at a time (the inference protocol of arXiv 2605.12031), evaluated into ``sweep``: for
     every cohort ``n``, every modality ``orders[n][j]`` and every rate ``rates[i]``, ``draws`` masks in which only
     that modality goes missing, at that rate (seed ``mask_seed * 1000 + 100 * (j + 1) + i``), and every model of
     ``fits[n]`` scored under them (arguments as :func:`random_protocol`), labelled ``cohort, model,
     protocol="one modality", rate, modality``. Used by chapter 05."""
-    t0, conditions, predictions = time.perf_counter(), 0, 0
-    for n, d in data.items():
-        for j, mod in enumerate(orders[n]):
-            for i, p in enumerate(rates):
-                rate = np.where(np.arange(len(orders[n])) == j, p, 0.0)
-                masks = bernoulli_masks(present[n], rate, draws, seed=mask_seed * 1000 + 100 * (j + 1) + i)
-                c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
-                                        dict(protocol="one modality", rate=p, modality=mod), rank_draws=rank_draws)
-                conditions, predictions = conditions + c, predictions + k
+    t0 = time.perf_counter()
+    todo = [_Condition(n, fits[n], bernoulli_masks(present[n], np.where(np.arange(len(orders[n])) == j, p, 0.0),
+                                                   draws, seed=mask_seed * 1000 + 100 * (j + 1) + i),
+                       dict(protocol="one modality", rate=p, modality=mod))
+            for n in data for j, mod in enumerate(orders[n]) for i, p in enumerate(rates)]
+    conditions, predictions = _evaluate_conditions(sweep, data, groups, todo, rank_draws, n_jobs)
     return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
 
 
@@ -369,21 +426,19 @@ def retrain_with_missingness(data: dict, orders: dict, models, train_rates, seed
 
 
 def train_test_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, train_rates, test_rates,
-                        draws: int, *, mask_seed: int, rank_draws: int = 2) -> ProtocolRun:
+                        draws: int, *, mask_seed: int, rank_draws: int = 2, n_jobs: int = 1) -> ProtocolRun:
     """The train x test protocol, evaluated into ``sweep`` without bootstrap: for every cohort ``n``, training rate
     ``pt`` and test rate ``test_rates[i]``, ``draws`` random masks of ``present[n]`` (seed
     ``mask_seed * 1000 + 900 + i``: the same masks for every training rate), and every model of ``fits[(n, pt)]``
     (:func:`retrain_with_missingness`) scored under them, labelled ``cohort, model, protocol="train x test", rate,
     modality="all", train_rate``. Used by chapter 05."""
-    t0, conditions, predictions = time.perf_counter(), 0, 0
-    for n, d in data.items():
-        for pt in train_rates:
-            for i, pe in enumerate(test_rates):
-                masks = bernoulli_masks(present[n], pe, draws, seed=mask_seed * 1000 + 900 + i)
-                labels = dict(protocol="train x test", rate=pe, modality="all", train_rate=pt)
-                c, k = _evaluate_models(sweep, d, fits[(n, pt)], masks, groups[n], n, labels, boot=False,
-                                        rank_draws=rank_draws)
-                conditions, predictions = conditions + c, predictions + k
+    t0 = time.perf_counter()
+    masks = {(n, i): bernoulli_masks(present[n], pe, draws, seed=mask_seed * 1000 + 900 + i)
+             for n in data for i, pe in enumerate(test_rates)}
+    todo = [_Condition(n, fits[(n, pt)], masks[(n, i)],
+                       dict(protocol="train x test", rate=pe, modality="all", train_rate=pt), boot=False)
+            for n in data for pt in train_rates for i, pe in enumerate(test_rates)]
+    conditions, predictions = _evaluate_conditions(sweep, data, groups, todo, rank_draws, n_jobs)
     return ProtocolRun(conditions, predictions, time.perf_counter() - t0)
 
 
@@ -397,15 +452,15 @@ def group_factors(data: dict, orders: dict, given=None) -> dict:
 
 
 def group_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: dict, factors: dict, rates,
-                   draws: int, *, mask_seed: int, rank_draws: int = 2, name=str) -> ProtocolRun:
+                   draws: int, *, mask_seed: int, rank_draws: int = 2, name=str, n_jobs: int = 1) -> ProtocolRun:
     """Group-dependent missingness, evaluated into ``sweep``: for every cohort ``n`` and rate ``rates[i]``, per race
     group rates proportional to ``factors[n]`` with mean ``rates[i]`` over the test stays (:func:`matched_group_rates`
     on ``groups[n].attrs["race"]``), ``draws`` masks of ``present[n]`` (:func:`group_masks`, seed
     ``mask_seed * 1000 + 700 + i``) and every model of ``fits[n]`` scored under them, labelled ``cohort, model,
     protocol="group-dependent", rate, modality="all"``. A rate whose group rates would exceed 1 is skipped, with a
     sentence in :attr:`ProtocolRun.skipped` naming the cohort as ``name(cohort)``. Used by chapter 05."""
-    t0, conditions, predictions, skipped = time.perf_counter(), 0, 0, []
-    for n, d in data.items():
+    t0, todo, skipped = time.perf_counter(), [], []
+    for n in data:
         race_te = groups[n].attrs["race"]
         for i, p in enumerate(rates):
             try:
@@ -413,10 +468,10 @@ def group_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: 
             except ValueError as err:
                 skipped.append(f"{name(n)} p={p:g}: {err}")
                 continue
-            masks = group_masks(present[n], race_te, group_rates, draws, seed=mask_seed * 1000 + 700 + i)
-            c, k = _evaluate_models(sweep, d, fits[n], masks, groups[n], n,
-                                    dict(protocol="group-dependent", rate=p, modality="all"), rank_draws=rank_draws)
-            conditions, predictions = conditions + c, predictions + k
+            todo.append(_Condition(n, fits[n], group_masks(present[n], race_te, group_rates, draws,
+                                                           seed=mask_seed * 1000 + 700 + i),
+                                   dict(protocol="group-dependent", rate=p, modality="all")))
+    conditions, predictions = _evaluate_conditions(sweep, data, groups, todo, rank_draws, n_jobs)
     return ProtocolRun(conditions, predictions, time.perf_counter() - t0, skipped)
 
 

@@ -416,6 +416,43 @@ def test_retraining_and_the_train_x_test_protocol(sweep_setup):
     assert run.conditions == 4 and not got.table["ci_low"].notna().any(), "scored without the bootstrap"
 
 
+def test_predict_masked_reads_a_read_only_array_without_a_warning(sweep_setup):
+    """A worker of chapter 05's sweeps gets the test embeddings as joblib's read-only memory map: the predictions are
+    the same, and torch's "not writable" warning (which the chapter would print) is not raised."""
+    import warnings
+
+    data, res, _ = sweep_setup
+    fit = res.fits_of("paper", "good+noise", [0])[0]
+    te = data.rows("test")
+    x = data.x[te].copy()
+    masks = missing.bernoulli_masks(data.mask[te], 0.3, 2, seed=0)
+    want = missing.predict_masked(fit, x, masks)
+    x.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = missing.predict_masked(fit, x, masks)
+    assert np.array_equal(got, want)
+
+
+def test_protocols_give_the_same_sweep_in_two_worker_processes(sweep_setup):
+    """Chapter 05 scores its protocols with ``n_jobs`` worker processes (one task per cohort and model): the sweep
+    -- rows, order, replicates -- is the one a single process gives, for each of the four protocols."""
+    data, fits, present, groups, orders = _protocol_inputs(sweep_setup)
+    factors = missing.group_factors(data, orders, {"White": 1, "non-White": 2})
+    grid = {("toy", 0.0): fits["toy"], ("toy", 0.5): {"paper": fits["toy"]["paper"][::-1]}}
+    sweeps = []
+    for n_jobs in (1, 2):
+        sw = missing.Sweep()
+        missing.random_protocol(sw, data, fits, present, groups, [0.0, 0.5], 3, mask_seed=2, n_jobs=n_jobs)
+        missing.one_modality_protocol(sw, data, fits, present, groups, orders, [1.0], 2, mask_seed=1, n_jobs=n_jobs)
+        missing.train_test_protocol(sw, data, grid, present, groups, [0.0, 0.5], [0.6], 2, mask_seed=1,
+                                    n_jobs=n_jobs)
+        missing.group_protocol(sw, data, fits, present, groups, factors, [0.2], 2, mask_seed=1, n_jobs=n_jobs)
+        sweeps.append(sw)
+    _same_sweep(sweeps[1], sweeps[0])
+    assert len(sweeps[0].replicates) == 4 + 4 + 3 + 2
+
+
 def test_protocol_run_note_is_chapter_05s_sentence():
     run = missing.ProtocolRun(conditions=4, predictions=12345, seconds=2.5)
     n_pred, sweep_seconds = run.predictions, run.seconds
