@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from . import disclosure
 from .disclosure import MIN_CELL, SUPPRESSED
-from .schema import display_name
+from .schema import COHORT_NAMES, display_name
 
 
 def _real(real: bool | None) -> bool:
@@ -569,6 +569,17 @@ HEADER_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high", "cpu_seconds"
                  "spec_high": "specificity 95% CI high"}
 
 
+def _cohorts_in_book_order(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its rows in the book's cohort order when its first index level is ``cohort`` (a stable sort: the
+    rows of one cohort keep their order; a cohort the book does not know comes after, as it was)."""
+    if df.index.names[0] != "cohort" or len(df) < 2:
+        return df
+    rank = {c: i for i, c in enumerate(COHORT_NAMES)} | {name: i for i, name in enumerate(COHORT_NAMES.values())}
+    keys = [rank.get(v, len(rank)) if isinstance(v, str) else len(rank) for v in df.index.get_level_values(0)]
+    order = np.argsort(keys, kind="stable")
+    return df if (order == np.arange(len(df))).all() else df.iloc[order]
+
+
 def _reader_label(v, header: bool):
     """One name, label or cell as the page shows it: a cohort key as the cohort's display name and, for names
     and labels (``header``), a computed column's name from :data:`HEADER_LABELS`; anything else as it is."""
@@ -697,7 +708,10 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     (``mds_ed`` -> ``MIMIC-IV-Ext-MDS-ED``), a computed column's name by :data:`HEADER_LABELS` (``ci_low`` -> ``95% CI
     low``); the frame itself, and its CSV download, keep the names code uses. Returns the text frame and whether a
     missing value was replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
-    disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone."""
+    disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone. A table whose first index
+    level is ``cohort`` lists the cohorts in the book's order (MIMIC-Eye first, :data:`mmlib.schema.COHORT_NAMES`),
+    each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first)."""
+    df = _cohorts_in_book_order(df)
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False
     for j in range(df.shape[1]):

@@ -262,18 +262,27 @@ def test_page_frame_formats_float_index_levels_and_keeps_integers_and_negatives(
 
 def test_page_tables_show_cohorts_and_computed_columns_by_their_names_for_readers():
     """Cohort keys read as the cohorts' names wherever they are (index, columns, cells); computed columns' code names
-    read as words; everything else, and the CSV download, is as the frame has it."""
+    read as words; a table indexed first by cohort lists MIMIC-Eye first, as every page does; everything else, and
+    the CSV download, is as the frame has it."""
     import base64
     import re
 
     df = pd.DataFrame({"cohort": ["mds_ed", "other"], "fits": [3, 4], "ci_low": [0.1, 0.2], "mimic_eye": [1, 2]},
-                      index=pd.MultiIndex.from_tuples([("mds_ed", "paper"), ("mimic_eye", "late")],
+                      index=pd.MultiIndex.from_tuples([("mimic_eye", "paper"), ("mds_ed", "late")],
                                                       names=["cohort", "model"]))
     shown, _ = tables.page_frame(df)
-    assert list(shown.index.get_level_values("cohort")) == ["MIMIC-IV-Ext-MDS-ED", "MIMIC-Eye"]
+    assert list(shown.index.get_level_values("cohort")) == ["MIMIC-Eye", "MIMIC-IV-Ext-MDS-ED"]
     assert list(shown.index.get_level_values("model")) == ["paper", "late"]
     assert list(shown.columns) == ["cohort", "fits", "95% CI low", "MIMIC-Eye"]
     assert shown["cohort"].tolist() == ["MIMIC-IV-Ext-MDS-ED", "other"]
+    grouped = pd.DataFrame({"fits": [1, 2, 3]}, index=pd.MultiIndex.from_tuples(
+        [("mds_ed", "late"), ("mds_ed", "paper"), ("mimic_eye", "paper")], names=["cohort", "model"]))
+    shown, _ = tables.page_frame(grouped)  # as a groupby sorts it: mds_ed first
+    assert list(shown.index) == [("MIMIC-Eye", "paper"), ("MIMIC-IV-Ext-MDS-ED", "late"),
+                                 ("MIMIC-IV-Ext-MDS-ED", "paper")], "the book's cohort order, rows kept in order"
+    assert shown["fits"].tolist() == ["3", "1", "2"]
+    inner = grouped.reorder_levels(["model", "cohort"])
+    assert list(tables.page_frame(inner)[0]["fits"]) == ["1", "2", "3"], "only a first level named cohort"
     plain = pd.DataFrame({"x": [1, 2]}, index=pd.Index([10, 20], name="seed"))
     assert tables.page_frame(plain)[0].index.equals(plain.index), "nothing to relabel: the index as it was"
     page = tables.page_html(df, max_columns=3)
