@@ -66,7 +66,7 @@ if sys.argv[4] == "build":
         if ch is not steps[-1][0]:
             print(p.run_chapter(ch, key, params, {n: keys[n] for n in ch.needs}, force=False, progress=False).line(),
                   file=sys.stderr, flush=True)
-if sys.argv[4] == "link":  # hard links to the upstream artifacts of sys.argv[5] ({chapter: folder}), under this tree's keys
+if sys.argv[4] == "link":  # hard links to the upstream artifacts of sys.argv[5] ({chapter: folder}), this tree's keys
     import os, shutil
     src = json.loads(sys.argv[5])
     for ch, _ in steps:
@@ -230,7 +230,8 @@ def main() -> int:
             print("upstream artifacts of every tree: " + ", ".join(sorted(set(source.values()))) + "'s", flush=True)
         if not args.no_warm_up:
             for name, root in trees.items():
-                res = timed_run(root, args.profile, [], plans[source[name]]["dirs"], scratch / f"warm-{name.split()[0]}")
+                res = timed_run(root, args.profile, [], plans[source[name]]["dirs"],
+                                scratch / f"warm-{name.split()[0]}")
                 print(f"{name:>18}: warm-up (profile's parameters, not timed) {res['wall']:.1f} s, retraining "
                       f"{res['retrain']} s", flush=True)
         results: dict = {name: [] for name in trees}

@@ -209,15 +209,11 @@ def _score(x: np.ndarray, y: np.ndarray, fits: list, masks: np.ndarray, groups, 
 
 def _score_many(x: np.ndarray, y: np.ndarray, fits: list, conditions: list, groups, rank_draws: int) -> list:
     """:func:`_score` of one model's ``fits`` under each ``(masks, boot)`` of ``conditions``, in order, on one torch
-    thread (the numbers are then the same in the chapter's process and in a worker, whatever ``n_jobs``)."""
-    import torch
+    thread (:func:`mmlib.train.single_thread`: the same numbers in the chapter's process and in a worker)."""
+    from .train import single_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         return [_score(x, y, fits, masks, groups, boot, rank_draws) for masks, boot in conditions]
-    finally:
-        torch.set_num_threads(threads)
 
 
 class Sweep:

@@ -223,9 +223,8 @@ def flow_note(cohort) -> str:
     :func:`mmlib.disclosure.count`."""
     real = _real_cohort(cohort)
     flow = disclosure.flow(cohort.flow, real=real)
-    def number(v) -> str:  # a count in prose, as the tables write it: 4,412 (or <11 when suppressed)
-        whole = isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
-        return f"{int(v):,}" if whole and not isinstance(v, (bool, np.bool_)) else str(v)
+    def number(v) -> str:  # a count in prose as the tables write it (_fmt_number): 4,412, or <11 when suppressed
+        return _fmt_number(v, 0) if isinstance(v, (int, float, np.number)) and float(v).is_integer() else str(v)
 
     lines = [f"- {r.step}: {number(r.excluded)} excluded" for r in flow.iloc[1:].itertuples() if r.excluded != 0]
     extra = {k: v for k, v in cohort.info.items() if k != "prediction_hours"}
@@ -248,8 +247,8 @@ def flow_note(cohort) -> str:
         return words(head.replace("_", " ") + (f" ({tail.replace('_', ' ')})" if tail else ""))
 
     shown = [f"\n- {label(k)}: {words(str(value(v)))}" for k, v in extra.items()]
-    return (f"{flow.step.iloc[0]}: {number(flow.remaining.iloc[0])}; {number(len(cohort.stays))} stays kept for the study "
-            f"(primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
+    return (f"{flow.step.iloc[0]}: {number(flow.remaining.iloc[0])}; {number(len(cohort.stays))} stays kept for "
+            f"the study (primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
             + "".join(shown))
 
 

@@ -287,18 +287,26 @@ def training_tensors(data: FusionData, cols: list[int], dev: torch.device):
 
 
 @contextmanager
-def seeded_single_thread(seed: int, dev: torch.device):
-    """Run a block on one CPU thread with torch seeded by ``seed`` (the caller's RNG state and thread count
-    are restored afterwards); yields a generator seeded the same way, for shuffling and masks. One thread
-    makes the numbers independent of how many fits run side by side."""
+def single_thread():
+    """Run a block on one torch CPU thread (the caller's thread count restored afterwards): its numbers are then
+    the same in a chapter's process and in a worker, whatever ``n_jobs``. Used by :func:`seeded_single_thread` and
+    chapter 05's sweeps (:mod:`mmlib.missing`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            yield torch.Generator(device=dev).manual_seed(seed)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def seeded_single_thread(seed: int, dev: torch.device):
+    """Run a block on one CPU thread (:func:`single_thread`) with torch seeded by ``seed`` (the caller's RNG state
+    is restored afterwards); yields a generator seeded the same way, for shuffling and masks. One thread makes the
+    numbers independent of how many fits run side by side."""
+    with single_thread(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield torch.Generator(device=dev).manual_seed(seed)
 
 
 def adamw(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

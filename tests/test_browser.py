@@ -105,7 +105,8 @@ const t0 = Date.now();
     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim().slice(0, 60));
   const cells = Array.from(new Set(Array.from(article.querySelectorAll('table th, table td'))
                                     .map(c => c.textContent.trim())));
-  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells, outputs: outputs,
+  done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells,
+        outputs: outputs,
         all_text: document.body.textContent + '\n' + attrs.join('\n'), content_width: right - left});
 })();
 """
