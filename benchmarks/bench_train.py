@@ -24,10 +24,12 @@ import pandas as pd
 def _inputs(params):
     from mmlib import pipeline
 
+    for cid in ("01", "02"):  # one at a time: chapter 02's key depends on the content chapter 01 wrote
+        steps = dict((c.id, k) for c, k in pipeline.plan(params, upto=cid))
+        if not pipeline.is_complete(cid, steps[cid]):
+            print(f"building chapter {cid} of the profile first ...", flush=True)
+            pipeline.run(cid, params, force=False, progress=False)
     steps = dict((c.id, k) for c, k in pipeline.plan(params, upto="02"))
-    if not all(pipeline.is_complete(c, k) for c, k in steps.items()):
-        print("building chapters 01-02 of the profile first ...", flush=True)
-        pipeline.build({**params}, render=False, progress=False)
     return pipeline.artifact_dir("01", steps["01"]), pipeline.artifact_dir("02", steps["02"])
 
 

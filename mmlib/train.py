@@ -326,6 +326,7 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
         opt = adamw(model, cfg)
         tr_t = torch.as_tensor(tr, device=dev)
         best, best_loss, best_epoch, history = None, float("inf"), 0, []
+        x_va, m_va, y_va = x[va], m[va], y[va]  # gathered once, not every epoch
         for epoch in range(1, cfg.max_epochs + 1):
             model.train()
             order = tr_t[torch.randperm(len(tr_t), generator=gen, device=dev)]
@@ -339,7 +340,7 @@ def _train(data, name, cols, seed, cfg, dev, tr, va, modality_dropout):
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(b)
-            val_loss = float(loss_fn(predict_logits(model, x[va], m[va]), y[va]))
+            val_loss = float(loss_fn(predict_logits(model, x_va, m_va), y_va))
             history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss})
             if val_loss < best_loss - 1e-6:
                 best, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
