@@ -60,6 +60,10 @@ ALL_TEXT = {
 #: Names code uses that a table on the page shows as words (:func:`mmlib.tables.page_frame`): a header or cell that
 #: is exactly one of them escaped the page's labels.
 CODE_NAMES = {**COHORT_NAMES, **HEADER_LABELS}
+#: ... and one of them as a word of the text (prose, notes, printed output) rather than as marked-up code; a file
+#: name (``mds_ed.csv``) or an identifier it is part of (``embeddings_mimic_eye``) is not such a word.
+CODE_NAME_IN_TEXT = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(CODE_NAMES, key=len, reverse=True)))
+                               + r")(?![\w(/-]|\.\w)")
 
 #: Runs in the page: the measurements the assertions need (one round trip per page).
 MEASURE = r"""
@@ -105,8 +109,10 @@ const t0 = Date.now();
     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim().slice(0, 60));
   const cells = Array.from(new Set(Array.from(article.querySelectorAll('table th, table td'))
                                     .map(c => c.textContent.trim())));
+  const words = reader.cloneNode(true);  // what the page says in words: no tables, no code named as code
+  words.querySelectorAll('table, code:not(pre code)').forEach(n => n.remove());
   done({tables: tables, images: images, figures: figures, reader_text: reader.textContent, cells: cells,
-        outputs: outputs,
+        outputs: outputs, words: words.textContent,
         all_text: document.body.textContent + '\n' + attrs.join('\n'), content_width: right - left});
 })();
 """
@@ -221,6 +227,8 @@ def check_page(driver, url: str) -> list[str]:
     problems += [f"printed output runs past its box (a scroll bar, not wrapped): {t!r}..." for t in m["outputs"]]
     problems += [f"code name in a table: {v!r} (the page shows {CODE_NAMES[v]!r})" for v in m["cells"]
                  if v in CODE_NAMES]
+    problems += [f"code name in the text: ...{_around(m['words'], hit)}... (the page shows {CODE_NAMES[hit[0]]!r})"
+                 for hit in list(CODE_NAME_IN_TEXT.finditer(m["words"]))[:3]]
     for name, rx in READER_TEXT.items():
         problems += [f"{name}: ...{_around(m['reader_text'], hit)}..." for hit in list(rx.finditer(m["reader_text"]))[:3]]
     for name, rx in ALL_TEXT.items():
@@ -246,6 +254,10 @@ def test_patterns_catch_what_they_are_for():
             "np.nan and math.nan() are code.")
     for rx in (*READER_TEXT.values(), *ALL_TEXT.values()):
         assert not rx.search(good), rx.pattern
+    assert [h[0] for h in CODE_NAME_IN_TEXT.finditer("Test stays by race_binary and gender; mds_ed, ci_low.")] == \
+        ["race_binary", "mds_ed", "ci_low"]
+    assert not CODE_NAME_IN_TEXT.search("ECG rows in mds_ed.csv; embeddings_mimic_eye.npz; data/mimic_eye/x; "
+                                        "race (White / non-White)")
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +284,9 @@ def _bad(report: dict, kind: str) -> dict:
 @pytest.mark.slow
 def test_every_page_reads_clean_in_chromium(report):
     """No JavaScript error, every image loads, no traceback, warning, progress bar or machine path, no table
-    header or cell that is a name code uses (a cohort key, a computed column's code name), and no printed output
-    line running out of its box (:data:`mmlib.book.OUTPUT_CSS` wraps them)."""
+    header or cell that is a name code uses (a cohort key, a computed column's code name) nor such a name as a word
+    of the text outside marked-up code, and no printed output line running out of its box
+    (:data:`mmlib.book.OUTPUT_CSS` wraps them)."""
     bad = _bad(report, "page")
     assert not bad, "\n".join(f"{p}:\n  " + "\n  ".join(probs) for p, probs in bad.items())
 
