@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install --no-compile -e ".[dev]"
-	@# pip compiles the installed packages' bytecode in one process; compiled here on every core instead (the same
-	@# .pyc files; 80 s instead of 110 s on 2 cores). As with pip, a file this Python cannot compile is skipped.
+	@# pip compiles the installed packages' bytecode in one process; compiled here on every core instead (the
+	@# same .pyc files; benchmarks/bench_install.py: 1.0-1.4x on 2 cores). As with pip, a file this Python
+	@# cannot compile is skipped.
 	$(BIN)/python -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 	touch $(STAMP)
 
@@ -40,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_summary.py
 	$(BIN)/python benchmarks/bench_chapters.py
 	$(BIN)/python benchmarks/bench_targets.py
+	$(BIN)/python benchmarks/bench_install.py
 
 clean:
 	rm -rf build _book
