@@ -60,10 +60,26 @@ def group_masks(present: np.ndarray, groups: np.ndarray, rates: dict, draws: int
     return present[None] & (u >= r[None])
 
 
+class GroupRatesAboveOne(ValueError):
+    """:func:`matched_group_rates` cannot reach ``mean_rate``: a group would need a rate above 1. ``rates`` holds
+    the rates it would need (``{group: rate}``), :meth:`sentence` says so in words (chapter 05's skipped rates)."""
+
+    def __init__(self, mean_rate: float, rates: dict):
+        self.mean_rate, self.rates = float(mean_rate), {str(g): float(r) for g, r in rates.items()}
+        super().__init__(f"mean_rate {mean_rate:g}: the group rates would exceed 1: {self.sentence()}")
+
+    def sentence(self) -> str:
+        """E.g. ``non-White would need a rate of 1.019 (White 0.818, Unknown 0.811)``: the groups above 1 first."""
+        over = sorted(((g, r) for g, r in self.rates.items() if r > 1), key=lambda kv: -kv[1])
+        rest = [f"{g} {r:.3f}" for g, r in self.rates.items() if r <= 1]
+        said = " and ".join([f"{over[0][0]} would need a rate of {over[0][1]:.3f}"] + [f"{g} {r:.3f}" for g, r in over[1:]])
+        return said + (f" ({', '.join(rest)})" if rest else "")
+
+
 def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -> dict:
     """Per-group rates proportional to ``reference`` (e.g. each group's observed share of a modality
     missing), scaled so that their sample-weighted mean over ``groups`` equals ``mean_rate``; capped at 1
-    (raises if the cap makes the target unreachable)."""
+    (raises :class:`GroupRatesAboveOne` if the cap makes the target unreachable)."""
     groups = np.asarray(groups).astype(str)
     share = pd.Series(groups).value_counts(normalize=True)
     ref = pd.Series({str(g): float(reference[g]) for g in reference}).reindex(share.index)
@@ -74,7 +90,7 @@ def matched_group_rates(groups: np.ndarray, reference: dict, mean_rate: float) -
         return {g: (0.0 if mean_rate == 0 else float(mean_rate)) for g in ref.index}
     out = ref * (mean_rate / base)
     if (out > 1).any():
-        raise ValueError(f"mean_rate {mean_rate}: the group rates would exceed 1 ({out.round(3).to_dict()})")
+        raise GroupRatesAboveOne(mean_rate, out.to_dict())
     return out.to_dict()
 
 
@@ -461,8 +477,8 @@ def group_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, groups: 
         for i, p in enumerate(rates):
             try:
                 group_rates = matched_group_rates(race_te, factors[n], p)
-            except ValueError as err:
-                skipped.append(f"{name(n)} p={p:g}: {err}")
+            except GroupRatesAboveOne as err:
+                skipped.append(f"{name(n)} at p = {p:g}: {err.sentence()}")
                 continue
             todo.append(_Condition(n, fits[n], group_masks(present[n], race_te, group_rates, draws,
                                                            seed=mask_seed * 1000 + 700 + i),

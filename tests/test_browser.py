@@ -51,6 +51,10 @@ READER_TEXT = {
     "warning": re.compile(r"\b[A-Z]\w*Warning: |^\s*WARNING[:\]]|^\s*warnings\.warn\(", re.M),
     "progress-bar debris": re.compile(r"(it/s|s/it|cell/s|s/cell|chunk/s)\]|\d\s*%\s*\|"),
     "not a number": re.compile(r"(?<![\w.])[+-]?(nan|NaN|NAN)(?![\w(])"),
+    # a Python dict, list of strings or NumPy scalar as Python prints it, where a sentence should say it in words
+    # (its quotes straight, or curly as the renderer's smart quotes print them)
+    "Python literal": re.compile(r"\{[\'‘’][^\'‘’{}]{1,60}[\'‘’]: |\[[\'‘’][^\'‘’\]]{1,60}[\'‘’](, [\'‘’][^\'‘’\]]{1,60}[\'‘’])*\]"
+                                 r"|\bnp\.(float|int)\d+\("),
 }
 #: ... and to all of it, code inputs (folded, one click away), image alt texts and titles included.
 ALL_TEXT = {
@@ -247,6 +251,11 @@ def test_patterns_catch_what_they_are_for():
            "not a number": "signed race TPR gap +nan; AUROC nan [nan, nan]"}
     for name, text in bad.items():
         assert READER_TEXT[name].search(text), name
+    for text in ("rates would exceed 1 ({‘White’: 0.818, ‘non-White’: 1.019})", "kinds ['blank', 'irrelevant']",
+                 "{'a': 1}", "a gap of np.float64(0.25)"):
+        assert READER_TEXT["Python literal"].search(text), text
+    assert not READER_TEXT["Python literal"].search("non-White would need a rate of 1.019 (White 0.818); "
+                                                    "AUROC 0.757 [0.720, 0.785]; {0, 1}; the ‘paper’ model")
     assert ALL_TEXT["machine path"].search("cohort at /work/main/data/synthetic/x")
     assert ALL_TEXT["machine path"].search("(/tmp/pytest-of-root/x)")
     good = ("The error bars are 95% CIs; 3.4 items/s; see https://example.org/home/page and ~/home/x. "

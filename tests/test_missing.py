@@ -42,8 +42,12 @@ def test_matched_group_rates_keep_the_mean_and_the_ratio():
     r = missing.matched_group_rates(groups, {"a": 0.1, "b": 0.3}, mean_rate=0.3)
     assert r["b"] / r["a"] == pytest.approx(3.0)
     assert (0.75 * r["a"] + 0.25 * r["b"]) == pytest.approx(0.3)
-    with pytest.raises(ValueError, match="exceed 1"):
+    with pytest.raises(missing.GroupRatesAboveOne, match="exceed 1") as err:
         missing.matched_group_rates(groups, {"a": 0.1, "b": 0.9}, mean_rate=0.8)
+    assert err.value.rates == pytest.approx({"a": 0.8 / 3, "b": 2.4}) and isinstance(err.value, ValueError)
+    assert err.value.sentence() == "b would need a rate of 2.400 (a 0.267)", "in words, never a Python dict"
+    both = missing.GroupRatesAboveOne(0.9, {"a": 1.2, "b": 1.5, "c": 0.5})
+    assert both.sentence() == "b would need a rate of 1.500 and a 1.200 (c 0.500)"
 
 
 def test_predict_masked_equals_predict_per_draw_and_all_missing_is_constant(toy_data):
@@ -375,7 +379,7 @@ def test_group_factors_and_protocol(sweep_setup):
     run = missing.group_protocol(got, data, fits, present, groups, factors, [0.2, 0.9], 2, mask_seed=1,
                                  name=str.upper)
     assert run.conditions == 2 and len(run.skipped) == 1, "p = 0.9 needs a non-White rate above 1: skipped"
-    assert run.skipped[0].startswith("TOY p=0.9: mean_rate 0.9: the group rates would exceed 1")
+    assert run.skipped[0].startswith("TOY at p = 0.9: non-White would need a rate of ") and "{" not in run.skipped[0]
     want = missing.Sweep()
     race = groups["toy"].attrs["race"]
     rates = missing.matched_group_rates(race, factors["toy"], 0.2)
