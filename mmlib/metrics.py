@@ -17,8 +17,10 @@ Uncertainty, for every number (:func:`summarise`):
   per test set is shared by every model evaluated on it, so differences between models or modality sets
   are *paired* (same resamples) and :meth:`Summary.difference` gives their CI.
   A gap (max - min) is never negative, so for a true gap near zero its bootstrap distribution sits above
-  zero and the percentile interval can lie wholly above the estimate: such a gap is not distinguishable
-  from zero. Changes of a gap (:meth:`Summary.difference`, :meth:`Summary.steps`) are signed and do not have this bias.
+  zero and the percentile interval can lie wholly above the estimate. Every interval the book prints contains
+  its estimate, so such an interval is extended down to the estimate (:func:`_estimate`): a wider, conservative
+  interval, never a narrower one; the gap is still not distinguishable from zero. Changes of a gap
+  (:meth:`Summary.difference`, :meth:`Summary.steps`) are signed and do not have this bias.
 
 Two kinds of gap, side by side:
 
@@ -325,12 +327,17 @@ def ci95(replicates) -> tuple[float, float]:
 
 
 def _estimate(values: np.ndarray, replicates) -> dict:
-    """``mean``/``sd`` of per-seed (or per-vector) ``values`` (NaNs ignored) and the CI of ``replicates``."""
+    """``mean``/``sd`` of per-seed (or per-vector) ``values`` (NaNs ignored) and the CI of ``replicates``
+    (:func:`ci95`), extended to the mean when the mean lies outside it: the percentile interval of the paper's
+    max - min gaps can lie wholly above their estimate (see the module docstring), and an interval that does not
+    contain its number cannot be read. Used by :func:`summarise` and :func:`summarise_vectors`."""
     v = np.asarray(values, dtype=float)
     finite = v[np.isfinite(v)]
+    mean = finite.mean() if len(finite) else np.nan
     lo, hi = ci95(replicates)
-    return {"mean": finite.mean() if len(finite) else np.nan,
-            "sd": finite.std(ddof=1) if len(finite) > 1 else np.nan, "ci_low": lo, "ci_high": hi}
+    if np.isfinite(mean) and np.isfinite(lo):
+        lo, hi = min(lo, mean), max(hi, mean)
+    return {"mean": mean, "sd": finite.std(ddof=1) if len(finite) > 1 else np.nan, "ci_low": lo, "ci_high": hi}
 
 
 def _div(a, b):
