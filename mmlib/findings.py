@@ -849,6 +849,19 @@ def remedy_effects(summary, orders: dict, base: str = "linear", remedy: str = "l
     return pd.concat(parts, ignore_index=True)[["cohort", *EFFECT_COLUMNS]]
 
 
+def group_share_table(shares: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 06's table of :func:`mmlib.decision.group_shares` as the page shows it: per cohort, modality and pair of
+    groups, the modality's mean share in the group and in the reference and their difference with its 95% CI in one
+    cell (``+0.040 [+0.015, +0.063]``; an interval that excludes 0 is a clear difference). The saved frame keeps the
+    separate columns."""
+    t = shares.assign(**{"share, group": shares["share in first"].round(3),
+                         "share, reference": shares["share in second"].round(3),
+                         "group − reference [95% CI]": [fmt_change(d, lo, hi) for d, lo, hi in
+                                                        zip(shares["difference"], shares["ci_low"], shares["ci_high"])]})
+    return t.set_index(["cohort", "modality", "groups"])[["share, group", "share, reference",
+                                                          "group − reference [95% CI]"]]
+
+
 def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summary, robust) -> str:
     """Chapter 06's answers, per cohort: whether one modality clearly has the largest share of the decision
     layer's weight norm (:func:`clear_lead`; otherwise that no modality clearly dominates, with the numbers) and

@@ -22,7 +22,7 @@ import seaborn as sns
 
 from . import disclosure
 from .metrics import SIGNED, group_order, not_compared
-from .schema import FS, LEADS, MODALITIES, display_name
+from .schema import FS, LEADS, MODALITIES, display_name, target_label
 from .tables import rates_by_group
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -403,7 +403,7 @@ def outcome_prevalence(cohort, group: str = "race_binary") -> plt.Figure:
     """Prevalence of each outcome of :func:`outcome_columns` by ``group``, with Wilson 95% CIs (chapter 01)."""
     from .data.prepare import RACE_GROUPINGS
 
-    return rates_with_ci(cohort.stays[outcome_columns(cohort)], cohort.stays[group],
+    return rates_with_ci(cohort.stays[outcome_columns(cohort)].rename(columns=target_label), cohort.stays[group],
                          title=f"{display_name(cohort.name)}: outcome prevalence",
                          ylabel="stays with the outcome (%, 95% CI)", group_label=RACE_GROUPINGS.get(group, group),
                          xlabel="outcome")
@@ -513,7 +513,7 @@ def embedding_pca(embeddings, modality: str, cohort, *, title: str, min_texts: i
     xy = PCA(n_components=2, random_state=0).fit_transform(embeddings[modality][have])
     st = cohort.stays.loc[embeddings["stay_id"][have]]
     outcome = st[cohort.primary_target].map({1.0: "yes", 0.0: "no"}).fillna("undefined")
-    return embedding_map(xy, {cohort.primary_target: outcome, "race": st["race_binary"]}, title)
+    return embedding_map(xy, {target_label(cohort.primary_target): outcome, "race": st["race_binary"]}, title)
 
 
 def embedding_maps(embeddings, cohort, name: str | None = None) -> list[plt.Figure]:
@@ -1224,7 +1224,7 @@ def contribution_figures(frames: dict, targets: dict) -> list[plt.Figure]:
     figs = []
     for n, sub in frames.items():
         figs += [contribution_boxes(sub, "outcome", order=["negative", "positive"],
-                                    title=f"{display_name(n)}: contributions by outcome ({targets[n]})"),
+                                    title=f"{display_name(n)}: contributions by outcome ({target_label(targets[n])})"),
                  contribution_boxes(sub, "race", title=f"{display_name(n)}: contributions by race group")]
     return figs
 

@@ -136,6 +136,37 @@ MDS_ED_UNDEFINED_TARGETS = {
 DIAGNOSES = {"i10": "hypertension", "i48": "af", "i50": "heart_failure", "j18": "pneumonia", "a41": "sepsis",
              "i21": "acs", "n17": "aki", "j44": "copd"}
 
+#: How the book names the targets (:func:`target_label`); the tables' CSV downloads keep the column names.
+DETERIORATION_LABELS = {
+    "severe_hypoxemia": "severe hypoxemia", "ecmo": "ECMO", "vasopressors": "vasopressors", "inotropes": "inotropes",
+    "mechanical_ventilation": "mechanical ventilation", "cardiac_arrest": "cardiac arrest",
+    "icu_24h": "ICU admission within 24 h", "icu_stay": "ICU admission during the stay",
+    "mortality_1d": "death within 1 day", "mortality_7d": "death within 7 days", "mortality_28d": "death within 28 days",
+    "mortality_90d": "death within 90 days", "mortality_180d": "death within 180 days",
+    "mortality_365d": "death within 365 days", "mortality_stay": "death during the stay"}
+CONDITION_LABELS = {"hypertension": "hypertension", "af": "atrial fibrillation", "heart_failure": "heart failure",
+                    "pneumonia": "pneumonia", "sepsis": "sepsis", "acs": "acute coronary syndrome",
+                    "aki": "acute kidney injury", "copd": "COPD"}
+
+
+def target_label(target: str) -> str:
+    """The words the book uses for a target column: ``admitted`` -> ``hospital admission``,
+    ``deterioration_icu_24h`` -> ``ICU admission within 24 h``, ``cxr_edema`` -> ``edema on the X-ray``,
+    ``diagnoses_i50`` -> ``heart failure (ICD-10 I50)``; a column it does not know is returned as it is. Used by the
+    tables and figures of chapters 01-03 and 06."""
+    if target == "admitted":
+        return "hospital admission"
+    if target.startswith("deterioration_") and target[len("deterioration_"):] in DETERIORATION_LABELS:
+        return DETERIORATION_LABELS[target[len("deterioration_"):]]
+    if target.startswith("cxr_") and target in CXR_TARGETS.values():
+        return f"{target[4:].replace('_', ' ')} on the X-ray"
+    if target.startswith("diagnoses_"):
+        code = target[len("diagnoses_"):]
+        name = CONDITION_LABELS.get(DIAGNOSES.get(code, ""), "diagnosis")
+        return f"{name} (ICD-10 {code.upper()})"
+    return target
+
+
 #: The release's 1,428 diagnosis columns (``diagnoses_{code}``: ICD-10 prefixes of 3-5 characters with at
 #: least 230 stays, lower case, most frequent first), in its column order (MDS-ED ``multimodal.py``).
 MDS_ED_DIAGNOSES = tuple("""

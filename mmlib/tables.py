@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from . import disclosure
 from .disclosure import MIN_CELL, SUPPRESSED
-from .schema import COHORT_NAMES, display_name
+from .schema import COHORT_NAMES, display_name, target_label
 
 
 def _real(real: bool | None) -> bool:
@@ -125,7 +125,7 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
                                               and t not in ("deterioration_mortality_28d",)):
                 continue
             v = s[t].dropna()
-            r[f"{t}, n (%)"] = _fmt_count(int(v.sum()), len(v), real)
+            r[f"{target_label(t)}, n (%)"] = _fmt_count(int(v.sum()), len(v), real)
         rows[name] = r
     return pd.DataFrame(rows).fillna("–")
 
@@ -248,7 +248,8 @@ def flow_note(cohort) -> str:
 
     shown = [f"\n- {label(k)}: {words(str(value(v)))}" for k, v in extra.items()]
     return (f"{flow.step.iloc[0]}: {number(flow.remaining.iloc[0])}; {number(len(cohort.stays))} stays kept for "
-            f"the study (primary target `{cohort.primary_target}`).\n" + ("\n".join(lines) or "- no stay was excluded")
+            f"the study (primary target: {target_label(cohort.primary_target)}, column `{cohort.primary_target}`).\n"
+            + ("\n".join(lines) or "- no stay was excluded")
             + "".join(shown))
 
 
@@ -491,7 +492,7 @@ def group_rates(table: pd.DataFrame, cohort: str, model: str, modalities: str, a
 # ----------------------------------------------------------------------- modelling data (chapters 03-07)
 def split_sizes(data: dict) -> pd.DataFrame:
     """Stays and positive share (%) per cohort and split of ``{cohort: FusionData}`` (chapter 03)."""
-    rows = [{"cohort": display_name(n), "split": s, "stays": len(d.rows(s)), "target": d.target,
+    rows = [{"cohort": display_name(n), "split": s, "stays": len(d.rows(s)), "target": target_label(d.target),
              "positive (%)": round(100 * d.y[d.rows(s)].mean(), 1)}
             for n, d in data.items() for s in ("train", "val", "test")]
     return pd.DataFrame(rows).set_index(["cohort", "split"])

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from .models import ALL_MODELS, NEURAL_MODELS, build_model, logistic_regression
-from .schema import TRUTH_OF_TARGET
+from .schema import TRUTH_OF_TARGET, target_label
 
 THRESHOLD_POLICIES = ("val_f1", "val_youden")
 
@@ -107,7 +107,7 @@ def load_fusion_data(cohort_dir: Path | str, embeddings: Path | str, target: str
                          f"(e.g. stay_id {absent[0]}); re-run chapter 02 on this cohort")
     y = stays[target].to_numpy(dtype=float)
     keep = ~np.isnan(y)
-    excluded = pd.DataFrame([{"reason": f"target {target} undefined", "stays": int((~keep).sum())}])
+    excluded = pd.DataFrame([{"reason": f"target ({target_label(target)}) undefined", "stays": int((~keep).sum())}])
     stays = stays[keep]
     idx = pos.loc[stays.index].to_numpy()
     frame = pd.DataFrame({"split": stays["split"].astype(str), "race": stays[race_grouping].astype(str),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlib.schema import COHORT_NAMES
+from mmlib.schema import COHORT_NAMES, CXR_TARGETS, DETERIORATION, DIAGNOSES, target_label
 from mmlib.tables import HEADER_LABELS
 
 #: whole-book tests run first; with the suite's workers, this module runs in the worker that builds the session's
@@ -63,11 +63,26 @@ ALL_TEXT = {
 
 #: Names code uses that a table on the page shows as words (:func:`mmlib.tables.page_frame`): a header or cell that
 #: is exactly one of them escaped the page's labels.
-CODE_NAMES = {**COHORT_NAMES, **HEADER_LABELS}
+#: The target columns by their names in words too ("admitted", an English word, excepted).
+TARGET_NAMES = {t: target_label(t) for t in (*CXR_TARGETS.values(), *(f"deterioration_{d}" for d in DETERIORATION),
+                                              *(f"diagnoses_{c}" for c in DIAGNOSES))}
+CODE_NAMES = {**COHORT_NAMES, **HEADER_LABELS, **TARGET_NAMES}
 #: ... and one of them as a word of the text (prose, notes, printed output) rather than as marked-up code; a file
 #: name (``mds_ed.csv``) or an identifier it is part of (``embeddings_mimic_eye``) is not such a word.
 CODE_NAME_IN_TEXT = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(CODE_NAMES, key=len, reverse=True)))
                                + r")(?![\w(/-]|\.\w)")
+
+#: An estimate with its interval as the book prints it: ``0.757 [0.720, 0.785]``, ``+0.030 [-0.085, +0.137]``,
+#: ``0.565 ± 0.024 [0.522, 0.601]`` (the mean, not the sd, is the estimate), ``21.1% [18.0%, 24.3%]``.
+ESTIMATE_WITH_INTERVAL = re.compile(r"(?<![\d.])(?<!± )([+-]?\d+\.\d+)%?(?: ± \d+\.\d+%?)? "
+                                    r"\[([+-]?\d+\.\d+)%?, ([+-]?\d+\.\d+)%?\]")
+
+
+def intervals_missing_their_estimate(text: str) -> list[re.Match]:
+    """The printed estimates of ``text`` that lie outside their own printed interval (a reader cannot read those)."""
+    return [m for m in ESTIMATE_WITH_INTERVAL.finditer(text)
+            if not float(m[2]) <= float(m[1]) <= float(m[3])]
+
 
 #: Runs in the page: the measurements the assertions need (one round trip per page).
 MEASURE = r"""
@@ -235,6 +250,8 @@ def check_page(driver, url: str) -> list[str]:
                  for hit in list(CODE_NAME_IN_TEXT.finditer(m["words"]))[:3]]
     for name, rx in READER_TEXT.items():
         problems += [f"{name}: ...{_around(m['reader_text'], hit)}..." for hit in list(rx.finditer(m["reader_text"]))[:3]]
+    problems += [f"an estimate outside its own interval: ...{_around(m['reader_text'], hit)}..."
+                 for hit in intervals_missing_their_estimate(m["reader_text"])[:3]]
     for name, rx in ALL_TEXT.items():
         problems += [f"{name}: ...{_around(m['all_text'], hit)}..." for hit in list(rx.finditer(m["all_text"]))[:3]]
     return problems
@@ -254,6 +271,10 @@ def test_patterns_catch_what_they_are_for():
     for text in ("rates would exceed 1 ({‘White’: 0.818, ‘non-White’: 1.019})", "kinds ['blank', 'irrelevant']",
                  "{'a': 1}", "a gap of np.float64(0.25)"):
         assert READER_TEXT["Python literal"].search(text), text
+    outside = "MIMIC-Eye paper original -0.078 [-0.186, +0.023] 0.010 [0.012, 0.114]; F1 0.5 ± 0.6 [0.7, 0.9]"
+    assert [h[0] for h in intervals_missing_their_estimate(outside)] == ["0.010 [0.012, 0.114]", "0.5 ± 0.6 [0.7, 0.9]"]
+    assert not intervals_missing_their_estimate("AUROC 0.757 [0.720, 0.785]; 0.565 ± 0.024 [0.522, 0.601]; "
+                                                "+0.030 [-0.085, +0.137]; 21.1% [18.0%, 24.3%]; seeds [0, 1]")
     assert not READER_TEXT["Python literal"].search("non-White would need a rate of 1.019 (White 0.818); "
                                                     "AUROC 0.757 [0.720, 0.785]; {0, 1}; the ‘paper’ model")
     assert ALL_TEXT["machine path"].search("cohort at /work/main/data/synthetic/x")
@@ -265,6 +286,8 @@ def test_patterns_catch_what_they_are_for():
         assert not rx.search(good), rx.pattern
     assert [h[0] for h in CODE_NAME_IN_TEXT.finditer("Test stays by race_binary and gender; mds_ed, ci_low.")] == \
         ["race_binary", "mds_ed", "ci_low"]
+    assert [h[0] for h in CODE_NAME_IN_TEXT.finditer("one panel per colouring (deterioration_icu_24h and race)")] == \
+        ["deterioration_icu_24h"]
     assert not CODE_NAME_IN_TEXT.search("ECG rows in mds_ed.csv; embeddings_mimic_eye.npz; data/mimic_eye/x; "
                                         "race (White / non-White)")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlib import decision, metrics, train
+from mmlib import decision, findings, metrics, train
 
 ORDER = ["good", "noise"]
 SEEDS = [0, 1]
@@ -87,15 +87,15 @@ def test_weight_table_mean_and_sd_cells(trained):
     _, _, res = trained
     t = decision.weight_table(res, ["noise", "good"])
     assert list(t.index) == ["noise", "good"]
-    assert list(t.columns) == ["||W_m|| with all", "share of weight norm", "||W_m|| alone", "mean ||h_m||",
+    assert list(t.columns) == ["‖W_m‖ with all", "share of weight norm", "‖W_m‖ alone", "mean ‖h_m‖",
                                "mean |c_m|"]
     assert all(re.fullmatch(r"\d+\.\d{3} ± \d+\.\d{3}", v) for v in t.to_numpy().ravel())
     a, b = res.per_seed[res.per_seed.modality == "good"].sort_values("seed")["norm"]
     # two values: mean (a + b) / 2, sample sd |a - b| / sqrt(2)
-    assert t.loc["good", "||W_m|| with all"] == f"{(a + b) / 2:.3f} ± {abs(a - b) / np.sqrt(2):.3f}"
+    assert t.loc["good", "‖W_m‖ with all"] == f"{(a + b) / 2:.3f} ± {abs(a - b) / np.sqrt(2):.3f}"
     one = decision.DecisionLayer(res.per_seed[res.per_seed.seed == 0], res.weights, res.contributions)
     single = decision.weight_table(one, ORDER)
-    assert single.loc["good", "||W_m|| alone"] == f"{one.per_seed.iloc[0]['alone']:.3f}", "one seed: no sd"
+    assert single.loc["good", "‖W_m‖ alone"] == f"{one.per_seed.iloc[0]['alone']:.3f}", "one seed: no sd"
 
 
 def test_contribution_frame_rows_are_the_stays_with_each_modality(trained):
@@ -136,6 +136,12 @@ def test_group_shares(trained):
     share = np.mean([np.abs(res.contributions[s][:, 0]) / np.abs(res.contributions[s]).sum(1) for s in SEEDS], axis=0)
     assert g.iloc[0]["share in first"] == pytest.approx(share[~white].mean()), "group minus the reference (White)"
     assert g.iloc[0]["share in second"] == pytest.approx(share[white].mean())
+    # as the page shows it: each difference beside its interval, in one cell
+    shown = findings.group_share_table(g)
+    assert list(shown.columns) == ["share, group", "share, reference", "group − reference [95% CI]"]
+    assert shown.index.names == ["cohort", "modality", "groups"] and len(shown) == len(g)
+    r = g.iloc[0]
+    assert shown.iloc[0, 2] == f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
 
 
 # ------------------------------------------------------------------------ chapter 06's training and remedy, as functions

@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 
 from figure_bytes import png as _png  # noqa: E402  (tests/figure_bytes.py; tests/ is on sys.path under pytest)
 from mmlib import plots  # noqa: E402
+from mmlib.schema import target_label  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +85,8 @@ def test_group_rate_figures_are_titled_by_cohort_and_grouping():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cxr", "arrival"]
     fig = plots.outcome_prevalence(_mimic_eye(), "race_binary")
     assert fig.axes[0].get_title() == "MIMIC-Eye: outcome prevalence"
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["admitted", "cxr_edema"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["hospital admission", "edema on the X-ray"], \
+        "targets in words, not their column names"
 
 
 def test_stay_signal_draws_only_a_stay_with_a_text():
@@ -270,7 +272,7 @@ def test_group_rate_figures_say_which_groups_differ_most():
     # admitted: White 2/2 (stays 10, 14 has 0 -> 1/2), non-White ...: computed from the bars drawn
     long = plots.rates_by_group(_mimic_eye().stays[["admitted", "cxr_edema"]], _mimic_eye().stays["race_binary"])
     gaps = long.groupby("variable")["rate"].agg(lambda r: r.max() - r.min())
-    assert f"largest difference between groups is for {gaps.idxmax()}" in text.alt
+    assert f"largest difference between groups is for {target_label(gaps.idxmax())}" in text.alt
     assert "Grouped bar chart" in text.alt and "Wilson 95%" in text.caption
     _described(plots.availability_by_group(_mimic_eye(), "race_binary"))
 

@@ -222,7 +222,7 @@ CASES = {
     "target empty": (_set("deterioration_icu_24h", ""), None, {},
                      ("error", CSV + r" column 'deterioration_icu_24h': 1 value\(s\) are not labels")),
     "target -999": (_set("deterioration_icu_24h", "-999.0", 2), None, {},
-                    ("flow", "deterioration_icu_24h undefined (-999: ICU admission within 1.5 h", 2, 2)),
+                    ("flow", "primary target (ICU admission within 24 h) undefined (-999: ICU admission within 1.5 h", 2, 2)),
     "split with one class": (_one_class_val, None, {},
                              ("error", CSV + r" column 'deterioration_icu_24h': split 'val' \(strat folds 14-15\) "
                                              r"holds only the class 0; expected both classes")),

@@ -27,7 +27,8 @@ def test_flow_note_lists_exclusions_and_missing_counts():
     flow = _flow([2, 0, 1])
     c = SimpleNamespace(flow=flow, stays=pd.DataFrame(index=range(7)), primary_target="admitted",
                         info={"prediction_hours": 3.0, "unreadable_images": 2})
-    assert tables.flow_note(c) == ("stays read: 10; 7 stays kept for the study (primary target `admitted`).\n"
+    assert tables.flow_note(c) == ("stays read: 10; 7 stays kept for the study (primary target: hospital admission, "
+                                   "column `admitted`).\n"
                                    "- step 0: 2 excluded\n- step 2: 1 excluded\n"
                                    "- unreadable images: 2")
     c = SimpleNamespace(flow=flow, stays=pd.DataFrame(index=range(7)), primary_target="admitted",
@@ -38,7 +39,7 @@ def test_flow_note_lists_exclusions_and_missing_counts():
     assert tables.flow_note(c).endswith("\n- no stay was excluded")
     c = SimpleNamespace(flow=_flow([1200], read=5290), stays=pd.DataFrame(index=range(4090)), primary_target="y",
                         info={"unreadable_images": 1500})
-    assert tables.flow_note(c) == ("stays read: 5,290; 4,090 stays kept for the study (primary target `y`).\n"
+    assert tables.flow_note(c) == ("stays read: 5,290; 4,090 stays kept for the study (primary target: y, column `y`).\n"
                                    "- step 0: 1,200 excluded\n- unreadable images: 1,500"), "counts as the tables write them"
     c = SimpleNamespace(flow=_flow([0]), stays=pd.DataFrame(index=range(10)), primary_target="y",
                         info={"chexpert_uncertain_as_nan.cxr_edema": 4, "mapping": "-1.0 (uncertain) -> NaN"})
@@ -415,3 +416,18 @@ def test_models_side_by_side_is_chapter_06s_rows():
     assert list(got.index) == ["linear", "linear+calibrated"] and got.loc["linear+calibrated", "AUROC"].startswith("0.810")
     few = tables.models_side_by_side(table, "c", "a+b", ["linear"], columns=(("auroc", "overall"),))
     assert list(few.columns) == ["AUROC"] and len(few) == 1
+
+
+def test_targets_are_named_in_words_where_the_book_shows_them():
+    """Every target the tables and figures show has a name in words (the column's code name stays in the data and
+    the CSV downloads): MIMIC-Eye's admission and X-ray findings, MDS-ED's deterioration targets and diagnoses."""
+    from mmlib.schema import CXR_TARGETS, DETERIORATION, DIAGNOSES, target_label
+
+    targets = ["admitted", *CXR_TARGETS.values(), *(f"deterioration_{d}" for d in DETERIORATION),
+               *(f"diagnoses_{c}" for c in DIAGNOSES)]
+    labels = [target_label(t) for t in targets]
+    assert all("_" not in lab and lab != t for lab, t in zip(labels, targets)), labels
+    assert len(set(labels)) == len(labels), "two targets under one name"
+    assert target_label("deterioration_icu_24h") == "ICU admission within 24 h"
+    assert target_label("diagnoses_i50") == "heart failure (ICD-10 I50)"
+    assert target_label("diagnoses_k35") == "diagnosis (ICD-10 K35)" and target_label("y") == "y"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..schema import (DIAGNOSES, ECG_CLIP_MV, LABS, LEADS, MDS_ED_AGE_RANGE, MDS_ED_COLUMNS, MDS_ED_FOLDS,
                       MDS_ED_LEAD_COLUMNS, MDS_ED_STR_COLUMNS, MDS_ED_UNDEFINED, MDS_ED_UNDEFINED_TARGETS,
-                      MDS_ED_VITAL_RANGES, SPLITS, STATS, VITALS)
+                      MDS_ED_VITAL_RANGES, SPLITS, STATS, VITALS, target_label)
 
 from .races import RACE5, RACE5_COLUMNS, check_races, race5_of
 from .validate import (Flow, clip_to_range, integer_column, non_finite_rows, numeric_column, parse_time,
@@ -328,7 +328,7 @@ def cohort_from_table(df: pd.DataFrame, prediction_hours: float, primary_target:
                              f"expected 0, 1 or {MDS_ED_UNDEFINED} (undefined)")
     why = MDS_ED_UNDEFINED_TARGETS.get(primary_target.split("_", 1)[1], "undefined label")
     keep = flow.exclude((df[primary_target] == MDS_ED_UNDEFINED).to_numpy(),
-                        f"primary target {primary_target} undefined (-999: {why})")
+                        f"primary target ({target_label(primary_target)}) undefined (-999: {why})")
     df = df[keep]
     ids = df["general_study_id"]
     age = df["demographics_age"]
