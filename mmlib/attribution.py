@@ -1236,7 +1236,7 @@ def _path_sentences(recovery: pd.DataFrame, lead: str, strong: float, n_test: di
                     else "the embedding model finds it although the probe on the fields does not clearly" if mv
                     else f"not recoverable at this size: even the fields the notes are written from do not show it "
                          f"clearly on {n_test.get(cohort, 0):,} test stays")
-            bits.append(f"*{knob}* ×{strong:g}: through the structured fields the risk shift moves by "
+            bits.append(f"`{knob}` ×{strong:g}: through the structured fields the risk shift moves by "
                         f"{p['effect (vs all off)']} ({'recovered' if pv else 'not recovered'}), through the notes "
                         f"(`{lead}` model) by {e['effect (vs all off)']} ({'recovered' if mv else 'not recovered'}): "
                         + what)
@@ -1245,6 +1245,14 @@ def _path_sentences(recovery: pd.DataFrame, lead: str, strong: float, n_test: di
                        "structured fields each note is written from, trained on the same stays): "
                        + "; ".join(bits) + ".")
     return out
+
+
+def setting_in_prose(setting: str) -> str:
+    """A setting's name for a sentence: the knob marked as code, as the book names parameters (``unequal_access ×3``
+    -> ```unequal_access` ×3``); ``all off`` and the other settings without a knob as they are. Used by
+    :func:`answers`."""
+    knob, sep, scale = setting.partition(" ×")
+    return f"`{knob}`{sep}{scale}" if sep and knob in KNOBS else setting
 
 
 def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: pd.DataFrame, strong: float,
@@ -1287,13 +1295,13 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
         for knob in dict.fromkeys(rc["knob"]):
             rk = rc[rc["knob"] == knob]
             if (rk["recovered"] == "n/a").all():
-                parts.append(f"*{knob}* ×{strong:g}: the {rk['estimand'].iloc[0]} is "
+                parts.append(f"`{knob}` ×{strong:g}: the {rk['estimand'].iloc[0]} is "
                              + rk["effect (vs all off)"].iloc[0].replace("not measurable here: ", "not measurable here ("
                                                                            ) + ")")
                 continue
             r = rk[rk["model"].isin([lead, DATA_MODEL])].iloc[0]
             who = "the data" if r["model"] == DATA_MODEL else f"the `{r['model']}` model"
-            s = (f"*{knob}* ×{strong:g}: {r['estimand']}, {r['group']} − White, by {who}: the knob moves it by "
+            s = (f"`{knob}` ×{strong:g}: {r['estimand']}, {r['group']} − White, by {who}: the knob moves it by "
                  f"{r['effect (vs all off)']} ({'recovered' if r['recovered'] == 'yes' else 'not recovered'}); "
                  f"on its own the cohort reads {r['at strong']} (all off {r['all off']}), "
                  + ("which an audit would not tell from 0" if r["audit sees it"] != "yes" else
@@ -1324,7 +1332,8 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
         if sub.empty:
             continue
         clear = sub[[verdict(a, b) in ("up", "down") for a, b in zip(sub["change_low"], sub["change_high"])]]
-        where = "; ".join(f"{display_name(c)}: {', '.join(g['setting'])}" for c, g in clear.groupby("cohort", sort=False))
+        where = "; ".join(f"{display_name(c)}: {', '.join(map(setting_in_prose, g['setting']))}"
+                          for c, g in clear.groupby("cohort", sort=False))
         resp.append(f"the {ESTIMANDS[key]} in {len(clear)} of {len(sub)}" + (f" ({where})" if len(clear) else ""))
     if resp:
         out.append(f"**Which measure moves** (`{lead}` model; knob settings, over the cohorts, whose change from all "
@@ -1333,7 +1342,7 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
     if shift is not None and len(shift):
         strong_rows = shift[shift["setting"].str.endswith(f"×{strong:g}")
                             & shift["setting"].str.startswith(("spo2_overread", "under_triage"))]
-        bits = [f"{r['setting']} moves the {r['modality']} notes of {r['stays']:,} {r['cohort']} stays by a mean cosine "
+        bits = [f"{setting_in_prose(r['setting'])} moves the {r['modality']} notes of {r['stays']:,} {r['cohort']} stays by a mean cosine "
                 f"distance of {r['cosine distance to all off']:.4f}, against {r['between two stays (median)']:.3f} between "
                 "two stays' notes" for _, r in strong_rows.iterrows()]
         if bits:
@@ -1351,9 +1360,9 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
                 best = pk.loc[finite.idxmin()] if finite.notna().any() else None
                 tpr = pk[pk["estimand"] == ESTIMANDS["tpr_signed|recorded"]]
                 if best is None:
-                    bits.append(f"*{knob}*: no measure here responds clearly")
+                    bits.append(f"`{knob}`: no measure here responds clearly")
                     continue
-                s = f"*{knob}* from {_scale_text(best[col])} of its default size by the {best['estimand']}"
+                s = f"`{knob}` from {_scale_text(best[col])} of its default size by the {best['estimand']}"
                 if len(tpr):
                     tr = tpr.iloc[0]
                     s += f", the signed TPR gap vs the recorded label {_scale_text(tr[col])}"

@@ -849,17 +849,19 @@ def remedy_effects(summary, orders: dict, base: str = "linear", remedy: str = "l
     return pd.concat(parts, ignore_index=True)[["cohort", *EFFECT_COLUMNS]]
 
 
-def group_share_table(shares: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 06's table of :func:`mmlib.decision.group_shares` as the page shows it: per cohort, modality and pair of
-    groups, the modality's mean share in the group and in the reference and their difference with its 95% CI in one
-    cell (``+0.040 [+0.015, +0.063]``; an interval that excludes 0 is a clear difference). The saved frame keeps the
-    separate columns."""
+def group_share_table(shares: pd.DataFrame, cohort: str | None = None) -> pd.DataFrame:
+    """Chapter 06's table of :func:`mmlib.decision.group_shares` as the page shows it: per modality and pair of groups
+    (and cohort, unless ``cohort`` -- a display name -- picks one), the modality's mean share in the group and in the
+    reference and their difference with its 95% CI in one cell (``+0.040 [+0.015, +0.063]``; an interval that
+    excludes 0 is a clear difference). The saved frame keeps the separate columns."""
+    if cohort is not None:
+        shares = shares[shares["cohort"] == cohort]
     t = shares.assign(**{"share, group": shares["share in first"].round(3),
                          "share, reference": shares["share in second"].round(3),
                          "group − reference [95% CI]": [fmt_change(d, lo, hi) for d, lo, hi in
                                                         zip(shares["difference"], shares["ci_low"], shares["ci_high"])]})
-    return t.set_index(["cohort", "modality", "groups"])[["share, group", "share, reference",
-                                                          "group − reference [95% CI]"]]
+    index = ["modality", "groups"] if cohort is not None else ["cohort", "modality", "groups"]
+    return t.set_index(index)[["share, group", "share, reference", "group − reference [95% CI]"]]
 
 
 def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summary, robust) -> str:

@@ -187,11 +187,11 @@ def lab(recovery: pd.DataFrame, null: pd.DataFrame, strong: float) -> list[str]:
             k = r[r["knob"] == knob]
             yes = k[k["recovered"] == "yes"]
             if (k["recovered"] == "n/a").all():
-                unmeasured.append(knob)
+                unmeasured.append(f"`{knob}`")
             elif len(yes):
-                found.append(f"{knob} (by {', '.join('the data' if m == '(data)' else str(m) for m in yes['model'])})")
+                found.append(f"`{knob}` (by {', '.join('the data' if m == '(data)' else str(m) for m in yes['model'])})")
             else:
-                missed.append(knob)
+                missed.append(f"`{knob}`")
         said = ([f"recovered: {'; '.join(found)}" if found else "no knob recovered"] if found or missed else [])
         said += ([f"not recovered: {', '.join(missed)}"] if missed else [])
         said += ([f"not measurable here (no race group large enough, or no such data): {', '.join(unmeasured)}"]

@@ -4,6 +4,7 @@ every knob off the signed estimands cover 0, and a planted bias is found with it
 conditions on the truth; the tables have the expected shape."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -237,8 +238,12 @@ def test_attribution_recovery_and_power_tables_have_their_shape(small_lab):
     text = A.answers(ev, A.recovery_table(ev, 3.0), A.null_table(ev), power, 3.0, profile="demo", lead_model="paper")
     assert "under_triage" in text and "recovered" in text and "With every knob off" in text
     path = next(p for p in text.split("\n\n") if p.startswith("**Through the fields or through the notes? MIMIC-IV-Ext-MDS-ED**"))
-    assert "*under_triage* ×3: through the structured fields the risk shift moves by" in path
-    assert "*label_bias*" not in path, "label bias acts on the outcome, not on the fields"
+    assert "`under_triage` ×3: through the structured fields the risk shift moves by" in path
+    assert "`label_bias`" not in path, "label bias acts on the outcome, not on the fields"
+    bare = [text[max(0, m.start() - 60):m.end() + 20] for m in
+            re.finditer(r"(?<![`\w])(" + "|".join(A.KNOBS) + r")(?![`\w])", text)]
+    assert not bare, f"knobs are parameter names, marked as code in the sentences: {bare[:5]}"
+    assert A.setting_in_prose("unequal_access ×3") == "`unequal_access` ×3" and A.setting_in_prose("all off") == "all off"
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from mmlib.attribution import KNOBS
 from mmlib.schema import COHORT_NAMES, CXR_TARGETS, DETERIORATION, DIAGNOSES, target_label
 from mmlib.tables import HEADER_LABELS
 
@@ -61,15 +62,17 @@ ALL_TEXT = {
     "machine path": re.compile(r"(?<![\w.~-])/(work|tmp|root|home)/"),
 }
 
-#: Names code uses that a table on the page shows as words (:func:`mmlib.tables.page_frame`): a header or cell that
-#: is exactly one of them escaped the page's labels.
-#: The target columns by their names in words too ("admitted", an English word, excepted).
+#: The target columns by the names in words the book gives them ("admitted", an English word, left out).
 TARGET_NAMES = {t: target_label(t) for t in (*CXR_TARGETS.values(), *(f"deterioration_{d}" for d in DETERIORATION),
                                               *(f"diagnoses_{c}" for c in DIAGNOSES))}
+#: Names code uses that a table on the page shows as words (:func:`mmlib.tables.page_frame`): a header or cell that
+#: is exactly one of them escaped the page's labels.
 CODE_NAMES = {**COHORT_NAMES, **HEADER_LABELS, **TARGET_NAMES}
 #: ... and one of them as a word of the text (prose, notes, printed output) rather than as marked-up code; a file
-#: name (``mds_ed.csv``) or an identifier it is part of (``embeddings_mimic_eye``) is not such a word.
-CODE_NAME_IN_TEXT = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(CODE_NAMES, key=len, reverse=True)))
+#: name (``mds_ed.csv``) or an identifier it is part of (``embeddings_mimic_eye``) is not such a word. The bias knobs
+#: are named by their parameter names (chapter 01's table lists them so), so in the text they are marked as code.
+WORD_NAMES = {**CODE_NAMES, **{k: f"`{k}`, marked as code (a parameter name)" for k in KNOBS}}
+CODE_NAME_IN_TEXT = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(WORD_NAMES, key=len, reverse=True)))
                                + r")(?![\w(/-]|\.\w)")
 
 #: An estimate with its interval as the book prints it: ``0.757 [0.720, 0.785]``, ``+0.030 [-0.085, +0.137]``,
@@ -246,7 +249,7 @@ def check_page(driver, url: str) -> list[str]:
     problems += [f"printed output runs past its box (a scroll bar, not wrapped): {t!r}..." for t in m["outputs"]]
     problems += [f"code name in a table: {v!r} (the page shows {CODE_NAMES[v]!r})" for v in m["cells"]
                  if v in CODE_NAMES]
-    problems += [f"code name in the text: ...{_around(m['words'], hit)}... (the page shows {CODE_NAMES[hit[0]]!r})"
+    problems += [f"code name in the text: ...{_around(m['words'], hit)}... (the page shows {WORD_NAMES[hit[0]]!r})"
                  for hit in list(CODE_NAME_IN_TEXT.finditer(m["words"]))[:3]]
     for name, rx in READER_TEXT.items():
         problems += [f"{name}: ...{_around(m['reader_text'], hit)}..." for hit in list(rx.finditer(m["reader_text"]))[:3]]
@@ -288,6 +291,7 @@ def test_patterns_catch_what_they_are_for():
         ["race_binary", "mds_ed", "ci_low"]
     assert [h[0] for h in CODE_NAME_IN_TEXT.finditer("one panel per colouring (deterioration_icu_24h and race)")] == \
         ["deterioration_icu_24h"]
+    assert [h[0] for h in CODE_NAME_IN_TEXT.finditer("recovered: spo2_overread (by the data)")] == ["spo2_overread"]
     assert not CODE_NAME_IN_TEXT.search("ECG rows in mds_ed.csv; embeddings_mimic_eye.npz; data/mimic_eye/x; "
                                         "race (White / non-White)")
 

@@ -142,6 +142,9 @@ def test_group_shares(trained):
     assert shown.index.names == ["cohort", "modality", "groups"] and len(shown) == len(g)
     r = g.iloc[0]
     assert shown.iloc[0, 2] == f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+    one = findings.group_share_table(g, "toy")
+    assert one.index.names == ["modality", "groups"] and one.equals(shown.droplevel("cohort"))
+    assert findings.group_share_table(g, "other").empty
 
 
 # ------------------------------------------------------------------------ chapter 06's training and remedy, as functions

@@ -97,9 +97,9 @@ def test_lab_counts_null_coverage_and_names_what_is_recovered_by_what():
     null = pd.DataFrame({"covers 0": ["yes", "yes", "no", "n/a"]})
     first, eye = headlines.lab(recovery, null, 3.0)
     assert first.startswith("With every knob off, 2 of 3 signed estimands have a 95% interval that covers 0")
-    assert eye == ("**MIMIC-Eye**, each knob at ×3: recovered: label_bias (by the data); under_triage (by structured "
-                   "probe); not recovered: spo2_overread; not measurable here (no race group large enough, or no such data): "
-                   "cxr_underdocumentation.")
+    assert eye == ("**MIMIC-Eye**, each knob at ×3: recovered: `label_bias` (by the data); `under_triage` (by structured "
+                   "probe); not recovered: `spo2_overread`; not measurable here (no race group large enough, or no such "
+                   "data): `cxr_underdocumentation`."), "knobs by their parameter names, marked as code"
     [_, only] = headlines.lab(recovery.assign(recovered="n/a"), null, 3.0)
     assert "no knob recovered" not in only and "each knob at ×3: not measurable here" in only
     assert headlines.lab(pd.DataFrame(), pd.DataFrame(), 3.0) == [
