@@ -66,14 +66,14 @@ def _fmt_median_iqr(x: pd.Series, digits: int = 0) -> str:
 
 
 def _fmt_count(k: int, n: int, real: bool) -> str:
-    """``k (p%)``; for real data ``<11`` when ``k`` is small and ``k`` alone when the share would give a small
+    """``k (p%)`` (``k`` with thousands separators, as every count of the book); for real data ``<11`` when ``k`` is small and ``k`` alone when the share would give a small
     count back (:func:`mmlib.disclosure.share`)."""
     if not n:
         return "–"
     if real and disclosure.small(k):
         return SUPPRESSED
     p = disclosure.share(k, n, real=real)
-    return f"{k}" if np.isnan(p) else f"{k} ({p:.1f}%)"
+    return f"{k:,}" if np.isnan(p) else f"{k:,} ({p:.1f}%)"
 
 
 def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.DataFrame:
@@ -113,7 +113,7 @@ def table_one(cohort, group: str = "race_binary", by_gender: bool = True) -> pd.
         if real and n < MIN_CELL:
             rows[name] = {"n": SUPPRESSED}
             continue
-        r = {"n": str(n),
+        r = {"n": f"{n:,}",
              "Age, years, mean (SD)": _fmt_mean_sd(s["age"]),
              "Female, n (%)": _fmt_count(int((s["gender"] == "F").sum()), n, real),
              "Triage acuity (ESI 1–5), mean (SD)": _fmt_mean_sd(acuity.loc[idx], 2)}

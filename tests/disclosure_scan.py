@@ -22,7 +22,7 @@ from bs4 import BeautifulSoup
 COUNT_HEADER = re.compile(r"^(n|n_pos|count|stays|.* stays|stays .*|excluded|remaining|positives|negatives|"
                           r"patients|events|texts)$", re.I)
 TIMESTAMP = re.compile(r"\b2[12]\d\d-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d")
-COUNT_CELL = re.compile(r"^\s*(\d+)\s*\(")
+COUNT_CELL = re.compile(r"^\s*(\d{1,3}(?:,\d{3})*)\s*\(")
 PER_STAY = re.compile(r"\bstay \d{5,}|\bexample (stay|note|image)s?\b", re.I)
 
 
@@ -44,8 +44,15 @@ def _texts_of_notebook(path: Path):
                         yield where, "html" if mime == "text/html" else "text", data[mime]
 
 
+def _count(text: str) -> int | None:
+    """A count as the tables write it (``4305`` or ``4,305``), else None (``<11``, ``–``, a rate)."""
+    t = text.strip()
+    return int(t.replace(",", "")) if re.fullmatch(r"\d+|\d{1,3}(,\d{3})+", t) else None
+
+
 def _small(text: str) -> bool:
-    return text.strip().isdigit() and 0 < int(text.strip()) < 11
+    n = _count(text)
+    return n is not None and 0 < n < 11
 
 
 def _table_leaks(html: str) -> list[str]:
@@ -69,8 +76,7 @@ def _table_leaks(html: str) -> list[str]:
                     leaks.append(f"small count in cell {cell!r}")
         if {"excluded", "remaining"} <= set(header):
             j = header.index("remaining")
-            shown = [int(r[j + len(r) - len(header)]) for r in rows[1:]
-                     if r[j + len(r) - len(header)].strip().isdigit()]
+            shown = [n for r in rows[1:] if (n := _count(r[j + len(r) - len(header)])) is not None]
             leaks += [f"flow counts {a} -> {b} differ by a small number" for a, b in zip(shown, shown[1:])
                       if 0 < a - b < 11]
     return leaks

@@ -75,6 +75,10 @@ WORD_NAMES = {**CODE_NAMES, **{k: f"`{k}`, marked as code (a parameter name)" fo
 CODE_NAME_IN_TEXT = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(WORD_NAMES, key=len, reverse=True)))
                                + r")(?![\w(/-]|\.\w)")
 
+#: A table cell that is a count of 1,000 or more written without separators (``4305``, ``2285 (53.1%)``): every count of
+#: the book is written ``4,305``.
+UNSEPARATED_COUNT = re.compile(r"^\s*\d{4,}(\s*\(\d+(\.\d+)?%\))?\s*$")
+
 #: An estimate with its interval as the book prints it: ``0.757 [0.720, 0.785]``, ``+0.030 [-0.085, +0.137]``,
 #: ``0.565 ± 0.024 [0.522, 0.601]`` (the mean, not the sd, is the estimate), ``21.1% [18.0%, 24.3%]``.
 ESTIMATE_WITH_INTERVAL = re.compile(r"(?<![\d.])(?<!± )([+-]?\d+\.\d+)%?(?: ± \d+\.\d+%?)? "
@@ -249,6 +253,8 @@ def check_page(driver, url: str) -> list[str]:
     problems += [f"printed output runs past its box (a scroll bar, not wrapped): {t!r}..." for t in m["outputs"]]
     problems += [f"code name in a table: {v!r} (the page shows {CODE_NAMES[v]!r})" for v in m["cells"]
                  if v in CODE_NAMES]
+    problems += [f"a count without thousands separators in a table: {v!r}" for v in m["cells"]
+                 if UNSEPARATED_COUNT.match(v)][:3]
     problems += [f"code name in the text: ...{_around(m['words'], hit)}... (the page shows {WORD_NAMES[hit[0]]!r})"
                  for hit in list(CODE_NAME_IN_TEXT.finditer(m["words"]))[:3]]
     for name, rx in READER_TEXT.items():
@@ -274,6 +280,9 @@ def test_patterns_catch_what_they_are_for():
     for text in ("rates would exceed 1 ({‘White’: 0.818, ‘non-White’: 1.019})", "kinds ['blank', 'irrelevant']",
                  "{'a': 1}", "a gap of np.float64(0.25)"):
         assert READER_TEXT["Python literal"].search(text), text
+    assert [bool(UNSEPARATED_COUNT.match(v)) for v in ("4305", "2285 (53.1%)", "4,305", "2,285 (53.1%)", "970",
+                                                        "0.1234", "12.5")] == [True, True, False, False, False, False,
+                                                                              False]
     outside = "MIMIC-Eye paper original -0.078 [-0.186, +0.023] 0.010 [0.012, 0.114]; F1 0.5 ± 0.6 [0.7, 0.9]"
     assert [h[0] for h in intervals_missing_their_estimate(outside)] == ["0.010 [0.012, 0.114]", "0.5 ± 0.6 [0.7, 0.9]"]
     assert not intervals_missing_their_estimate("AUROC 0.757 [0.720, 0.785]; 0.565 ± 0.024 [0.522, 0.601]; "

@@ -117,6 +117,10 @@ def test_the_scanner_finds_planted_leaks():
         "small count in cell '3 (25.0%)'": "<table><tr><th>Female, n (%)</th></tr><tr><td>3 (25.0%)</td></tr></table>",
         "flow counts 990 -> 987": ("<table><tr><th>step</th><th>excluded</th><th>remaining</th></tr>"
                                    "<tr><td>a</td><td>0</td><td>990</td></tr><tr><td>b</td><td>&lt;11</td><td>987</td></tr></table>"),
+        # counts as the book writes them, with thousands separators
+        "flow counts 4305 -> 4300": ("<table><tr><th>step</th><th>excluded</th><th>remaining</th></tr><tr><td>a</td>"
+                                     "<td>0</td><td>4,305</td></tr><tr><td>b</td><td>&lt;11</td><td>4,300</td></tr></table>"),
+        "small count '7' in column 'stays'": "<table><tr><th></th><th>stays</th></tr><tr><th>a</th><td>7</td></tr></table>",
     }
     for needle, text in planted.items():
         leaks = scan_text("page", "html", text, ids, times)

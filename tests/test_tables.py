@@ -431,3 +431,17 @@ def test_targets_are_named_in_words_where_the_book_shows_them():
     assert target_label("deterioration_icu_24h") == "ICU admission within 24 h"
     assert target_label("diagnoses_i50") == "heart failure (ICD-10 I50)"
     assert target_label("diagnoses_k35") == "diagnosis (ICD-10 K35)" and target_label("y") == "y"
+
+
+def test_table_one_writes_counts_as_the_other_tables_do():
+    """Table 1's counts carry thousands separators, like every other count of the book ("4,305", not "4305")."""
+    n = 1200
+    stays = pd.DataFrame({"race_binary": ["White"] * n, "gender": ["F", "M"] * (n // 2), "age": np.full(n, 50.0),
+                          "admitted": [1.0] * n})
+    vitals = pd.DataFrame({f"triage_{v}": np.ones(n) for v in ("heartrate", "resprate", "o2sat", "sbp", "temperature")})
+    c = SimpleNamespace(stays=stays, modalities={"arrival": pd.DataFrame({"acuity": np.ones(n)}), "vitals": vitals},
+                        name="mimic_eye",
+                        targets=["admitted"], primary_target="admitted", is_synthetic=True)
+    t1 = tables.table_one(c, by_gender=False)
+    assert t1.loc["n", "White"] == "1,200" and t1.loc["hospital admission, n (%)", "White"] == "1,200 (100.0%)"
+    assert t1.loc["Female, n (%)", "White"] == "600 (50.0%)"
