@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .schema import display_name
+
 
 def _check_rate(rate, n_modalities: int, name: str = "rate") -> np.ndarray:
     r = np.broadcast_to(np.asarray(rate, dtype=float), (n_modalities,)).copy()
@@ -456,10 +458,25 @@ def train_test_protocol(sweep: Sweep, data: dict, fits: dict, present: dict, gro
 
 def group_factors(data: dict, orders: dict, given=None) -> dict:
     """Each cohort's relative missingness by race group for the group-dependent protocol: ``given`` (a mapping
-    group -> factor, the same for every cohort) when set, else :func:`relative_missingness` of the cohort.
-    Used by chapter 05."""
+    group -> factor, the same for every cohort; chapter 05's ``group_missing``) when set, else
+    :func:`relative_missingness` of the cohort. A mapping must give every race group of every cohort a factor
+    (``Unknown`` included where a cohort has it) and name no group that none has: a ValueError names the parameter,
+    the groups and an example. Used by chapter 05."""
     if given is not None:
-        return {n: {str(k): float(v) for k, v in dict(given).items()} for n in data}
+        given = {str(k): float(v) for k, v in dict(given).items()}
+        present = {n: sorted(map(str, pd.unique(d.stays["race"]))) for n, d in data.items()}
+        for n, groups in present.items():
+            lacking = [g for g in groups if g not in given]
+            if lacking:
+                example = "{" + ", ".join(f"{g}: {given.get(g, 1):g}" for g in groups) + "}"
+                raise ValueError(f"parameter group_missing: no factor for race group(s) {', '.join(lacking)} of "
+                                 f"{display_name(n)}, whose groups are {', '.join(groups)}; give every group a factor, "
+                                 f"e.g. -p group_missing '{example}'")
+        unknown = [g for g in given if g != "Unknown" and not any(g in groups for groups in present.values())]
+        if unknown:
+            raise ValueError(f"parameter group_missing: {', '.join(unknown)} is not a race group of "
+                             + "; ".join(f"{display_name(n)} ({', '.join(gs)})" for n, gs in present.items()))
+        return {n: dict(given) for n in data}
     return {n: relative_missingness(d, orders[n]) for n, d in data.items()}
 
 

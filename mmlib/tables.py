@@ -697,6 +697,28 @@ def _label(v) -> str:
     return " ".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
 
 
+def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every estimate column followed by ``ci_low`` and ``ci_high`` shown as one column,
+    ``estimate [low, high]`` (:func:`fmt_change` with signs when any of them is below 0, else :func:`fmt_estimate`;
+    the estimate column's decimals, :func:`_column_decimals`), headed ``<estimate> [95% CI]``: split over a table's
+    parts, an estimate would otherwise stand apart from its interval. Used by :func:`page_frame`."""
+    cols = list(df.columns)
+    if df.columns.nlevels > 1 or not {"ci_low", "ci_high"} <= set(cols):
+        return df
+    for i in range(1, len(cols) - 1):
+        if cols[i:i + 2] == ["ci_low", "ci_high"] and pd.api.types.is_numeric_dtype(df[cols[i - 1]].dtype) \
+                and not pd.api.types.is_bool_dtype(df[cols[i - 1]].dtype):
+            est, lo, hi = (df.iloc[:, k].astype(float) for k in (i - 1, i, i + 1))
+            values = np.concatenate([est, lo, hi])
+            digits = _column_decimals(est[np.isfinite(est)].to_numpy(), str(cols[i - 1]))
+            fmt = fmt_change if (values[np.isfinite(values)] < 0).any() else fmt_estimate
+            merged = [fmt(e, a, b, digits=max(digits, 1)) if np.isfinite(e) else MISSING for e, a, b in zip(est, lo, hi)]
+            out = df.drop(columns=["ci_low", "ci_high"])
+            out.isetitem(i - 1, pd.Series(merged, index=df.index, dtype=object))
+            return out.rename(columns={cols[i - 1]: f"{_label(cols[i - 1])} [95% CI]"})
+    return df
+
+
 def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """A DataFrame's cells as the book's page shows them (:func:`page_html`), all text: integers and whole-number
     floats (counts) as integers with thousands separators (``4,313``, never ``4313.0``); other numbers with the
@@ -710,8 +732,9 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     missing value was replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
     disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone. A table whose first index
     level is ``cohort`` lists the cohorts in the book's order (MIMIC-Eye first, :data:`mmlib.schema.COHORT_NAMES`),
-    each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first)."""
-    df = _cohorts_in_book_order(df)
+    each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first). An estimate
+    column followed by ``ci_low`` and ``ci_high`` becomes one column, ``estimate [low, high]`` (:func:`_with_intervals`)."""
+    df = _with_intervals(_cohorts_in_book_order(df))
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False
     for j in range(df.shape[1]):

@@ -375,6 +375,13 @@ def test_group_factors_and_protocol(sweep_setup):
     assert missing.group_factors(data, orders) == {"toy": missing.relative_missingness(data["toy"], orders["toy"])}
     factors = missing.group_factors(data, orders, {"White": 1, "non-White": 4})
     assert factors == {"toy": {"White": 1.0, "non-White": 4.0}}
+    # a mapping must name every group (a group without a factor used to skip every rate, silently)
+    with pytest.raises(ValueError, match=r"parameter group_missing: no factor for race group\(s\) non-White of TOY.*"
+                                         r"-p group_missing '\{White: 3, non-White: 1\}'"):
+        missing.group_factors({"TOY": data["toy"]}, {"TOY": orders["toy"]}, {"White": 3})
+    with pytest.raises(ValueError, match="parameter group_missing: Whte is not a race group"):
+        missing.group_factors(data, orders, {"White": 1, "non-White": 4, "Whte": 2})
+    assert missing.group_factors(data, orders, {"White": 1, "non-White": 4, "Unknown": 2})["toy"]["Unknown"] == 2.0
     got = missing.Sweep()
     run = missing.group_protocol(got, data, fits, present, groups, factors, [0.2, 0.9], 2, mask_seed=1,
                                  name=str.upper)

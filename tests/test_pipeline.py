@@ -624,13 +624,15 @@ def test_three_cli_processes_on_one_key_with_a_reader_polling(toy_project):
 
 #: Documented alternatives to the defaults (the parameters cells' comments and README), all in one build:
 #: one cohort, five race groups, other model lists, a single seed, a threshold chosen on validation, only
-#: the default order, one perturbation, no control, explicit group-dependent missingness factors, and training
+#: the default order, one perturbation, no control, explicit group-dependent missingness factors (one per group of
+#: the five, and Unknown), and training
 #: in worker processes (one per core, the chapters' default; the ci profile trains in the chapter's process).
 ALTERNATIVES = [("cohorts", ["mds_ed"]), ("race_grouping", "race5"), ("single_models", ["paper"]),
                 ("fusion_models", ["resilient", "paper"]), ("every_order", False), ("sweep_models", ["resilient"]),
                 ("grid_models", ["resilient"]), ("interference_models", ["resilient"]), ("seeds", [3]),
                 ("threshold", "val_youden"), ("perturbations", ["blank"]), ("control", False),
-                ("group_missing", {"White": 1.0, "Black": 2.0}), ("n_patients", 240), ("n_jobs", -1)]
+                ("group_missing", {"White": 1.0, "Black": 2.0, "Hispanic": 1.5, "Asian": 1.0, "Other": 1.0, "Unknown": 1.0}),
+                ("n_patients", 240), ("n_jobs", -1)]
 
 
 @pytest.mark.book
@@ -647,12 +649,14 @@ def test_every_chapter_runs_with_documented_alternative_parameters(isolated_buil
         nb = nbformat.read(pipeline.artifact_dir(s.chapter, s.key) / "executed.ipynb", as_version=4)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         assert not errors, (s.chapter, errors[:1])
-    s3, s4, _, _, s7 = summaries[2:7]
+    s3, s4, s5, _, s7 = summaries[2:7]
     p3 = pd.read_parquet(pipeline.artifact_dir("03", s3.key) / "predictions.parquet")
     assert set(p3["model"]) == {"paper"} and set(p3["cohort"]) == {"mds_ed"} and set(p3["seed"]) == {3}
     t4 = pd.read_parquet(pipeline.artifact_dir("04", s4.key) / "summary.parquet")
     assert t4.loc[t4.model == "resilient", "modalities"].nunique() == 4, "the default order's prefixes only"
     assert {"Black", "White"} <= set(t4.loc[t4.attribute == "race", "group"]), "five race groups"
+    sw5 = pd.read_parquet(pipeline.artifact_dir("05", s5.key) / "sweep.parquet")
+    assert (sw5["protocol"] == "group-dependent").any(), "the explicit factors were used (no rate skipped for want of one)"
     e7 = pd.read_parquet(pipeline.artifact_dir("07", s7.key) / "effects.parquet")
     assert set(e7["perturbation"]) == {"blank"} and set(e7["model"]) == {"resilient", "resilient+consistency"}
 

@@ -445,3 +445,18 @@ def test_table_one_writes_counts_as_the_other_tables_do():
     t1 = tables.table_one(c, by_gender=False)
     assert t1.loc["n", "White"] == "1,200" and t1.loc["hospital admission, n (%)", "White"] == "1,200 (100.0%)"
     assert t1.loc["Female, n (%)", "White"] == "600 (50.0%)"
+
+
+def test_an_estimate_and_its_interval_are_one_cell_on_the_page():
+    """A displayed frame whose estimate column is followed by ci_low and ci_high shows them as one column, so that a
+    table cut into parts never puts an estimate in one part and its interval in another; the frame keeps them."""
+    df = pd.DataFrame({"before": [0.757, 0.769], "after": [0.769, 0.777], "change": [0.012, -0.008],
+                       "ci_low": [-0.003, -0.0201], "ci_high": [0.0274, 0.004]}, index=pd.Index(["vitals", "codes"], name="added"))
+    shown, _ = tables.page_frame(df)
+    assert list(shown.columns) == ["before", "after", "change [95% CI]"]
+    assert list(shown["change [95% CI]"]) == ["+0.012 [-0.003, +0.027]", "-0.008 [-0.020, +0.004]"]
+    assert list(df.columns) == ["before", "after", "change", "ci_low", "ci_high"], "the frame itself is unchanged"
+    rates = pd.DataFrame({"rate": [0.5, np.nan], "ci_low": [0.4, np.nan], "ci_high": [0.6, np.nan]})
+    assert list(tables.page_frame(rates)[0]["rate [95% CI]"]) == ["0.500 [0.400, 0.600]", "–"]
+    loose = pd.DataFrame({"ci_low": [0.1], "what": ["x"], "ci_high": [0.2]})
+    assert list(tables.page_frame(loose)[0].columns) == ["95% CI low", "what", "95% CI high"], "not an interval: kept"
