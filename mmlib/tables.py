@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from . import disclosure
 from .disclosure import MIN_CELL, SUPPRESSED
-from .schema import COHORT_NAMES, display_name, target_label
+from .schema import COHORT_NAMES, MODALITIES, display_name, target_label
 
 
 def _real(real: bool | None) -> bool:
@@ -569,6 +569,44 @@ HEADER_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high", "cpu_seconds"
                  "spec_high": "specificity 95% CI high"}
 
 
+#: The book's order of race groups (as :func:`mmlib.metrics.group_order`: All, White, the others, Unknown last) and of
+#: modalities (each cohort's order, :data:`mmlib.schema.MODALITIES`).
+_GROUP_RANK = {g: i for i, g in enumerate(("All", "White", "Asian", "Black", "Hispanic", "Other", "non-White", "Unknown"))}
+_MODALITY_RANK = {m: i for i, m in enumerate(dict.fromkeys(m for ms in MODALITIES.values() for m in ms))}
+
+
+def _axis_order(index: pd.Index) -> np.ndarray | None:
+    """The positions that put an index (or the columns) in the book's order: a level whose values are all race
+    groups (``Unknown``, ``White``, ``non-White`` -- a ``groupby`` sorts them alphabetically, ``Unknown`` first) or all
+    modalities (``arrival``, ``codes``, ``cxr``, ``vitals``) is ranked by :data:`_GROUP_RANK` / :data:`_MODALITY_RANK`;
+    every other level keeps the order in which its values first appear, and the sort is stable, so rows that are
+    already in order stay where they are. None when nothing moves."""
+    if len(index) < 2:
+        return None
+    keys, ranked = [], False
+    for i in range(index.nlevels):
+        values = list(index.get_level_values(i))
+        for rank in (_GROUP_RANK, _MODALITY_RANK):
+            if all(isinstance(v, str) and v in rank for v in values) and len(set(values)) > 1:
+                keys.append([rank[v] for v in values])
+                ranked = True
+                break
+        else:
+            first = {v: k for k, v in reversed(list(enumerate(values)))}
+            keys.append([first[v] for v in values])
+    if not ranked:
+        return None
+    order = np.lexsort(keys[::-1])
+    return None if (order == np.arange(len(index))).all() else order
+
+
+def _in_book_order(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its rows and columns in the book's order of race groups and modalities (:func:`_axis_order`)."""
+    rows, cols = _axis_order(df.index), _axis_order(df.columns)
+    df = df if rows is None else df.iloc[rows]
+    return df if cols is None else df.iloc[:, cols]
+
+
 def _cohorts_in_book_order(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with its rows in the book's cohort order when its first index level is ``cohort`` (a stable sort: the
     rows of one cohort keep their order; a cohort the book does not know comes after, as it was)."""
@@ -732,9 +770,11 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     missing value was replaced. Already formatted text (``"0.712 ± 0.010 [0.690, 0.731]"``, ``"<11"``) is left as it is, so the
     disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone. A table whose first index
     level is ``cohort`` lists the cohorts in the book's order (MIMIC-Eye first, :data:`mmlib.schema.COHORT_NAMES`),
-    each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first). An estimate
+    each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first), and race
+    groups and modalities in the book's order (White first and Unknown last; arrival, vitals, ...: :func:`_in_book_order`).
+    An estimate
     column followed by ``ci_low`` and ``ci_high`` becomes one column, ``estimate [low, high]`` (:func:`_with_intervals`)."""
-    df = _with_intervals(_cohorts_in_book_order(df))
+    df = _with_intervals(_in_book_order(_cohorts_in_book_order(df)))
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False
     for j in range(df.shape[1]):

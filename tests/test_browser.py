@@ -255,6 +255,7 @@ def check_page(driver, url: str) -> list[str]:
                  if v in CODE_NAMES]
     problems += [f"a count without thousands separators in a table: {v!r}" for v in m["cells"]
                  if UNSEPARATED_COUNT.match(v)][:3]
+    problems += out_of_book_order(driver.page_source)[:3]
     problems += [f"code name in the text: ...{_around(m['words'], hit)}... (the page shows {WORD_NAMES[hit[0]]!r})"
                  for hit in list(CODE_NAME_IN_TEXT.finditer(m["words"]))[:3]]
     for name, rx in READER_TEXT.items():
@@ -264,6 +265,22 @@ def check_page(driver, url: str) -> list[str]:
     for name, rx in ALL_TEXT.items():
         problems += [f"{name}: ...{_around(m['all_text'], hit)}..." for hit in list(rx.finditer(m["all_text"]))[:3]]
     return problems
+
+
+def out_of_book_order(html: str) -> list[str]:
+    """Tables whose headers list race groups or modalities out of the book's order (as a ``groupby`` sorts them:
+    ``Unknown`` before ``White``, ``codes`` before ``vitals``)."""
+    from bs4 import BeautifulSoup
+
+    found = []
+    for i, table in enumerate(BeautifulSoup(html, "html.parser").find_all("table")):
+        th = [c.get_text(" ", strip=True) for c in table.find_all("th")]
+        if "Unknown" in th and "White" in th and th.index("Unknown") < th.index("White"):
+            found.append(f"table {i} lists Unknown before White: {th[:10]}")
+        mods = [c for c in th if c in ("arrival", "vitals", "codes", "cxr", "labs", "ecg")]
+        if "codes" in mods and "vitals" in mods and mods.index("codes") < mods.index("vitals"):
+            found.append(f"table {i} lists the modalities alphabetically: {mods[:6]}")
+    return found
 
 
 def _around(text: str, hit: re.Match, width: int = 50) -> str:
@@ -283,6 +300,9 @@ def test_patterns_catch_what_they_are_for():
     assert [bool(UNSEPARATED_COUNT.match(v)) for v in ("4305", "2285 (53.1%)", "4,305", "2,285 (53.1%)", "970",
                                                         "0.1234", "12.5")] == [True, True, False, False, False, False,
                                                                               False]
+    assert len(out_of_book_order("<table><tr><th>Unknown</th><th>White</th></tr></table>"
+                                 "<table><tr><th>arrival</th><th>codes</th><th>cxr</th><th>vitals</th></tr></table>"
+                                 "<table><tr><th>White</th><th>non-White</th><th>Unknown</th></tr></table>")) == 2
     outside = "MIMIC-Eye paper original -0.078 [-0.186, +0.023] 0.010 [0.012, 0.114]; F1 0.5 ± 0.6 [0.7, 0.9]"
     assert [h[0] for h in intervals_missing_their_estimate(outside)] == ["0.010 [0.012, 0.114]", "0.5 ± 0.6 [0.7, 0.9]"]
     assert not intervals_missing_their_estimate("AUROC 0.757 [0.720, 0.785]; 0.565 ± 0.024 [0.522, 0.601]; "

@@ -460,3 +460,22 @@ def test_an_estimate_and_its_interval_are_one_cell_on_the_page():
     assert list(tables.page_frame(rates)[0]["rate [95% CI]"]) == ["0.500 [0.400, 0.600]", "–"]
     loose = pd.DataFrame({"ci_low": [0.1], "what": ["x"], "ci_high": [0.2]})
     assert list(tables.page_frame(loose)[0].columns) == ["95% CI low", "what", "95% CI high"], "not an interval: kept"
+
+
+def test_race_groups_and_modalities_are_shown_in_the_books_order():
+    """A groupby sorts race groups and modalities alphabetically (Unknown first, codes before vitals); the page shows
+    them in the book's order -- White first, Unknown last; each cohort's modality order -- rows and columns alike,
+    without moving anything else."""
+    idx = pd.MultiIndex.from_product([["MIMIC-Eye", "MIMIC-IV-Ext-MDS-ED"], ["Unknown", "White", "non-White"], ["F", "M"]],
+                                     names=["cohort", "race", "gender"])
+    shown, _ = tables.page_frame(pd.DataFrame({"n": range(12)}, index=idx))
+    assert list(shown.index.get_level_values("race")[:6]) == ["White", "White", "non-White", "non-White", "Unknown",
+                                                               "Unknown"]
+    assert list(shown["n"]) == ["2", "3", "4", "5", "0", "1", "8", "9", "10", "11", "6", "7"]
+    avail = pd.DataFrame({"MIMIC-Eye": [100, 62.6, 71.4, np.nan, np.nan, 100]},
+                         index=["arrival", "codes", "cxr", "ecg", "labs", "vitals"])
+    assert list(tables.page_frame(avail)[0].index) == ["arrival", "vitals", "codes", "cxr", "labs", "ecg"]
+    wide = pd.DataFrame([[1, 2, 3]], columns=pd.Index(["Unknown", "White", "non-White"], name="race"))
+    assert list(tables.page_frame(wide)[0].columns) == ["White", "non-White", "Unknown"]
+    sets = pd.DataFrame({"x": [1, 2]}, index=["arrival+vitals", "arrival"])
+    assert list(tables.page_frame(sets)[0].index) == ["arrival+vitals", "arrival"], "modality sets keep their order"
