@@ -1342,7 +1342,8 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
     if shift is not None and len(shift):
         strong_rows = shift[shift["setting"].str.endswith(f"×{strong:g}")
                             & shift["setting"].str.startswith(("spo2_overread", "under_triage"))]
-        bits = [f"{setting_in_prose(r['setting'])} moves the {r['modality']} notes of {r['stays']:,} {r['cohort']} stays by a mean cosine "
+        bits = [f"{setting_in_prose(r['setting'])} moves the {r['modality']} notes of {r['stays']:,} {r['cohort']} "
+                f"stays by a mean cosine "
                 f"distance of {r['cosine distance to all off']:.4f}, against {r['between two stays (median)']:.3f} between "
                 "two stays' notes" for _, r in strong_rows.iterrows()]
         if bits:

@@ -81,7 +81,8 @@ def weight_table(result: DecisionLayer, order) -> pd.DataFrame:
     """One row per modality (in ``order``): weight-block norm with all modalities, its share, norm alone,
     mean feature norm and mean |contribution|, each ``mean ± sd`` over seeds."""
     g = result.per_seed.groupby("modality", sort=False)
-    return pd.DataFrame({"‖W_m‖ with all": g["norm"].apply(_mean_sd), "share of weight norm": g["share"].apply(_mean_sd),
+    return pd.DataFrame({"‖W_m‖ with all": g["norm"].apply(_mean_sd),
+                         "share of weight norm": g["share"].apply(_mean_sd),
                          "‖W_m‖ alone": g["alone"].apply(_mean_sd), "mean ‖h_m‖": g["feature"].apply(_mean_sd),
                          "mean |c_m|": g["abs_c"].apply(_mean_sd)}).reindex(list(order))
 

@@ -858,8 +858,9 @@ def group_share_table(shares: pd.DataFrame, cohort: str | None = None) -> pd.Dat
         shares = shares[shares["cohort"] == cohort]
     t = shares.assign(**{"share, group": shares["share in first"].round(3),
                          "share, reference": shares["share in second"].round(3),
-                         "group − reference [95% CI]": [fmt_change(d, lo, hi) for d, lo, hi in
-                                                        zip(shares["difference"], shares["ci_low"], shares["ci_high"])]})
+                         "group − reference [95% CI]": [
+                             fmt_change(d, lo, hi)
+                             for d, lo, hi in zip(shares["difference"], shares["ci_low"], shares["ci_high"])]})
     index = ["modality", "groups"] if cohort is not None else ["cohort", "modality", "groups"]
     return t.set_index(index)[["share, group", "share, reference", "group − reference [95% CI]"]]
 

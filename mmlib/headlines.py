@@ -189,7 +189,8 @@ def lab(recovery: pd.DataFrame, null: pd.DataFrame, strong: float) -> list[str]:
             if (k["recovered"] == "n/a").all():
                 unmeasured.append(f"`{knob}`")
             elif len(yes):
-                found.append(f"`{knob}` (by {', '.join('the data' if m == '(data)' else str(m) for m in yes['model'])})")
+                by = ", ".join("the data" if m == "(data)" else str(m) for m in yes["model"])
+                found.append(f"`{knob}` (by {by})")
             else:
                 missed.append(f"`{knob}`")
         said = ([f"recovered: {'; '.join(found)}" if found else "no knob recovered"] if found or missed else [])

@@ -74,7 +74,8 @@ class GroupRatesAboveOne(ValueError):
         """E.g. ``non-White would need a rate of 1.019 (White 0.818, Unknown 0.811)``: the groups above 1 first."""
         over = sorted(((g, r) for g, r in self.rates.items() if r > 1), key=lambda kv: -kv[1])
         rest = [f"{g} {r:.3f}" for g, r in self.rates.items() if r <= 1]
-        said = " and ".join([f"{over[0][0]} would need a rate of {over[0][1]:.3f}"] + [f"{g} {r:.3f}" for g, r in over[1:]])
+        said = " and ".join([f"{over[0][0]} would need a rate of {over[0][1]:.3f}"]
+                            + [f"{g} {r:.3f}" for g, r in over[1:]])
         return said + (f" ({', '.join(rest)})" if rest else "")
 
 

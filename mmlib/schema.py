@@ -141,7 +141,8 @@ DETERIORATION_LABELS = {
     "severe_hypoxemia": "severe hypoxemia", "ecmo": "ECMO", "vasopressors": "vasopressors", "inotropes": "inotropes",
     "mechanical_ventilation": "mechanical ventilation", "cardiac_arrest": "cardiac arrest",
     "icu_24h": "ICU admission within 24 h", "icu_stay": "ICU admission during the stay",
-    "mortality_1d": "death within 1 day", "mortality_7d": "death within 7 days", "mortality_28d": "death within 28 days",
+    "mortality_1d": "death within 1 day", "mortality_7d": "death within 7 days",
+    "mortality_28d": "death within 28 days",
     "mortality_90d": "death within 90 days", "mortality_180d": "death within 180 days",
     "mortality_365d": "death within 365 days", "mortality_stay": "death during the stay"}
 CONDITION_LABELS = {"hypertension": "hypertension", "af": "atrial fibrillation", "heart_failure": "heart failure",

@@ -66,7 +66,8 @@ def _fmt_median_iqr(x: pd.Series, digits: int = 0) -> str:
 
 
 def _fmt_count(k: int, n: int, real: bool) -> str:
-    """``k (p%)`` (``k`` with thousands separators, as every count of the book); for real data ``<11`` when ``k`` is small and ``k`` alone when the share would give a small
+    """``k (p%)`` (``k`` with thousands separators, as every count of the book); for real data ``<11`` when ``k`` is
+    small and ``k`` alone when the share would give a small
     count back (:func:`mmlib.disclosure.share`)."""
     if not n:
         return "–"
@@ -571,7 +572,8 @@ HEADER_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high", "cpu_seconds"
 
 #: The book's order of race groups (as :func:`mmlib.metrics.group_order`: All, White, the others, Unknown last) and of
 #: modalities (each cohort's order, :data:`mmlib.schema.MODALITIES`).
-_GROUP_RANK = {g: i for i, g in enumerate(("All", "White", "Asian", "Black", "Hispanic", "Other", "non-White", "Unknown"))}
+_GROUP_RANK = {g: i for i, g in enumerate(("All", "White", "Asian", "Black", "Hispanic", "Other", "non-White",
+                                            "Unknown"))}
 _MODALITY_RANK = {m: i for i, m in enumerate(dict.fromkeys(m for ms in MODALITIES.values() for m in ms))}
 
 
@@ -750,7 +752,8 @@ def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
             values = np.concatenate([est, lo, hi])
             digits = _column_decimals(est[np.isfinite(est)].to_numpy(), str(cols[i - 1]))
             fmt = fmt_change if (values[np.isfinite(values)] < 0).any() else fmt_estimate
-            merged = [fmt(e, a, b, digits=max(digits, 1)) if np.isfinite(e) else MISSING for e, a, b in zip(est, lo, hi)]
+            merged = [fmt(e, a, b, digits=max(digits, 1)) if np.isfinite(e) else MISSING
+                      for e, a, b in zip(est, lo, hi)]
             out = df.drop(columns=["ci_low", "ci_high"])
             out.isetitem(i - 1, pd.Series(merged, index=df.index, dtype=object))
             return out.rename(columns={cols[i - 1]: f"{_label(cols[i - 1])} [95% CI]"})
@@ -771,9 +774,11 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     disclosure filter (:func:`mmlib.disclosure.frame`), applied before, is never undone. A table whose first index
     level is ``cohort`` lists the cohorts in the book's order (MIMIC-Eye first, :data:`mmlib.schema.COHORT_NAMES`),
     each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first), and race
-    groups and modalities in the book's order (White first and Unknown last; arrival, vitals, ...: :func:`_in_book_order`).
+    groups and modalities in the book's order (White first and Unknown last; arrival, vitals, ...:
+    :func:`_in_book_order`).
     An estimate
-    column followed by ``ci_low`` and ``ci_high`` becomes one column, ``estimate [low, high]`` (:func:`_with_intervals`)."""
+    column followed by ``ci_low`` and ``ci_high`` becomes one column, ``estimate [low, high]``
+    (:func:`_with_intervals`)."""
     df = _with_intervals(_in_book_order(_cohorts_in_book_order(df)))
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False

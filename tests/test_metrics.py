@@ -246,8 +246,8 @@ def test_signed_gaps_cover_zero_at_their_nominal_rate_and_contain_their_estimate
     """Simulation: with no difference between groups, the 95% interval of the signed TPR gap (non-White minus
     White) covers 0 in about 95% of test sets and always contains its estimate; the paper's max - min TPR gap
     is never below 0, so its interval almost never covers 0 -- its percentile interval can lie wholly above the
-    estimate, and is then extended down to it, so that it too contains its estimate. A planted TPR shift of -0.15 is recovered with its
-    sign, the interval excluding 0 in most test sets of 1,500 stays."""
+    estimate, and is then extended down to it, so that it too contains its estimate. A planted TPR shift of -0.15 is
+    recovered with its sign, the interval excluding 0 in most test sets of 1,500 stays."""
     rng = np.random.default_rng(7)
     covers, contains, paper_covers, paper_contains, paper_above, found = [], [], [], [], [], []
     for rep in range(160):
