@@ -31,7 +31,7 @@ import pandas as pd
 from .metrics import ATTRIBUTES, REFERENCE, Change, ci95, group_order, long_label, metric_label, not_compared
 from .missing import curve_area
 from .schema import display_name
-from .tables import fmt_change, fmt_estimate, fmt_value
+from .tables import fmt_change, fmt_estimate, fmt_value, interval_cells
 
 #: the metrics chapter 04 follows step by step: (metric, attribute, group)
 STEP_KEYS = (("auroc", "overall", "all"), ("f1", "overall", "all"), ("dp_diff", "race", "gap"),
@@ -858,9 +858,8 @@ def group_share_table(shares: pd.DataFrame, cohort: str | None = None) -> pd.Dat
         shares = shares[shares["cohort"] == cohort]
     t = shares.assign(**{"share, group": shares["share in first"].round(3),
                          "share, reference": shares["share in second"].round(3),
-                         "group − reference [95% CI]": [
-                             fmt_change(d, lo, hi)
-                             for d, lo, hi in zip(shares["difference"], shares["ci_low"], shares["ci_high"])]})
+                         "group − reference [95% CI]": interval_cells(shares["difference"], shares["ci_low"],
+                                                                      shares["ci_high"], signed=True)})
     index = ["modality", "groups"] if cohort is not None else ["cohort", "modality", "groups"]
     return t.set_index(index)[["share, group", "share, reference", "group − reference [95% CI]"]]
 

@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 
 from . import disclosure
 from .disclosure import MIN_CELL, SUPPRESSED
+from .data.races import RACE5, RACE_BINARY
 from .schema import COHORT_NAMES, MODALITIES, display_name, target_label
 
 
@@ -570,29 +571,36 @@ HEADER_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high", "cpu_seconds"
                  "spec_high": "specificity 95% CI high"}
 
 
-#: The book's order of race groups (as :func:`mmlib.metrics.group_order`: All, White, the others, Unknown last) and of
-#: modalities (each cohort's order, :data:`mmlib.schema.MODALITIES`).
-_GROUP_RANK = {g: i for i, g in enumerate(("All", "White", "Asian", "Black", "Hispanic", "Other", "non-White",
-                                            "Unknown"))}
+#: The race group labels a table can hold (:func:`_axis_order` orders them by :func:`mmlib.metrics.group_order`) and
+#: the book's order of modalities (each cohort's order, :data:`mmlib.schema.MODALITIES`).
+_GROUP_LABELS = frozenset(("All", *RACE5, *RACE_BINARY))
 _MODALITY_RANK = {m: i for i, m in enumerate(dict.fromkeys(m for ms in MODALITIES.values() for m in ms))}
 
 
 def _axis_order(index: pd.Index) -> np.ndarray | None:
     """The positions that put an index (or the columns) in the book's order: a level whose values are all race
     groups (``Unknown``, ``White``, ``non-White`` -- a ``groupby`` sorts them alphabetically, ``Unknown`` first) or all
-    modalities (``arrival``, ``codes``, ``cxr``, ``vitals``) is ranked by :data:`_GROUP_RANK` / :data:`_MODALITY_RANK`;
+    modalities (``arrival``, ``codes``, ``cxr``, ``vitals``) is ranked by :func:`mmlib.metrics.group_order` /
+    :data:`_MODALITY_RANK`;
     every other level keeps the order in which its values first appear, and the sort is stable, so rows that are
     already in order stay where they are. None when nothing moves."""
+    from .metrics import group_order
+
     if len(index) < 2:
         return None
     keys, ranked = [], False
     for i in range(index.nlevels):
         values = list(index.get_level_values(i))
-        for rank in (_GROUP_RANK, _MODALITY_RANK):
-            if all(isinstance(v, str) and v in rank for v in values) and len(set(values)) > 1:
-                keys.append([rank[v] for v in values])
-                ranked = True
-                break
+        strings = all(isinstance(v, str) for v in values) and len(set(values)) > 1
+        if strings and set(values) <= _GROUP_LABELS:
+            rank = {g: k for k, g in enumerate(group_order(values))}
+        elif strings and set(values) <= set(_MODALITY_RANK):
+            rank = _MODALITY_RANK
+        else:
+            rank = None
+        if rank is not None:
+            keys.append([rank[v] for v in values])
+            ranked = True
         else:
             first = {v: k for k, v in reversed(list(enumerate(values)))}
             keys.append([first[v] for v in values])
@@ -737,8 +745,20 @@ def _label(v) -> str:
     return " ".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
 
 
+def interval_cells(est, lo, hi, *, digits: int = 3, signed: bool | None = None) -> list[str]:
+    """One cell per estimate with its interval: :func:`fmt_change` (``+0.012 [-0.003, +0.029]``) when ``signed``, or
+    when ``signed`` is None and any number is below 0, else :func:`fmt_estimate`; :data:`MISSING` where the estimate
+    is not finite. Used by :func:`page_frame` and :func:`mmlib.findings.group_share_table`."""
+    est, lo, hi = (np.asarray(a, dtype=float) for a in (est, lo, hi))
+    if signed is None:
+        values = np.concatenate([est, lo, hi])
+        signed = bool((values[np.isfinite(values)] < 0).any())
+    fmt = fmt_change if signed else fmt_estimate
+    return [fmt(e, a, b, digits=digits) if np.isfinite(e) else MISSING for e, a, b in zip(est, lo, hi)]
+
+
 def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with every estimate column followed by ``ci_low`` and ``ci_high`` shown as one column,
+    """``df`` with the estimate column followed by ``ci_low`` and ``ci_high`` shown as one column,
     ``estimate [low, high]`` (:func:`fmt_change` with signs when any of them is below 0, else :func:`fmt_estimate`;
     the estimate column's decimals, :func:`_column_decimals`), headed ``<estimate> [95% CI]``: split over a table's
     parts, an estimate would otherwise stand apart from its interval. Used by :func:`page_frame`."""
@@ -749,11 +769,8 @@ def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
         if cols[i:i + 2] == ["ci_low", "ci_high"] and pd.api.types.is_numeric_dtype(df[cols[i - 1]].dtype) \
                 and not pd.api.types.is_bool_dtype(df[cols[i - 1]].dtype):
             est, lo, hi = (df.iloc[:, k].astype(float) for k in (i - 1, i, i + 1))
-            values = np.concatenate([est, lo, hi])
             digits = _column_decimals(est[np.isfinite(est)].to_numpy(), str(cols[i - 1]))
-            fmt = fmt_change if (values[np.isfinite(values)] < 0).any() else fmt_estimate
-            merged = [fmt(e, a, b, digits=max(digits, 1)) if np.isfinite(e) else MISSING
-                      for e, a, b in zip(est, lo, hi)]
+            merged = interval_cells(est, lo, hi, digits=max(digits, 1))
             out = df.drop(columns=["ci_low", "ci_high"])
             out.isetitem(i - 1, pd.Series(merged, index=df.index, dtype=object))
             return out.rename(columns={cols[i - 1]: f"{_label(cols[i - 1])} [95% CI]"})
@@ -775,10 +792,8 @@ def page_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     level is ``cohort`` lists the cohorts in the book's order (MIMIC-Eye first, :data:`mmlib.schema.COHORT_NAMES`),
     each cohort's rows in their own order (a ``groupby`` sorts the keys alphabetically, ``mds_ed`` first), and race
     groups and modalities in the book's order (White first and Unknown last; arrival, vitals, ...:
-    :func:`_in_book_order`).
-    An estimate
-    column followed by ``ci_low`` and ``ci_high`` becomes one column, ``estimate [low, high]``
-    (:func:`_with_intervals`)."""
+    :func:`_in_book_order`). An estimate column followed by ``ci_low`` and ``ci_high`` becomes one column,
+    ``estimate [low, high]`` (:func:`_with_intervals`)."""
     df = _with_intervals(_in_book_order(_cohorts_in_book_order(df)))
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
     missing = False
