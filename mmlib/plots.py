@@ -7,6 +7,10 @@ A chapter shows a figure with ``plt.show()`` (or ``display(fig)``); :func:`insta
 and an HTML ``<figure>`` of the same PNG with its alt text and ``<figcaption>`` (``text/html``, which the Jupyter
 Book and Quarto HTML renders prefer). A figure that no function here described still gets a generic caption, marked
 :data:`UNDESCRIBED`, which ``tests/test_browser.py`` refuses on a chapter page.
+
+A legend never covers a plot: legends sit beside the plotting area (:func:`legend_beside`) or below the figure.
+Every displayed figure is checked (:func:`legends_over_plot`, recorded in the output's metadata by
+:func:`figure_bundle`), and ``tests/test_pipeline.py`` refuses a legend over a plot anywhere in the ci book.
 """
 from __future__ import annotations
 
@@ -71,6 +75,33 @@ def figure_text(fig: plt.Figure) -> FigureText:
     return FigureText(f"Figure: {title}.", f"Chart: {title}.", described=False)
 
 
+def legend_beside(ax, **kw):
+    """``ax``'s legend to the right of its plotting area, top-aligned, where it hides no data (its handles and
+    labels, or seaborn's, as they are; ``kw``: title, fonts, ...). ``tight_layout`` makes room for it."""
+    handles, labels = ax.get_legend_handles_labels()
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+
+
+def legends_over_plot(fig: plt.Figure) -> list[str]:
+    """The legends of ``fig`` (of an axes or of the figure) that cover part of a plotting area -- any axes' data
+    rectangle, a colour bar's included -- each as ``'legend "<title>" over "<axes title>"'``; empty when every legend
+    sits beside the plots. :func:`figure_bundle` records it for every figure a chapter displays."""
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    areas = [ax for ax in fig.axes if ax.get_visible()]
+    over = []
+    for legend in legends:
+        if not legend.get_visible():
+            continue
+        box = legend.get_window_extent(renderer)
+        for ax in areas:
+            area = ax.get_window_extent(renderer)
+            if min(box.x1, area.x1) - max(box.x0, area.x0) > 1 and min(box.y1, area.y1) - max(box.y0, area.y0) > 1:
+                name = ax.get_title() or (fig._suptitle.get_text() if fig._suptitle is not None else "") or "untitled"
+                over.append(f'legend "{legend.get_title().get_text()}" over "{name}"')
+    return over
+
+
 def figure_html(fig: plt.Figure, png_base64: str) -> str:
     """The HTML of a displayed figure: ``<figure>`` holding the PNG (``png_base64``, the figure's ``image/png``
     output, unchanged) with its alt text, and its caption as ``<figcaption>`` (:func:`figure_text`; escaped)."""
@@ -106,10 +137,12 @@ def _png_printer(shell):
     return printer
 
 
-def figure_bundle(fig: plt.Figure, shell=None) -> dict:
-    """A displayed figure's outputs: ``image/png`` (the bytes the inline backend makes, for the PDF and any
-    renderer that prefers an image) and ``text/html`` (:func:`figure_html` of the same PNG, which the Jupyter Book
-    and Quarto HTML renders prefer: alt text and caption). Empty for a figure with nothing drawn."""
+def figure_bundle(fig: plt.Figure, shell=None) -> tuple[dict, dict]:
+    """A displayed figure's outputs and their metadata. Outputs: ``image/png`` (the bytes the inline backend makes,
+    for the PDF and any renderer that prefers an image) and ``text/html`` (:func:`figure_html` of the same PNG,
+    which the Jupyter Book and Quarto HTML renders prefer: alt text and caption); both empty for a figure with
+    nothing drawn. Metadata: ``{"mmlib": {"legends_over_plot": [...]}}`` (:func:`legends_over_plot`), which the
+    tests read from the executed chapters."""
     if shell is None:
         from IPython import get_ipython
 
@@ -121,10 +154,10 @@ def figure_bundle(fig: plt.Figure, shell=None) -> dict:
     else:
         png = _png_printer(shell)(fig)
     if not png:
-        return {}
+        return {}, {}
     if isinstance(png, bytes):
         png = base64.b64encode(png).decode("ascii")
-    return {"image/png": png, "text/html": figure_html(fig, png)}
+    return {"image/png": png, "text/html": figure_html(fig, png)}, {"mmlib": {"legends_over_plot": legends_over_plot(fig)}}
 
 
 def install_figure_captions() -> None:
@@ -218,7 +251,7 @@ def rates_with_ci(flags: pd.DataFrame, groups: pd.Series, title: str, ylabel: st
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(title=group_label, fontsize=8, title_fontsize=9, ncol=min(5, len(order_g)))
+    legend_beside(ax, title=group_label, fontsize=8, title_fontsize=9)
     fig.tight_layout()
     withheld = " Bars of fewer than 11 stays, or with fewer than 11 stays with or without the value, are left out." \
         if disclosure.active() else ""
@@ -310,7 +343,7 @@ def detection_by_group(table: pd.DataFrame, title: str, source_col: str | None =
         ax.set_ylabel(f"{m} (0-1, 95% CI)")
         ax.set_xlabel("finding")
         ax.set_title(m)
-    axes[1].legend(fontsize=8, title=hue, title_fontsize=9)
+    legend_beside(axes[1], fontsize=8, title=hue, title_fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     lows = []
@@ -342,7 +375,7 @@ def embedding_map(coords: np.ndarray, colourings: dict[str, pd.Series], title: s
         ax.set_xlabel("component 1 (a.u.)")
         ax.set_ylabel("component 2 (a.u.)")
         ax.set_title(f"by {label}", fontsize=10)
-        ax.legend(title=label, fontsize=7, title_fontsize=8, markerscale=2)
+        legend_beside(ax, title=label, fontsize=7, title_fontsize=8, markerscale=2)
     fig.suptitle(title)
     fig.tight_layout()
     drawn = ("each group is drawn as the outline of the hexagonal bins holding at least "
@@ -372,7 +405,7 @@ def _binned_density(ax, coords: np.ndarray, hue: pd.Series, label: str, gridsize
     ax.set_xlabel("component 1 (a.u.)")
     ax.set_ylabel("component 2 (a.u.)")
     ax.set_title(f"by {label}: bins of ≥{disclosure.MIN_CELL} texts", fontsize=10)
-    ax.legend(title=label, fontsize=7, title_fontsize=8)
+    legend_beside(ax, title=label, fontsize=7, title_fontsize=8)
 
 
 # ------------------------------------------------------------------------ cohorts and texts (chapters 01-02)
@@ -490,6 +523,8 @@ def text_lengths(words: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("words per text")
     ax.set_xlabel("modality")
     ax.set_title("Length of each modality's text")
+    legend_beside(ax, title="cohort", fontsize=8, title_fontsize=9)
+    fig.tight_layout()
     med = words.groupby(["modality", "cohort"], sort=False)["words"].median()
     whiskers = "the 5th and 95th percentiles" if disclosure.active() else "1.5 times the interquartile range"
     return describe(
@@ -892,7 +927,7 @@ def weight_distributions(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     ax.set_ylabel("decision-layer weight (logit per unit feature)")
     ax.set_xlabel("modality whose features the weight reads")
     ax.set_title(title or "decision-layer weights by modality")
-    ax.legend(title="trained", fontsize=8, title_fontsize=9)
+    legend_beside(ax, title="trained", fontsize=8, title_fontsize=9)
     fig.tight_layout()
     spread = frame.groupby(["modality", "training"], sort=False)["weight"].agg(lambda w: np.mean(np.abs(w)))
     return describe(
@@ -916,7 +951,7 @@ def contribution_boxes(frame: pd.DataFrame, by: str, title: str = "", order: lis
     ax.set_ylabel("logit contribution W_m · h_m (log-odds)")
     ax.set_xlabel("modality")
     ax.set_title(title or f"per-stay logit contributions by {by} (whiskers: 5th-95th percentile)")
-    ax.legend(title=by, fontsize=8, title_fontsize=9)
+    legend_beside(ax, title=by, fontsize=8, title_fontsize=9)
     fig.tight_layout()
     med = frame.groupby(["modality", by], sort=False)["contribution"].median()
     return describe(
@@ -977,7 +1012,9 @@ def interference_by_group(table: pd.DataFrame, modalities: list[str], perturbati
         ax.set_title(k, fontsize=10)
         ax.set_xlabel("modality replaced")
         ax.set_ylabel("mean |Δp| (probability)" if k == perturbations[0] else "")
-        ax.legend(fontsize=7, title="race group / gender", title_fontsize=8)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()  # one legend for all panels, beside the last
+    legend_beside(axes[0][-1], fontsize=7, title="race group / gender", title_fontsize=8)
     fig.suptitle(title or "mean change of the predicted probability by group")
     fig.tight_layout()
     tops = []

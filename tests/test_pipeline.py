@@ -396,6 +396,14 @@ def test_the_chapters_execute_and_the_book_renders(ci_book, monkeypatch, tmp_pat
     for sx in summaries[2:]:
         nbx = nbformat.read(pipeline.artifact_dir(sx.chapter, sx.key) / "executed.ipynb", as_version=4)
         assert not [o for c in nbx.cells for o in c.get("outputs", []) if o.output_type == "error"], sx.chapter
+    # every figure of every chapter was checked when displayed (plots.figure_bundle), and no legend covers a plot
+    figures = {sx.chapter: [o for c in nbformat.read(pipeline.artifact_dir(sx.chapter, sx.key) / "executed.ipynb",
+                                                     as_version=4).cells
+                            for o in c.get("outputs", []) if "image/png" in o.get("data", {})] for sx in summaries}
+    assert all(figures.values()), "every chapter shows figures"
+    for chapter, outs in figures.items():
+        for o in outs:
+            assert o.metadata["mmlib"]["legends_over_plot"] == [], (chapter, o.metadata["mmlib"])
     # every file a chapter writes is declared in the chapter API's artifact schema, and nothing else
     from mmlib.chapter import ARTIFACTS
 

@@ -190,9 +190,11 @@ def test_signed_gaps_get_two_sided_colours_and_a_parity_line():
 
 # ------------------------------------------------------------------------------------ captions and alt text
 def _described(fig) -> plots.FigureText:
-    """The figure's caption and alt text, checked to be a plotting function's own (not the generic fallback)."""
+    """The figure's caption and alt text, checked to be a plotting function's own (not the generic fallback); and no
+    legend of the figure covers a plot."""
     text = plots.figure_text(fig)
     assert text.described, f"figure {plots._title(fig)!r} has no caption of its own"
+    assert plots.legends_over_plot(fig) == [], f"figure {plots._title(fig)!r}: a legend hides part of a plot"
     assert len(text.caption) > 40 and len(text.alt) > 40, text
     assert not re.fullmatch(r"\S*\.(png|jpe?g|svg)", text.alt), f"alt text is a file name: {text.alt}"
     return text
@@ -204,8 +206,8 @@ def test_figure_html_holds_the_png_its_alt_and_caption_escaped():
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     plots.describe(fig, 'Rates <in %> & "gaps"\n across  groups.', "Line chart: 'a' < b & c.")
-    bundle = plots.figure_bundle(fig)
-    assert set(bundle) == {"image/png", "text/html"}
+    bundle, meta = plots.figure_bundle(fig)
+    assert set(bundle) == {"image/png", "text/html"} and meta == {"mmlib": {"legends_over_plot": []}}
     page = BeautifulSoup(bundle["text/html"], "html.parser")
     figure = page.find("figure")
     assert figure["class"] == [plots.FIGURE_CLASS]
@@ -219,18 +221,38 @@ def test_figure_html_holds_the_png_its_alt_and_caption_escaped():
     assert bundle["image/png"] == print_figure(fig, "png", base64=True), "the PNG is the inline backend's, unchanged"
 
 
+def test_a_legend_over_a_plot_is_found_and_one_beside_it_is_not():
+    """legends_over_plot, the check every displayed figure gets: matplotlib's default legend (placed inside the axes)
+    and a figure legend over the axes are reported with their titles; legend_beside's is not, nor one below."""
+    fig, (a, b) = plt.subplots(1, 2)
+    for ax in (a, b):
+        ax.bar([0, 1, 2], [3, 3, 3], label="bars")
+    a.set_title("left")
+    a.legend(title="inside")
+    plots.legend_beside(b, title="beside")
+    fig.tight_layout()
+    assert plots.legends_over_plot(fig) == ['legend "inside" over "left"']
+    a.get_legend().remove()
+    fig.legend(title="figure-wide", loc="upper left", bbox_to_anchor=(0.15, 0.85))
+    assert plots.legends_over_plot(fig) == ['legend "figure-wide" over "left"']
+    fig.legends.clear()
+    fig.legend(title="below", loc="upper center", bbox_to_anchor=(0.5, 0.0))
+    assert plots.legends_over_plot(fig) == []
+    assert b.get_legend().get_title().get_text() == "beside" and len(b.get_legend().get_texts()) == 1
+
+
 def test_a_figure_no_function_described_gets_a_marked_fallback():
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     ax.set_title("raw <figure>")
     text = plots.figure_text(fig)
     assert not text.described and "raw <figure>" in text.caption
-    html = plots.figure_bundle(fig)["text/html"]
+    html = plots.figure_bundle(fig)[0]["text/html"]
     assert plots.UNDESCRIBED in html and "&lt;figure&gt;" in html
     with pytest.raises(ValueError, match="non-empty caption"):
         plots.describe(fig, "  ", "alt")
     fig, _ = plt.subplots()
-    assert plots.figure_bundle(plt.figure()) == {}  # nothing drawn: no output, as the inline backend does
+    assert plots.figure_bundle(plt.figure()) == ({}, {})  # nothing drawn: no output, as the inline backend does
 
 
 def test_every_figure_shown_in_a_kernel_is_a_captioned_bundle_with_the_inline_png():
@@ -263,6 +285,7 @@ def test_every_figure_shown_in_a_kernel_is_a_captioned_bundle_with_the_inline_pn
         assert data["text/html"].startswith(f'<figure class="{plots.FIGURE_CLASS}"')
         assert f'src="data:image/png;base64,{reference}"' in data["text/html"]
         assert "<figcaption" in data["text/html"] and "Median words: a X 2; b Y 9." in data["text/html"]
+        assert shown[0]["metadata"] == {"mmlib": {"legends_over_plot": []}}, "the legend check is recorded"
 
 
 def test_group_rate_figures_say_which_groups_differ_most():
