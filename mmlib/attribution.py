@@ -1242,8 +1242,8 @@ def _path_sentences(recovery: pd.DataFrame, lead: str, strong: float, n_test: di
                         + what)
         if bits:
             out.append(f"**Through the fields or through the notes? {cohort}** (the probe: a logistic regression on the "
-                       "structured fields each note is written from, trained on the same stays): "
-                       + "; ".join(bits) + ".")
+                       "structured fields each note is written from, trained on the same stays):\n"
+                       + _bullets(bits))
     return out
 
 
@@ -1322,7 +1322,7 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
             seen = r["paper's gaps that see it"]
             s += f"; the paper's gaps that see it: {seen}"
             parts.append(s)
-        out.append(f"**{cohort}**, strong setting. " + ". ".join(parts) + ".")
+        out.append(f"**{cohort}**, strong setting:\n" + _bullets(parts))
     out.extend(_path_sentences(recovery, lead, strong, {display_name(k): v for k, v in ev.n_test.items()}))
     # --- which estimand responds to which knob
     resp = []
@@ -1371,8 +1371,14 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
                         s += f" (default size with 80% power: about {tr['test stays for ×1']:,.0f} test stays)"
                 bits.append(s)
             out.append(f"**Power, {cohort}** (`{lead}` model, {n_at:,.0f} test stays as in the {profile} profile, 80% "
-                       f"power, two-sided 5%): " + "; ".join(bits) + ".")
+                       f"power, two-sided 5%):\n" + _bullets(bits))
     return "\n\n".join(out)
+
+
+def _bullets(parts) -> str:
+    """Markdown bullets, one per knob, of :func:`answers` (a knob's sentence is long: run together, a cohort's five
+    read as one wall of text)."""
+    return "\n".join(f"- {part[0].upper()}{part[1:]}." if not part.startswith("`") else f"- {part}." for part in parts)
 
 
 #: The estimands of chapter 08's attribution figure: key -> (panel title, axis label).

@@ -357,6 +357,32 @@ def signed_change_word(before: float, change) -> str:
     return "widens, reversing its sign" if before * after < 0 else "widens"
 
 
+UNCLEAR = ("no clear difference", "not estimable")
+
+
+def clear_then_counted(items, noun: str) -> str:
+    """Changes or gaps in words, as an answer states them: each clear one in full (its text, with its interval and
+    verdict), the others counted -- ``race TPR gap (non-White − White) -0.018 [-0.034, -0.001] (narrows); the other 3
+    signed gaps: no clear difference`` -- so an answer says what is clear and how much is not, and the chapter's
+    tables and figures hold every value. ``items``: ``(text, verdict)`` pairs, a verdict in :data:`UNCLEAR` counting
+    as not clear (a single item is stated in full, whatever its verdict); ``noun``: what the items are, plural
+    (``signed gaps``). Chapters 05-07's answers
+    (:func:`rq2_answer`, :func:`gap_effects_text`)."""
+    items = list(items)
+    if len(items) == 1:
+        return items[0][0]
+    clear = [t for t, v in items if v not in UNCLEAR]
+    parts = list(clear)
+    k = sum(v == "no clear difference" for _, v in items)
+    if k:
+        parts.append(("no clear difference in the other " + (f"{k} {noun}" if k > 1 else "one")) if clear else
+                     f"no clear difference in any of the {k} {noun}" if k > 1 else "no clear difference")
+    k = sum(v == "not estimable" for _, v in items)
+    if k:
+        parts.append(f"{k} of the {noun} not estimable" if k < len(items) else "not estimable")
+    return "; ".join(parts)
+
+
 def gap_change_text(change: Change) -> str:
     """A paired change of one of the paper's gaps (max − min, never negative) in words: ``widens`` /
     ``narrows`` when its CI excludes 0, else ``no clear difference``, with the change and its interval."""
@@ -507,20 +533,27 @@ def signed_gaps_text(run: Run, keys=SIGNED_KEYS) -> str:
     """Every signed gap of ``keys`` of one run in words, each with its 95% CI and ``no clear difference`` when
     the CI contains 0; for more than two groups each group minus the reference and which is the worst (largest
     in size). E.g. ``race TPR gap (non-White − White) -0.031 [-0.082, +0.020] (no clear difference)``."""
+    return "; ".join(t for t, _ in signed_gap_items(run, keys))
+
+
+def signed_gap_items(run: Run, keys=SIGNED_KEYS) -> list[tuple[str, str]]:
+    """:func:`signed_gaps_text`'s parts as ``(text, verdict)`` pairs, for :func:`clear_then_counted` (a worst-group
+    part's verdict is ``worst``, stated as clear)."""
     parts = []
     for metric, attr in keys:
         gaps = run.signed(metric, attr)
         if not gaps:
-            parts.append(f"{attr} {_RATE_WORD[metric]} gap not estimable ({_why_not(run, attr)})")
+            parts.append((f"{attr} {_RATE_WORD[metric]} gap not estimable ({_why_not(run, attr)})", "not estimable"))
             continue
         for g, ref, e in gaps:
-            parts.append(f"{gap_name(metric, attr, g, ref)} {fmt_change(*e)} "
-                         f"({difference_word(e, 'the group is clearly above', 'the group is clearly below')})")
+            word = difference_word(e, "the group is clearly above", "the group is clearly below")
+            parts.append((f"{gap_name(metric, attr, g, ref)} {fmt_change(*e)} ({word})", word))
         if len(gaps) > 1:
             w = run.worst(metric, attr)
             if w is not None:
-                parts.append(f"worst {attr} group for the {_RATE_WORD[metric]} gap: {w[0]} ({fmt_change(*w[2])})")
-    return "; ".join(parts)
+                parts.append((f"worst {attr} group for the {_RATE_WORD[metric]} gap: {w[0]} ({fmt_change(*w[2])})",
+                              "worst"))
+    return parts
 
 
 EFFECT_COLUMNS = ["kind", "attribute", "group", "what", "before", "after", "change", "ci_low", "ci_high", "verdict",
@@ -585,16 +618,19 @@ def _effect_phrase(r) -> str:
 
 
 def gap_effects_text(effects: pd.DataFrame, who: str) -> str:
-    """:func:`gap_effects` in words, as Markdown lines: performance, every signed gap, every group's TPR and
-    every paper's gap (max − min) with its paired change and verdict, then one line saying what ``who`` (e.g.
-    ``The calibration``) hurts, or that it makes nothing clearly worse."""
+    """:func:`gap_effects` in words, as Markdown lines: performance, the signed gaps, the groups' TPRs and the
+    paper's gaps (max − min), each clear change with its paired interval and verdict and the others counted
+    (:func:`clear_then_counted`; the chapter's table of :func:`gap_effects` holds them all), then one line saying
+    what ``who`` (e.g. ``The calibration``) hurts, or that it makes nothing clearly worse."""
     lines = []
     missing = ~(np.isfinite(effects["before"].astype(float)) & np.isfinite(effects["after"].astype(float)))
-    for kind, head in (("performance", "Performance"), ("signed gap", "Signed gaps"), ("group TPR", "TPR by group"),
-                       (PAPER_GAP, "The paper's gaps (max − min)")):
+    for kind, head, noun in (("performance", "Performance", "measures"), ("signed gap", "Signed gaps", "signed gaps"),
+                             ("group TPR", "TPR by group", "groups"),
+                             (PAPER_GAP, "The paper's gaps (max − min)", "gaps (max − min)")):
         sub = effects[(effects.kind == kind) & ~missing]
         if len(sub):
-            lines.append(f"  - {head}: " + "; ".join(_effect_phrase(r) for r in sub.itertuples()) + ".")
+            lines.append(f"  - {head}: "
+                         + clear_then_counted([(_effect_phrase(r), r.verdict) for r in sub.itertuples()], noun) + ".")
     if missing.any():
         lines.append("  - Not estimable (a group too small to compare): "
                      + ", ".join(effects.loc[missing, "what"]) + ".")
@@ -605,8 +641,8 @@ def gap_effects_text(effects: pd.DataFrame, who: str) -> str:
                  for r in bad.itertuples()]
         lines.append(f"  - **{who} hurts** " + ", ".join(names) + " (paired 95% CIs excluding 0).")
     else:
-        lines.append(f"  - {who} makes no gap clearly wider and lowers no group's TPR clearly (every change above "
-                     "whose CI contains 0 is no clear difference).")
+        lines.append(f"  - {who} makes no gap clearly wider and lowers no group's TPR clearly (a change whose paired "
+                     "95% CI contains 0 is no clear difference).")
     return "\n".join(lines)
 
 
@@ -702,16 +738,20 @@ def group_factor_note(factors: dict, skipped: list) -> str:
 def signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:
     """The paired change of every signed gap of ``keys`` from run ``a`` to ``b``, in words, and the names of
     those that clearly widen (:func:`gap_name`). Chapter 05's answers (here and :func:`mmlib.headlines.losing_modalities`)."""
-    parts, wider = [], []
+    items = signed_move_items(a, b, keys)
+    return [t for t, _, _ in items], [name for _, word, name in items if word.startswith("widens")]
+
+
+def signed_move_items(a: Run, b: Run, keys=SIGNED_KEYS) -> list[tuple[str, str, str]]:
+    """:func:`signed_moves`' parts as ``(text, verdict, gap name)``, for :func:`clear_then_counted`."""
+    items = []
     for metric, attr in keys:
         for g, ref, e in a.signed(metric, attr):
             c = a.signed_change(b, metric, attr, g)
             word = signed_change_word(e[0], c)
             name = gap_name(metric, attr, g, ref)
-            parts.append(f"{name} {fmt_change(*c)} ({word})")
-            if word.startswith("widens"):
-                wider.append(name)
-    return parts, wider
+            items.append((f"{name} {fmt_change(*c)} ({word})", word, name))
+    return items
 
 
 def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | None = None) -> str:
@@ -722,7 +762,9 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
     the next; the modality whose loss lowers a group's TPR most (``harm``: :func:`modality_harm`); and the
     change of the signed race gaps under group-dependent against random missingness at the same average rate
     (p = 0.1, 0.3, 0.5). ``sweep``: a :class:`mmlib.missing.Sweep`; ``flags``: ``{cohort: {attribute: {group:
-    flag}}}``. Every change whose paired 95% CI contains 0 is called no clear difference."""
+    flag}}}``. Every change whose paired 95% CI contains 0 is called no clear difference; the gaps and changes that
+    are clear are stated with their intervals, the others counted (:func:`clear_then_counted`: the chapter's figures
+    draw them all, and its sweep table holds them)."""
     models = list(models)
     lead = models[0]
     low = [p for p in rates if 0 < p <= 0.2]
@@ -733,18 +775,21 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
         lines.append(f"**{display_name(n)}.**")
         for m in models:
             zero = Run.of_sweep(sweep, flags.get(n), **random_run(n, m, 0.0))
-            parts = [f"- `{m}`, nothing missing: {signed_gaps_text(zero)}."]
+            parts = [f"- `{m}`, nothing missing: {clear_then_counted(signed_gap_items(zero), 'signed gaps')}."]
             for p in low:
                 at = Run.of_sweep(sweep, flags.get(n), **random_run(n, m, p))
                 au = zero.change(at, ("auroc", "overall", "all"))
-                moves, wider = signed_moves(zero, at)
+                moves = signed_move_items(zero, at)
+                wider = [name for _, word, name in moves if word.startswith("widens")]
                 paper = zero.change(at, ("tpr_diff", "race", "gap"))
+                paper_word = difference_word(paper, "widens", "narrows")
                 parts.append(f"  - at p={p:g}: AUROC {fmt_change(*au)} ({difference_word(au)}); "
-                             + "; ".join(moves)
+                             + clear_then_counted([(t, w) for t, w, _ in moves], "signed gaps")
                              + (f". Clearly wider: {', '.join(wider)}." if wider else ". No signed gap clearly wider.")
                              + f" The paper's race TPR gap (max − min) {fmt_value(zero.estimate('tpr_diff', 'race')[0])} → "
-                             f"{fmt_value(at.estimate('tpr_diff', 'race')[0])} ({fmt_change(*paper)}: "
-                             f"{difference_word(paper, 'widens', 'narrows')}).")
+                             f"{fmt_value(at.estimate('tpr_diff', 'race')[0])}"
+                             + (f": {paper_word}." if paper_word in UNCLEAR else
+                                f" ({fmt_change(*paper)}: {paper_word})."))
             lines.extend(parts)
         loss = {}
         for m in models:
@@ -787,8 +832,8 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
             if p in (0.1, 0.3, 0.5) and sweep.has(**labels):
                 r = Run.of_sweep(sweep, flags.get(n), **random_run(n, lead, p))
                 g = Run.of_sweep(sweep, flags.get(n), **labels)
-                moves, _ = signed_moves(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
-                gd.append(f"p={p:g}: " + ("; ".join(moves) if moves else
+                moves = signed_move_items(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
+                gd.append(f"p={p:g}: " + (clear_then_counted([(t, w) for t, w, _ in moves], "race gaps") if moves else
                                           f"not estimable ({_why_not(r, 'race')})"))
         if gd:
             lines.append(f"- Unequal missingness alone ({lead} model): change of the signed race gaps under "
