@@ -60,6 +60,11 @@ def signed_gap_text(summary, metric: str, attribute: str, **where) -> str:
     """One signed gap (:data:`mmlib.metrics.SIGNED`) in words: what it compares, the estimate with its 95% CI
     and whether it is a clear difference (the CI excludes 0) -- e.g. ``signed TPR gap by race (non-White −
     White) -0.031 [-0.082, +0.020]: no clear difference``."""
+    return signed_gap_item(summary, metric, attribute, **where)[0]
+
+
+def signed_gap_item(summary, metric: str, attribute: str, **where) -> tuple[str, str]:
+    """:func:`signed_gap_text` and its verdict, for :func:`clear_then_counted` (chapter 04's answer)."""
     from .metrics import REFERENCE, SHORT_LABELS
 
     e = summary.estimate(metric, attribute, **where)
@@ -73,7 +78,7 @@ def signed_gap_text(summary, metric: str, attribute: str, **where) -> str:
     verdict = ("not estimable" if not np.isfinite(e.mean) else
                "no clear difference" if e.ci_low <= 0 <= e.ci_high else
                "the group is clearly below the reference" if e.ci_high < 0 else "the group is clearly above the reference")
-    return f"{SHORT_LABELS[metric]} by {attribute} ({who}) {fmt_change(e.mean, e.ci_low, e.ci_high)}: {verdict}"
+    return f"{SHORT_LABELS[metric]} by {attribute} ({who}) {fmt_change(e.mean, e.ci_low, e.ci_high)}: {verdict}", verdict
 
 
 # ------------------------------------------------------------------------------------------ chapter 03
@@ -172,8 +177,9 @@ def _path(summary, cohort, model, order, metric, attr) -> str:
 
 def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, models) -> str:
     """Chapter 04's answer to RQ1, per cohort: the AUROC path of the first model along the default order and
-    how many steps clearly rise or fall; each race and gender DP and TPR gap's path, its direction and every
-    step's paired change; over every order (when trained), how often AUROC and the race TPR gap moved
+    how many steps clearly rise or fall; each race and gender DP and TPR gap's path, its direction and its clear
+    steps' paired changes, the others counted (:func:`clear_then_counted`; the step table holds them all); over every
+    order (when trained), how often AUROC and the race TPR gap moved
     monotonically and whether all modalities beat the best single one; and every model's all-modality AUROC
     and race TPR gap."""
     models = list(models)
@@ -196,8 +202,8 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
                 if not np.isfinite(s["change"].to_numpy(dtype=float)).any():
                     lines.append(f"- {long_label(g)} by {attr}: not estimable (no group large enough to compare).")
                     continue
-                moves = ", ".join(f"+{r.added} {fmt_change(r.change, r.ci_low, r.ci_high)}" if np.isfinite(r.change)
-                                  else f"+{r.added} n/a" for r in s.itertuples())
+                moves = clear_then_counted([(f"+{r.added} {fmt_change(r.change, r.ci_low, r.ci_high)} ({r.verdict})", r.verdict)
+                                            for r in s.itertuples()], "steps")
                 lines.append(f"- {long_label(g)} by {attr}: {_path(summary, n, lead, order, g, attr)}; it "
                              f"{direction(s['change'])} (steps: {moves}).")
         if n in order_tables:
@@ -218,9 +224,9 @@ def rq1_answer(summary, orders: dict, step_tables: dict, order_tables: dict, mod
                             f"are **worse** than the best single modality ({best}, by AUROC): {fmt_change(*gain)} AUROC "
                             "(paired)." if word == "falls" else
                             f"against the best single modality ({best}, by AUROC): {fmt_change(*gain)} AUROC."))
-        lines.append(f"- With all modalities, `{lead}`: the "
-                     + "; the ".join(signed_gap_text(summary, g, a, cohort=n, model=lead, modalities=order.full)
-                                     for a in ("race", "gender") for g in ("tpr_signed", "dp_signed")) + ".")
+        lines.append(f"- With all modalities, `{lead}`: " + clear_then_counted(
+            [signed_gap_item(summary, g, a, cohort=n, model=lead, modalities=order.full)
+             for a in ("race", "gender") for g in ("tpr_signed", "dp_signed")], "signed gaps") + ".")
         full = {"cohort": n, "model": lead, "modalities": order.full}
         shown = [f"{metric_label(k, a)} {fmt_estimate(*summary.estimate(k, a, **full)[:3])}"
                  for a in ("race", "gender") for k in ("auroc_worst", "ece_worst") if len(summary.select(k, a, **full))]
@@ -730,9 +736,9 @@ def group_factor_note(factors: dict, skipped: list) -> str:
     """Chapter 05's sentence on the group-dependent protocol: each cohort's relative missingness by race group
     (``{cohort: {group: factor}}``) and the rates skipped because a group's rate would exceed 1."""
     return ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that are "
-            "missing): " + "; ".join(f"{display_name(n)}: " + ", ".join(f"{g} {v:.3f}" for g, v in f.items())
+            "missing): " + "; ".join(f"{display_name(n)}: " + ", ".join(f"{g} {f[g]:.3f}" for g in group_order(list(f)))
                                      for n, f in factors.items())
-            + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) if skipped else "."))
+            + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) + "." if skipped else "."))
 
 
 def signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:

@@ -112,9 +112,12 @@ def test_rq1_answer_states_the_path_and_counts(rising):
     assert "+b -0.060 [-0.060, -0.060]" in text
     assert "beat the best single modality (a, by AUROC) by +0.150 [+0.150, +0.150] AUROC (paired)" in text
     assert "`late` AUROC 0.740, signed race TPR gap -0.070" in text
-    assert ("With all modalities, `paper`: the signed TPR gap by race (largest difference from White) -0.200 "
-            "[-0.210, -0.190]: the group is clearly below the reference") in text
-    assert "signed DP gap by gender (largest difference from M) +0.000 [-0.010, +0.010]: no clear difference" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("- With all modalities, `paper`: "))
+    assert line.startswith("- With all modalities, `paper`: signed TPR gap by race (largest difference from White) "
+                           "-0.200 [-0.210, -0.190]: the group is clearly below the reference")
+    assert "signed DP gap by gender" not in line and line.endswith("; no clear difference in the other 3 signed gaps.")
+    tpr_race = next(ln for ln in text.splitlines() if ln.startswith("- TPR difference (equal opportunity) by race"))
+    assert "(steps: +b -0.060 [-0.060, -0.060] (falls); +c +0.160 [+0.160, +0.160] (rises))" in tpr_race
     assert "- Worst group, all modalities: worst-group AUROC (race) 0.700 [0.690, 0.710] (overall AUROC 0.750" in text
 
 
@@ -164,7 +167,10 @@ def test_group_factor_note():
     assert note == ("Relative missingness by race group (share of the cohort's sometimes-missing modalities that "
                     "are missing): MIMIC-IV-Ext-MDS-ED: White 0.100, non-White 0.250.")
     assert findings.group_factor_note({}, ["MIMIC-Eye p=0.9: too high"]).endswith(
-        "Rates skipped because a group's rate would exceed 1: MIMIC-Eye p=0.9: too high")
+        "Rates skipped because a group's rate would exceed 1: MIMIC-Eye p=0.9: too high.")
+    # the groups in the book's order (White first, Unknown last), whatever order the factors come in
+    note = findings.group_factor_note({"mimic_eye": {"Unknown": 0.3, "White": 0.31, "non-White": 0.38}}, [])
+    assert note.endswith("MIMIC-Eye: White 0.310, non-White 0.380, Unknown 0.300.")
 
 
 # ------------------------------------------------------------------ runs with per-group rows (chapters 05-07)
