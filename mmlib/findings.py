@@ -363,29 +363,32 @@ def signed_change_word(before: float, change) -> str:
     return "widens, reversing its sign" if before * after < 0 else "widens"
 
 
-UNCLEAR = ("no clear difference", "not estimable")
+#: The verdicts that are not a clear difference: :func:`difference_word`'s, and :class:`mmlib.metrics.Change`'s for
+#: chapter 04's steps.
+UNCLEAR = ("no clear difference", "no clear change", "not estimable")
 
 
 def clear_then_counted(items, noun: str) -> str:
     """Changes or gaps in words, as an answer states them: each clear one in full (its text, with its interval and
-    verdict), the others counted -- ``race TPR gap (non-White − White) -0.018 [-0.034, -0.001] (narrows); the other 3
-    signed gaps: no clear difference`` -- so an answer says what is clear and how much is not, and the chapter's
+    verdict), the others counted -- ``race TPR gap (non-White − White) -0.018 [-0.034, -0.001] (narrows); no clear
+    difference in the other 3 signed gaps`` -- so an answer says what is clear and how much is not, and the chapter's
     tables and figures hold every value. ``items``: ``(text, verdict)`` pairs, a verdict in :data:`UNCLEAR` counting
     as not clear (a single item is stated in full, whatever its verdict); ``noun``: what the items are, plural
-    (``signed gaps``). Chapters 05-07's answers
-    (:func:`rq2_answer`, :func:`gap_effects_text`)."""
+    (``signed gaps``). Chapters 04-07's answers (:func:`rq1_answer`, :func:`rq2_answer`, :func:`gap_effects_text`)."""
     items = list(items)
     if len(items) == 1:
         return items[0][0]
     clear = [t for t, v in items if v not in UNCLEAR]
     parts = list(clear)
-    k = sum(v == "no clear difference" for _, v in items)
-    if k:
-        parts.append(("no clear difference in the other " + (f"{k} {noun}" if k > 1 else "one")) if clear else
-                     f"no clear difference in any of the {k} {noun}" if k > 1 else "no clear difference")
-    k = sum(v == "not estimable" for _, v in items)
-    if k:
-        parts.append(f"{k} of the {noun} not estimable" if k < len(items) else "not estimable")
+    for word in dict.fromkeys(v for _, v in items if v in UNCLEAR):
+        k = sum(v == word for _, v in items)
+        if word == "not estimable":
+            parts.append(f"{k} of the {noun} not estimable" if k < len(items) else "not estimable")
+        elif k == len(items):
+            parts.append(f"{word} in any of the {k} {noun}")
+        else:
+            parts.append(f"{word} in the other " + (f"{k} {noun}" if k > 1 else "one")
+                         if len(clear) + k == len(items) else f"{word} in {k} of the {noun}")
     return "; ".join(parts)
 
 

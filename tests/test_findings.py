@@ -118,7 +118,22 @@ def test_rq1_answer_states_the_path_and_counts(rising):
     assert "signed DP gap by gender" not in line and line.endswith("; no clear difference in the other 3 signed gaps.")
     tpr_race = next(ln for ln in text.splitlines() if ln.startswith("- TPR difference (equal opportunity) by race"))
     assert "(steps: +b -0.060 [-0.060, -0.060] (falls); +c +0.160 [+0.160, +0.160] (rises))" in tpr_race
+    assert "(no clear change)" not in text and "(no clear difference)" not in text, "an unclear step is counted"
     assert "- Worst group, all modalities: worst-group AUROC (race) 0.700 [0.690, 0.710] (overall AUROC 0.750" in text
+
+
+def test_clear_then_counted_states_the_clear_items_and_counts_each_kind_of_the_rest():
+    c = findings.clear_then_counted
+    assert c([("a -0.1 [-0.2, -0.05] (narrows)", "narrows"), ("b", "no clear difference"),
+              ("c", "no clear difference")], "signed gaps") == (
+        "a -0.1 [-0.2, -0.05] (narrows); no clear difference in the other 2 signed gaps")
+    assert c([("b", "no clear change"), ("c", "no clear change")], "steps") == "no clear change in any of the 2 steps"
+    assert c([("a", "falls"), ("b", "no clear change"), ("c", "not estimable")], "steps") == (
+        "a; no clear change in 1 of the steps; 1 of the steps not estimable")
+    assert c([("a", "widens"), ("b", "no clear difference")], "gaps") == "a; no clear difference in the other one"
+    assert c([("only, stated in full (no clear difference)", "no clear difference")], "gaps") == (
+        "only, stated in full (no clear difference)")
+    assert c([("x", "not estimable"), ("y", "not estimable")], "gaps") == "not estimable"
 
 
 def test_rq1_answer_says_no_clear_difference_when_the_full_set_is_inside_the_interval(rising):
