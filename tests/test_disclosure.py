@@ -174,9 +174,12 @@ def test_a_real_source_book_publishes_aggregates_only(tmp_path, monkeypatch):
     summaries = pipeline.build(params, render=False, progress=False)
     notebooks = [pipeline.artifact_dir(s.chapter, s.key) / "executed.ipynb" for s in summaries]
     for nb in notebooks:
-        errors = [o for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", [])
-                  if o.output_type == "error"]
+        outputs = [o for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", [])]
+        errors = [o for o in outputs if o.output_type == "error"]
         assert not errors, (nb, errors[:1])
+        # the aggregate figures (density outlines instead of points) keep their legends beside the plots too
+        assert all(o.metadata["mmlib"]["legends_over_plot"] == [] for o in outputs
+                   if "image/png" in o.get("data", {})), nb
     out = tmp_path / "book"
     render_book(REPO, pipeline.build_dir() / "ci" / "executed", out_dir=out)
     pages = sorted((out / "chapters").glob("*.html"))
