@@ -54,6 +54,13 @@ _PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[\d\d:\d\d")
 #: A ``repr`` standing in for an object (``<Figure size 640x480 with 1 Axes>``), not worth printing.
 _REPR = re.compile(r"^<[\w.]+(?: [^<>]*)?>$|^<[^<>]* at 0x[0-9a-f]+>$", re.S)
 _FIGCAPTION = re.compile(r"<figcaption[^>]*>(.*?)</figcaption>", re.S | re.I)
+#: A hyphen-minus that is a number's sign -- not one inside a word, a range, a date or an exponent (``a-1``,
+#: ``11.7-22.9``, ``2026-12-04``, ``1e-6``) -- for :func:`minus_signs`.
+_SIGN = re.compile(r"(?<![\w.\-/\u2212])-(?=\.?\d)")
+#: What :func:`minus_signs` leaves as it is: HTML blocks (whose tags it skips, converting only their text), fenced
+#: blocks (printed output, raw Typst), inline code and math.
+_PROTECTED = re.compile(r"(?P<html>^`{8}\{=html\}\n.*?\n`{8}$)|(?P<fence>^(?P<tick>`{3,})[^\n]*\n.*?\n(?P=tick)$)"
+                        r"|(?P<code>`[^`\n]+`)|(?P<math>\$\$.*?\$\$|\$[^$\n]+\$)", re.M | re.S)
 
 
 @dataclass
@@ -118,8 +125,8 @@ def page_count(pdf: bytes) -> int:
 def book_markdown(staging: Path, spec: book.BookSpec, roots: list[Path] = ()) -> str:
     """The whole book as one Pandoc Markdown document: a Typst part heading per part, then each page in a Div
     ``{#page-STEM .mmlib-page}`` (``.unnumbered`` for the first page and the appendices) that the Lua filter
-    unwraps. Figures are written to ``<staging>/media/``. Occurrences of the folders ``roots`` are removed from the
-    text (no machine paths in the PDF)."""
+    unwraps. Figures are written to ``<staging>/media/``. Numbers' signs are minus signs (:func:`minus_signs`).
+    Occurrences of the folders ``roots`` are removed from the text (no machine paths in the PDF)."""
     media = staging / "media"
     media.mkdir(exist_ok=True)
     numerals = iter(["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"])
@@ -140,11 +147,28 @@ def book_markdown(staging: Path, spec: book.BookSpec, roots: list[Path] = ()) ->
             folder = Path(page).parent.as_posix()
             attrs = f' dir="{folder}"' if folder != "." else ""
             out.append(f"::::::::: {{#{page_id(page)} {classes}{attrs}}}\n\n{text.strip()}\n\n:::::::::")
-    text = "\n\n".join(out) + "\n"
+    text = minus_signs("\n\n".join(out) + "\n")
     for root in sorted({str(r) for r in roots}, key=len, reverse=True):  # a path inside a root -> relative
         text = re.sub(re.escape(root) + r"(?:/|(?![\w-]|\.\w))", lambda m: "" if m.group().endswith("/") else ".",
                       text)
     return text
+
+
+def minus_signs(text: str) -> str:
+    """``text`` (the book's Pandoc Markdown) with every number's sign written as the minus sign U+2212: Typst draws a
+    hyphen-minus before a digit as a minus after a space or ``[`` but not after ``(``, so the PDF mixed the two
+    (``(-0.006 [−0.030, +0.024]``). Printed output, raw Typst, inline code, math and HTML tags are left as they are
+    (an HTML table's cells are converted). Used by :func:`book_markdown`; the HTML book keeps the hyphen-minus."""
+    out, pos = [], 0
+    for m in _PROTECTED.finditer(text):
+        out.append(_SIGN.sub("\u2212", text[pos:m.start()]))
+        block = m.group()
+        if m.group("html"):
+            block = re.sub(r">([^<]*)<", lambda t: ">" + _SIGN.sub("\u2212", t.group(1)) + "<", block)
+        out.append(block)
+        pos = m.end()
+    out.append(_SIGN.sub("\u2212", text[pos:]))
+    return "".join(out)
 
 
 def page_id(page: str) -> str:

@@ -47,7 +47,8 @@ CODE = [
     ("import pandas as pd\nfrom IPython.display import HTML\nfrom mmlib import tables\n"
      "df = pd.DataFrame({f'column_{i}': [f'CELLVALUE{i}{j}' for j in range(n)] for i in range(6)},\n"
      "                  index=pd.Index(['a', 'b', 'c'], name='row'))\nHTML(tables.page_html(df))", []),
-    ("from IPython.display import Markdown\nMarkdown('OUTPUT-MARKER as [@gamma2021] found.')", []),
+    ("from IPython.display import Markdown\nMarkdown('OUTPUT-MARKER as [@gamma2021] found (-0.006 [-0.030, +0.024]).')",
+     []),
     ("Markdown('FINDINGS-MARKER: the box each chapter opens with.')", ["findings"]),
 ]
 
@@ -216,7 +217,8 @@ def test_pdf_of_the_book_has_its_chapters_citations_tables_figures_and_math_but_
     assert "Chapter 2" not in text
     # citations rendered author-year, the bibliography is the last page
     assert has("reproduces (Alpha and Beta 2020)") and has("Chapter text (see Alpha and Beta 2020, 3).")
-    assert has("OUTPUT-MARKER as (Gamma 2021) found.")  # a Markdown output's citation too
+    assert has("OUTPUT-MARKER as (Gamma 2021) found")  # a Markdown output's citation too
+    assert has("found (\u22120.006 [\u22120.030, +0.024])."), "every sign a minus sign, after '(' as after '['"
     assert has("References Alpha, Ann, and Ben Beta. 2020. “A First Paper.” Journal of Tests.", pages[-1])
     assert "@alpha2020" not in text and "[@" not in text
     # the DataFrame: 6 columns + index shown in parts of <= 4 columns, every cell there, the CSV link as words
@@ -279,6 +281,22 @@ def test_a_missing_executed_notebook_is_named_with_the_command_to_run(tmp_path, 
     assert main(["pdf", "--profile", "demo"]) == 2
     err = capsys.readouterr().err
     assert "01_demo.ipynb" in err and "python -m mmlib build" in err
+
+
+def test_numbers_signs_become_minus_signs_and_nothing_else_changes():
+    """Typst draws '-0.03' with a minus sign after '[' or a space but keeps the hyphen after '(': pdf.minus_signs
+    writes every sign as U+2212 in prose and in HTML tables' cells, and leaves hyphens, ranges, dates, exponents,
+    printed output, code, math and HTML attributes alone."""
+    from mmlib.pdf import minus_signs
+
+    fence, html = "`" * 3, "`" * 8
+    text = (f"A (-0.006 [-0.030, +0.024]); p=-0.1; a-1, 11.7-22.9, 2026-12-04, 1e-6, `code -1`, $x = -1$.\n\n"
+            f"{fence}\nprinted (-1)\n{fence}\n\n"
+            f'{html}{{=html}}\n<td style="margin:-1px">(-4)</td><td class="a-1">-0.5 [-0.7, -0.2]</td>\n{html}\n')
+    assert minus_signs(text) == (
+        "A (\u22120.006 [\u22120.030, +0.024]); p=\u22120.1; a-1, 11.7-22.9, 2026-12-04, 1e-6, `code -1`, $x = -1$.\n\n"
+        f"{fence}\nprinted (-1)\n{fence}\n\n"
+        f'{html}{{=html}}\n<td style="margin:-1px">(\u22124)</td><td class="a-1">\u22120.5 [\u22120.7, \u22120.2]</td>\n{html}\n')
 
 
 def test_outputs_the_pdf_shows(tmp_path):
