@@ -967,7 +967,7 @@ def decision_layer_answer(layers: dict, orders: dict, shares: pd.DataFrame, summ
             lines.append("- Race: " + ("no modality's share of the logit differs clearly between the race groups "
                                        "(every difference's CI contains 0)"
                                        if clear.empty else "; ".join(
-                f"{r.modality}'s share differs by {fmt_change(r.difference, r.ci_low, r.ci_high)} ({r.groups})"
+                f"the share of {r.modality} differs by {fmt_change(r.difference, r.ci_low, r.ci_high)} ({r.groups})"
                 for r in clear.itertuples())) + ".")
         a, b = (Run.of_summary(summary, n, m, order.full) for m in ("linear", "linear+calibrated"))
         area_text = ""
