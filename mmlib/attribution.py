@@ -1378,7 +1378,7 @@ def answers(ev: Evaluation, recovery: pd.DataFrame, null: pd.DataFrame, power: p
 def _bullets(parts) -> str:
     """Markdown bullets, one per knob, of :func:`answers` (a knob's sentence is long: run together, a cohort's five
     read as one wall of text)."""
-    return "\n".join(f"- {part[0].upper()}{part[1:]}." if not part.startswith("`") else f"- {part}." for part in parts)
+    return "\n".join(f"- {part[:1].upper()}{part[1:]}." for part in parts)
 
 
 #: The estimands of chapter 08's attribution figure: key -> (panel title, axis label).

@@ -20,7 +20,7 @@ which says "it hurts" wherever a gap clearly widens or a group's TPR clearly fal
 - chapter 06: :func:`clear_lead`, :func:`remedy_effects`, :func:`decision_layer_answer`
 - chapter 07: :func:`change_table`, :func:`mitigation_table`, :func:`mitigation_gap_changes`, :func:`group_gap_table`,
   :func:`control_table`, :func:`interference_answer`
-- chapters 05-07: :class:`Run`, :func:`signed_gaps_text`, :func:`gap_effects`, :func:`gap_effects_text`,
+- chapters 05-07: :class:`Run`, :func:`signed_gap_items`, :func:`gap_effects`, :func:`gap_effects_text`,
   :func:`area_change`, :func:`label`
 """
 from __future__ import annotations
@@ -538,16 +538,12 @@ def _why_not(run: Run, attribute: str) -> str:
     return f"no other group large enough to compare with {group_word(ref)}"
 
 
-def signed_gaps_text(run: Run, keys=SIGNED_KEYS) -> str:
-    """Every signed gap of ``keys`` of one run in words, each with its 95% CI and ``no clear difference`` when
-    the CI contains 0; for more than two groups each group minus the reference and which is the worst (largest
-    in size). E.g. ``race TPR gap (non-White − White) -0.031 [-0.082, +0.020] (no clear difference)``."""
-    return "; ".join(t for t, _ in signed_gap_items(run, keys))
-
-
 def signed_gap_items(run: Run, keys=SIGNED_KEYS) -> list[tuple[str, str]]:
-    """:func:`signed_gaps_text`'s parts as ``(text, verdict)`` pairs, for :func:`clear_then_counted` (a worst-group
-    part's verdict is ``worst``, stated as clear)."""
+    """Every signed gap of ``keys`` of one run in words, each with its 95% CI and ``no clear difference`` when the CI
+    contains 0 -- e.g. ``race TPR gap (non-White − White) -0.031 [-0.082, +0.020] (no clear difference)`` -- and, for
+    more than two groups, each group minus the reference and which is the worst (largest in size); as ``(text,
+    verdict)`` pairs for :func:`clear_then_counted` (a worst-group part's verdict is ``worst``, stated as clear).
+    Chapter 05's answers."""
     parts = []
     for metric, attr in keys:
         gaps = run.signed(metric, attr)
@@ -744,23 +740,20 @@ def group_factor_note(factors: dict, skipped: list) -> str:
             + (". Rates skipped because a group's rate would exceed 1: " + "; ".join(skipped) + "." if skipped else "."))
 
 
-def signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[str], list[str]]:
-    """The paired change of every signed gap of ``keys`` from run ``a`` to ``b``, in words, and the names of
-    those that clearly widen (:func:`gap_name`). Chapter 05's answers (here and :func:`mmlib.headlines.losing_modalities`)."""
-    items = signed_move_items(a, b, keys)
-    return [t for t, _, _ in items], [name for _, word, name in items if word.startswith("widens")]
-
-
-def signed_move_items(a: Run, b: Run, keys=SIGNED_KEYS) -> list[tuple[str, str, str]]:
-    """:func:`signed_moves`' parts as ``(text, verdict, gap name)``, for :func:`clear_then_counted`."""
-    items = []
+def signed_moves(a: Run, b: Run, keys=SIGNED_KEYS) -> tuple[list[tuple[str, str]], list[str]]:
+    """The paired change of every signed gap of ``keys`` from run ``a`` to ``b`` in words, as ``(text, verdict)``
+    pairs for :func:`clear_then_counted`, and the names of those that clearly widen (:func:`gap_name`). Chapter 05's
+    answers (here and :func:`mmlib.headlines.losing_modalities`)."""
+    items, wider = [], []
     for metric, attr in keys:
         for g, ref, e in a.signed(metric, attr):
             c = a.signed_change(b, metric, attr, g)
             word = signed_change_word(e[0], c)
             name = gap_name(metric, attr, g, ref)
-            items.append((f"{name} {fmt_change(*c)} ({word})", word, name))
-    return items
+            items.append((f"{name} {fmt_change(*c)} ({word})", word))
+            if word.startswith("widens"):
+                wider.append(name)
+    return items, wider
 
 
 def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | None = None) -> str:
@@ -788,12 +781,11 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
             for p in low:
                 at = Run.of_sweep(sweep, flags.get(n), **random_run(n, m, p))
                 au = zero.change(at, ("auroc", "overall", "all"))
-                moves = signed_move_items(zero, at)
-                wider = [name for _, word, name in moves if word.startswith("widens")]
+                moves, wider = signed_moves(zero, at)
                 paper = zero.change(at, ("tpr_diff", "race", "gap"))
                 paper_word = difference_word(paper, "widens", "narrows")
                 parts.append(f"  - at p={p:g}: AUROC {fmt_change(*au)} ({difference_word(au)}); "
-                             + clear_then_counted([(t, w) for t, w, _ in moves], "signed gaps")
+                             + clear_then_counted(moves, "signed gaps")
                              + (f". Clearly wider: {', '.join(wider)}." if wider else ". No signed gap clearly wider.")
                              + f" The paper's race TPR gap (max − min) {fmt_value(zero.estimate('tpr_diff', 'race')[0])} → "
                              f"{fmt_value(at.estimate('tpr_diff', 'race')[0])}"
@@ -841,8 +833,8 @@ def rq2_answer(sweep, harm: pd.DataFrame, cohorts, models, rates, flags: dict | 
             if p in (0.1, 0.3, 0.5) and sweep.has(**labels):
                 r = Run.of_sweep(sweep, flags.get(n), **random_run(n, lead, p))
                 g = Run.of_sweep(sweep, flags.get(n), **labels)
-                moves = signed_move_items(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
-                gd.append(f"p={p:g}: " + (clear_then_counted([(t, w) for t, w, _ in moves], "race gaps") if moves else
+                moves, _ = signed_moves(r, g, (("tpr_signed", "race"), ("dp_signed", "race")))
+                gd.append(f"p={p:g}: " + (clear_then_counted(moves, "race gaps") if moves else
                                           f"not estimable ({_why_not(r, 'race')})"))
         if gd:
             lines.append(f"- Unequal missingness alone ({lead} model): change of the signed race gaps under "
@@ -1175,7 +1167,7 @@ def harm_table(harm: pd.DataFrame) -> pd.DataFrame:
 __all__ = ["STEP_KEYS", "PERFORMANCE_KEYS", "GAP_KEYS", "SIGNED_KEYS", "PAPER_GAP_KEYS", "PAPER_GAP", "MIN_LEAD",
            "BEST_SINGLE_COLUMN", "BEST_SINGLE_NAME", "BEST_SINGLE_CI", "EFFECT_COLUMNS", "Change", "Run", "label", "difference_word", "signed_change_word", "gap_name",
            "group_word", "single_modality_answer", "step_table", "order_table", "direction", "rq1_answer",
-           "signed_gaps_text", "gap_effects", "gap_effects_text", "area_change", "largest_in_every_seed", "clear_lead",
+           "signed_gap_items", "gap_effects", "gap_effects_text", "area_change", "largest_in_every_seed", "clear_lead",
            "gap_change_text", "degradation_areas", "modality_harm", "group_factor_note", "rq2_answer",
            "remedy_effects", "decision_layer_answer", "change_table", "mitigation_table", "mitigation_gap_changes",
            "group_gap_table", "control_table", "interference_answer", "signed_gap_text", "truth_table", "truth_answer", "against_truth",

@@ -352,6 +352,19 @@ def diagnose(data, fits: list, perturbations, blank: np.ndarray, irrelevant: np.
                      pd.DataFrame(gaps, columns=gap_columns))
 
 
+def reference_inputs(encoder: str, max_length: int, cache: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """The blank and irrelevant perturbations' inputs embedded with chapter 02's encoder (:data:`BLANK_TEXT`,
+    :data:`IRRELEVANT_TEXTS`; ``cache``: the chapter's embedding cache folders, so these vectors are chapter 02's
+    bytes): ``(blank vector, irrelevant vectors, a sentence saying what was embedded)``. Used by chapter 07."""
+    from .embed import embed_texts
+
+    vecs, st = embed_texts([BLANK_TEXT] + IRRELEVANT_TEXTS, encoder=encoder, max_length=max_length, progress=False,
+                           **cache)
+    note = (f"Blank and irrelevant inputs embedded with `{encoder}` ({st['precision']}): an empty note and "
+            f"{len(vecs) - 1} irrelevant sentences, e.g. *{IRRELEVANT_TEXTS[0]}*")
+    return vecs[0], vecs[1:], note
+
+
 def diagnose_many(data: dict, fits: dict, perturbations, blank: np.ndarray, irrelevant: np.ndarray, *,
                   label: str = "{model}", **settings) -> tuple[dict, Diagnosis]:
     """:func:`diagnose` for every ``(cohort, model)`` of ``fits`` (``{(cohort, model): fitted models, one per
