@@ -62,6 +62,7 @@ def main(argv=None) -> int:
             pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer, jobs=args.jobs)
             print(f"book built in {time.perf_counter() - t0:.1f} s")
         elif args.cmd == "run":
+            pipeline.check_run_overrides(args.chapter, [k for k, _ in args.param or []])
             s = pipeline.run(args.chapter, _params(args), force=not args.reuse)
             print(s.line())
         elif args.cmd == "render":

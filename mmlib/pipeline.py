@@ -510,6 +510,31 @@ def run_chapter(ch: Chapter, key: str, params: dict, upstream: dict[str, str], f
     return RunSummary(ch.id, key, status, time.perf_counter() - t0, files)
 
 
+def check_run_overrides(chapter_id: str, names) -> None:
+    """``python -m mmlib run CHAPTER -p NAME VALUE``: each ``NAME`` (its first part when dotted) must be a parameter of
+    the chapter or of a chapter it needs, directly or not -- the only chapters whose parameters decide what the run
+    computes. A parameter of any other chapter would be accepted and change nothing, so it is an error naming the
+    chapters that do declare it. A name no chapter declares is left to :func:`plan`'s own error. Used by the command
+    line (``mmlib.__main__``) before anything runs."""
+    chs = chapters()
+    if chapter_id not in chs:
+        raise ValueError(f"chapter {chapter_id!r}: no such chapter; expected one of {list(chs)}")
+    wanted = {chapter_id}
+    for ch in reversed(list(chs.values())):
+        if ch.id in wanted:
+            wanted.update(ch.needs)
+    used = set(INFRA).union(*(chs[c].parameters for c in wanted))
+    declared_by = {n: [c for c in chs if n.split(".")[0] in chs[c].parameters] for n in names}
+    stray = {n: where for n, where in declared_by.items() if where and n.split(".")[0] not in used}
+    if stray:
+        said = "; ".join(f"{n} is a parameter of chapter{'s' if len(w) > 1 else ''} {', '.join(w)}"
+                         for n, w in stray.items())
+        raise ValueError(f"`run {chapter_id}` executes chapter {chapter_id} only, and its result depends on the "
+                         f"parameters of chapters {', '.join(sorted(wanted))} alone: {said}, so the value would change "
+                         f"nothing. Run that chapter instead (`python -m mmlib run NN -p ...`), or `python -m mmlib "
+                         f"build -p ...` for the whole book.")
+
+
 def run(chapter_id: str, params: dict, force: bool = True, progress: bool = True) -> RunSummary:
     """Re-execute one chapter (its upstream artifacts must exist: they are never rebuilt implicitly)."""
     steps = plan(params, upto=chapter_id)
