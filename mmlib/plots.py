@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -73,6 +74,22 @@ def figure_text(fig: plt.Figure) -> FigureText:
     titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
     title = "; ".join(" ".join(t.split()) for t in titles if t.strip()) or "untitled figure"
     return FigureText(f"Figure: {title}.", f"Chart: {title}.", described=False)
+
+
+@contextmanager
+def _alone(ax):
+    """Within the block ``ax`` is the only visible axes of its figure. ``seaborn.heatmap`` draws the whole figure
+    on every call (to see whether tick labels overlap), so a figure of N heatmaps drew N ever fuller figures: with
+    the others hidden each call draws one axes, and the finished figure has the same pixels (its layout is made
+    afterwards). Used by :func:`missingness_heatmaps` (chapter 05) and :func:`interference_heatmaps` (chapter 07)."""
+    others = [a for a in ax.figure.axes if a is not ax and a.get_visible()]
+    for a in others:
+        a.set_visible(False)
+    try:
+        yield ax
+    finally:
+        for a in others:
+            a.set_visible(True)
 
 
 def legend_beside(ax, **kw):
@@ -892,8 +909,9 @@ def missingness_heatmaps(table: pd.DataFrame, models: list[str], keys, title: st
                 style = {"cmap": "RdBu", "center": 0.0, "vmin": -lim, "vmax": lim}
             else:
                 style = {"cmap": "viridis" if attr == "overall" else "magma_r"}
-            sns.heatmap(grid, annot=True, fmt="+.3f" if metric in SIGNED else ".3f", ax=ax, cbar=False,
-                        annot_kws={"fontsize": 8}, **style)
+            with _alone(ax):
+                sns.heatmap(grid, annot=True, fmt="+.3f" if metric in SIGNED else ".3f", ax=ax, cbar=False,
+                            annot_kws={"fontsize": 8}, **style)
             ax.set_xlabel("missing at inference (%)", fontsize=9)
             ax.set_ylabel("missing in training (%)", fontsize=9)
     fig.suptitle(title or "train x test missingness")
@@ -975,8 +993,9 @@ def interference_heatmaps(table: pd.DataFrame, models: list[str], modalities: li
     for ax, m in zip(axes[0], models):
         g = (100 * table[table["model"] == m].pivot_table(index="modality", columns="perturbation", values="flip_rate")
              ).reindex(index=modalities, columns=perturbations)
-        sns.heatmap(g, annot=True, fmt=".1f", cmap="rocket_r", vmin=0, vmax=max(vmax, 1e-9), cbar=False, ax=ax,
-                    annot_kws={"fontsize": 8})
+        with _alone(ax):
+            sns.heatmap(g, annot=True, fmt=".1f", cmap="rocket_r", vmin=0, vmax=max(vmax, 1e-9), cbar=False, ax=ax,
+                        annot_kws={"fontsize": 8})
         ax.set_title(m, fontsize=10)
         ax.set_xlabel("perturbation")
         ax.set_ylabel("modality replaced" if m == models[0] else "")

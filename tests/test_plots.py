@@ -489,6 +489,24 @@ def test_chapter_05s_figures_are_its_loops(chapter05_sweep):
     _same_figures(plots.protocol_comparison(sweep.table, names, models), old)
 
 
+def test_heatmaps_are_drawn_one_axes_at_a_time_and_every_panel_is_shown(chapter05_sweep):
+    """seaborn's heatmap draws the whole figure on each call; plots._alone hides the other axes meanwhile (one axes
+    drawn per call) and shows them again afterwards, also when the block raises: every panel of the finished
+    figures is visible, and a hidden axes stays hidden."""
+    sweep, names, _ = chapter05_sweep
+    fig = plots.missingness_heatmaps(sweep.table[sweep.table.protocol == "train x test"], ["paper", "late"],
+                                     [("auroc", "overall"), ("tpr_signed", "race")])
+    assert len(fig.axes) == 4 and all(ax.get_visible() for ax in fig.axes)
+    fig, axes = plt.subplots(1, 3)
+    axes[2].set_visible(False)
+    drawn = []
+    with pytest.raises(RuntimeError), plots._alone(axes[0]):
+        drawn.append([ax.get_visible() for ax in axes])
+        raise RuntimeError("seaborn failed")
+    assert drawn == [[True, False, False]] and [ax.get_visible() for ax in axes] == [True, True, False]
+    plt.close("all")
+
+
 def test_calibration_robustness_is_chapter_06s_loop(chapter05_sweep):
     """plots.calibration_robustness (chapter 06): the baseline against the calibrated model as modalities go
     missing, per cohort, as chapter 06 drew it (here on a random sweep whose two models are renamed)."""
