@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ch05_rerun.py
 	$(BIN)/python benchmarks/bench_summary.py
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_plots.py
 	$(BIN)/python benchmarks/bench_chapters.py
 	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_install.py
