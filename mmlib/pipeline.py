@@ -329,12 +329,18 @@ def plan(params: dict, upto: str | None = None) -> list[tuple[Chapter, str]]:
     if upto is not None:
         if upto not in chs:
             raise ValueError(f"chapter {upto!r}: no such chapter; expected one of {list(chs)}")
-        wanted = {upto}
-        for ch, _ in reversed(order):
-            if ch.id in wanted:
-                wanted.update(ch.needs)
+        wanted = _needed(chs, upto)
         order = [(c, k) for c, k in order if c.id in wanted]
     return order
+
+
+def _needed(chs: dict[str, Chapter], cid: str) -> set[str]:
+    """Chapter ``cid`` and every chapter it needs, directly or through others (``chs`` in book order)."""
+    wanted = {cid}
+    for ch in reversed(list(chs.values())):
+        if ch.id in wanted:
+            wanted.update(ch.needs)
+    return wanted
 
 
 def _check_overrides(chs: dict[str, Chapter], params: dict) -> None:
@@ -519,10 +525,7 @@ def check_run_overrides(chapter_id: str, names) -> None:
     chs = chapters()
     if chapter_id not in chs:
         raise ValueError(f"chapter {chapter_id!r}: no such chapter; expected one of {list(chs)}")
-    wanted = {chapter_id}
-    for ch in reversed(list(chs.values())):
-        if ch.id in wanted:
-            wanted.update(ch.needs)
+    wanted = _needed(chs, chapter_id)
     used = set(INFRA).union(*(chs[c].parameters for c in wanted))
     declared_by = {n: [c for c in chs if n.split(".")[0] in chs[c].parameters] for n in names}
     stray = {n: where for n, where in declared_by.items() if where and n.split(".")[0] not in used}
