@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # put back on return: main() may run inside another program
     try:
         if args.cmd == "build":
             t0 = time.perf_counter()
@@ -107,6 +107,8 @@ def main(argv=None) -> int:
         print("interrupted: the running chapter's kernel was stopped and its unfinished artifact removed; "
               "finished chapters keep their artifacts", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -101,9 +101,13 @@ def test_run_refuses_a_parameter_that_only_another_chapter_reads(capsys):
     """``mmlib run 05 -p lab_stays 100``: chapter 08's parameter would change nothing in chapter 05, so the command
     line stops with an error that names chapter 08, before anything runs; a parameter of an upstream chapter (``seed``,
     chapter 01's) is accepted, and a name no chapter declares keeps plan's own error."""
+    import signal
+
     from mmlib.__main__ import main
 
+    handler = signal.getsignal(signal.SIGTERM)
     assert main(["run", "05", "-p", "lab_stays", "100"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is handler, "the command line puts the SIGTERM handler back on return"
     err = capsys.readouterr().err
     assert "lab_stays is a parameter of chapter 08" in err and "run 05" in err
     pipeline.check_run_overrides("05", ["seed", "bias_knobs.label_bias", "draws"])
