@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_chapters.py
 	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_install.py
+	$(BIN)/python benchmarks/bench_stacked_seeds.py
 
 clean:
 	rm -rf build _book
