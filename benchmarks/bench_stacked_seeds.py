@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ def _data(n: int = 3000):
     return torch.randn(n, M, D, generator=g), torch.rand(n, M, generator=g) > 0.3, (torch.rand(n, generator=g) > 0.7).float()
 
 
-def separate(S: int, data) -> callable:
+def separate(S: int, data) -> Callable[[], None]:
     """One training step of each of ``S`` separate paper networks."""
     x, mask, y = data
     models = [PaperFusion(M, D, 32, 2) for _ in range(S)]
@@ -83,7 +84,7 @@ def separate(S: int, data) -> callable:
     return step
 
 
-def stacked(S: int, data) -> callable:
+def stacked(S: int, data) -> Callable[[], None]:
     """One training step of :class:`Stacked` over ``S`` seeds (each seed its own mini-batch, its mean loss)."""
     x, mask, y = data
     model = Stacked(S)
