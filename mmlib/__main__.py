@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from . import pipeline
 
@@ -58,9 +57,9 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)  # put back on return: main() may run inside another program
     try:
         if args.cmd == "build":
-            t0 = time.perf_counter()
-            pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer, jobs=args.jobs)
-            print(f"book built in {time.perf_counter() - t0:.1f} s")
+            clock = pipeline.BuildClock()
+            summaries = pipeline.build(_params(args), render=not args.no_render, renderer=args.renderer, jobs=args.jobs)
+            print(clock.report(summaries, "book built" if not args.no_render else "chapters executed"))
         elif args.cmd == "run":
             pipeline.check_run_overrides(args.chapter, [k for k, _ in args.param or []])
             s = pipeline.run(args.chapter, _params(args), force=not args.reuse)

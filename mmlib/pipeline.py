@@ -847,6 +847,54 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
     return summaries
 
 
+def longest_chain(summaries: list[RunSummary], chs: dict[str, Chapter] | None = None) -> tuple[list[str], float]:
+    """The chain of chapters of ``summaries`` (book order), each needing the one before it, whose times add up to
+    the most, and that sum: however many cores a machine has, a build of these chapters takes at least this long,
+    because no chapter can start before the chapters it needs are done (the demo book's is 01 -> 02 -> 03 -> 04 ->
+    05). ``chs``: the chapters' ``needs`` (default :func:`chapters`). Printed by ``python -m mmlib build``
+    (:class:`BuildClock`)."""
+    chs = chapters() if chs is None else chs
+    best: dict[str, tuple[float, list[str]]] = {}
+    for s in summaries:
+        before = max((best[n] for n in chs[s.chapter].needs if n in best), default=(0.0, []), key=lambda b: b[0])
+        best[s.chapter] = (before[0] + s.seconds, [*before[1], s.chapter])
+    total, chain = max(best.values(), default=(0.0, []), key=lambda b: b[0])
+    return chain, total
+
+
+class BuildClock:
+    """Where a build's time went, measured, for the line ``python -m mmlib build`` ends with: the wall time since
+    the clock started, the CPU time the machine's cores gave meanwhile (psutil's system-wide times, so the
+    chapters' kernels and their worker processes count wherever they run -- and so does anything else running on
+    the machine), and the longest chain of chapters (:func:`longest_chain`). With every core busy the same work
+    could not take less than its CPU time over the cores; the chain is the other bound. The book's speed issue
+    reads its profile from this line."""
+
+    def __init__(self):
+        import psutil
+
+        self._psutil = psutil
+        self.cores = psutil.cpu_count() or 1
+        self._t0, self._busy0 = time.perf_counter(), self._busy()
+
+    def _busy(self) -> float:
+        t = self._psutil.cpu_times()
+        return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+
+    def report(self, summaries: list[RunSummary], what: str = "book built") -> str:
+        """``what`` in N s; the cores' busy share and CPU-seconds; the least time those CPU-seconds need on these
+        cores; the longest chain of executed chapters and its time (left out when every chapter was reused)."""
+        wall = time.perf_counter() - self._t0
+        cpu = self._busy() - self._busy0
+        line = (f"{what} in {wall:.1f} s; the machine's {self.cores} cores were {cpu / (wall * self.cores):.0%} busy "
+                f"({cpu:.0f} CPU-seconds, which take at least {cpu / self.cores:.0f} s on {self.cores} cores)")
+        executed = [s for s in summaries if s.status == "executed"]
+        if executed:
+            chain, total = longest_chain(executed)
+            line += f"; the longest chain of chapters, {' -> '.join(chain)}, executed in {total:.1f} s"
+        return line
+
+
 def current_pdf(profile: str) -> Path | None:
     """``build/<profile>/book.pdf`` when it is at least as new as every executed chapter of that profile (what
     ``python -m mmlib render`` links from the HTML book), else ``None``."""

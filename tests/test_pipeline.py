@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from mmlib import pipeline
+from mmlib.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,10 +266,23 @@ def test_chapters_that_do_not_need_each_other_run_side_by_side_with_the_same_res
     digests = {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in together}
     shutil.rmtree(pipeline.build_dir())
     (tmp_path / "03-started").touch()  # one at a time, 02 runs first: let it through
-    alone = pipeline.build(params, render=False, progress=False, jobs=1)
-    assert [s.key for s in alone] == [s.key for s in together]
-    assert {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in alone} == digests
-    assert [s.status for s in pipeline.build(params, render=False, progress=False, jobs=2)] == ["reused"] * 3
+    assert main(["build", "--no-render", "-j", "1"]) == 0  # the command line, which ends with where the time went
+    out = capsys.readouterr().out
+    times = {c: float(t) for c, t in re.findall(r"^chapter (\d\d): executed in ([\d.]+) s", out, re.M)}
+    assert sorted(times) == ["01", "02", "03"], out
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"chapters executed in ([\d.]+) s; the machine's (\d+) cores were (\d+)% busy \((\d+) CPU-seconds, "
+                     r"which take at least (\d+) s on \2 cores\); the longest chain of chapters, 01 -> (0[23]), executed "
+                     r"in ([\d.]+) s", last)
+    assert m, last
+    slower = max(("02", "03"), key=times.get)
+    assert m[6] == slower and float(m[7]) == pytest.approx(times["01"] + times[slower], abs=0.11)
+    assert float(m[1]) >= float(m[7]) and int(m[2]) >= 1 and 0 < int(m[3]) <= 100 and int(m[4]) > 0
+    assert [k for _, k in pipeline.plan(params)] == [s.key for s in together]  # same keys, and the same bytes:
+    assert {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in together} == digests
+    assert main(["build", "--no-render", "-j", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": reused in") == 3 and "chain" not in out.splitlines()[-1], out  # nothing executed: no chain
 
 
 def test_a_cold_build_generates_the_cohorts_side_by_side_and_prepares_the_encoder_alongside(
@@ -683,3 +697,16 @@ def test_a_chapter_key_hashes_only_the_mmlib_code_the_chapter_runs():
     src = "from mmlib import tables\n"
     assert "prepare.py" in {p.name for p in pipeline.code_closure(src)}, "tables imports data.prepare in a function"
     assert {p.name for p in pipeline.code_closure("import numpy\n!ls\n")} == set()
+
+
+def test_the_longest_chain_is_the_slowest_path_through_the_chapters_needs():
+    """longest_chain follows the book's own ``needs``: with the demo book's times the chain is 01 -> 02 -> 03 -> 04
+    -> 05; made slow enough, chapter 08 (which needs only 01 and 02) takes its place; reused chapters add nothing."""
+    secs = {"01": 10.8, "02": 181.5, "03": 38.9, "04": 144.6, "05": 93.7, "06": 37.1, "07": 60.9, "08": 78.6}
+    runs = [pipeline.RunSummary(c, "k", "executed", t) for c, t in secs.items()]
+    chain, total = pipeline.longest_chain(runs)
+    assert chain == ["01", "02", "03", "04", "05"] and total == pytest.approx(469.5)
+    runs[-1].seconds = 300.0
+    assert pipeline.longest_chain(runs) == (["01", "02", "08"], pytest.approx(492.3))
+    assert pipeline.longest_chain(runs[5:7]) == (["07"], pytest.approx(60.9)), "a chain of the chapters given only"
+    assert pipeline.longest_chain([]) == ([], 0.0)
