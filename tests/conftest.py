@@ -73,6 +73,23 @@ def pytest_xdist_make_scheduler(config, log):
     return CiBookTogether(config, log)
 
 
+def pytest_sessionstart(session):
+    """The clock of the whole run (in the process that reports, not in xdist's workers): see
+    :func:`pytest_terminal_summary`."""
+    if not hasattr(session.config, "workerinput"):
+        from mmlib.pipeline import BuildClock
+
+        session.config._mmlib_clock = BuildClock()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The suite's last line says where its time went, as ``mmlib build``'s does: the cores' busy share and the
+    CPU-seconds of the run, and the least time those take on this machine's cores (the speed issue's 5 minutes)."""
+    clock = getattr(config, "_mmlib_clock", None)
+    if clock is not None:
+        terminalreporter.write_line(clock.report([], "test run"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Whole-book tests (``@pytest.mark.book``) first, otherwise in file order, so that the longest work starts
     first and the workers finish together; refuses a test that reads the ci book outside :data:`CI_BOOK_TESTS`."""
