@@ -867,8 +867,8 @@ class BuildClock:
     the clock started, the CPU time the machine's cores gave meanwhile (psutil's system-wide times, so the
     chapters' kernels and their worker processes count wherever they run -- and so does anything else running on
     the machine), and the longest chain of chapters (:func:`longest_chain`). With every core busy the same work
-    could not take less than its CPU time over the cores; the chain is the other bound. The book's speed issue
-    reads its profile from this line."""
+    could not take less than its CPU time over the cores; the chain is the other bound (README, "How long they
+    take"). The test suite prints the same line (``tests/conftest.py``)."""
 
     def __init__(self):
         import psutil

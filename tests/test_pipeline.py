@@ -275,9 +275,11 @@ def test_chapters_that_do_not_need_each_other_run_side_by_side_with_the_same_res
                      r"which take at least (\d+) s on \2 cores\); the longest chain of chapters, 01 -> (0[23]), executed "
                      r"in ([\d.]+) s", last)
     assert m, last
-    slower = max(("02", "03"), key=times.get)
-    assert m[6] == slower and float(m[7]) == pytest.approx(times["01"] + times[slower], abs=0.11)
-    assert float(m[1]) >= float(m[7]) and int(m[2]) >= 1 and 0 < int(m[3]) <= 100 and int(m[4]) > 0
+    slower = max(times["02"], times["03"])  # the chain's last chapter is the slower of the two (the times printed
+    assert times[m[6]] == pytest.approx(slower, abs=0.11)  # are rounded to 0.1 s: a tie may go either way)
+    assert float(m[7]) == pytest.approx(times["01"] + slower, abs=0.11)
+    # the busy share: system-wide CPU ticks (1/100 s) over the wall time, so a fully busy machine may read 101%
+    assert float(m[1]) >= float(m[7]) and int(m[2]) >= 1 and 0 < int(m[3]) <= 102 and int(m[4]) > 0
     assert [k for _, k in pipeline.plan(params)] == [s.key for s in together]  # same keys, and the same bytes:
     assert {s.chapter: pipeline.content_digest(pipeline.artifact_dir(s.chapter, s.key)) for s in together} == digests
     assert main(["build", "--no-render", "-j", "2"]) == 0
