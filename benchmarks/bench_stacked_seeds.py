@@ -88,7 +88,7 @@ def stacked(S: int, data) -> Callable[[], None]:
     """One training step of :class:`Stacked` over ``S`` seeds (each seed its own mini-batch, its mean loss)."""
     x, mask, y = data
     model = Stacked(S)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2, fused=True)
+    opt = adamw(model, TrainConfig())  # the book's optimiser, over the stacked parameters
     g = torch.Generator().manual_seed(1)
 
     def step():

@@ -847,13 +847,12 @@ def build(params: dict, render: bool = True, renderer: str = "auto", progress: b
     return summaries
 
 
-def longest_chain(summaries: list[RunSummary], chs: dict[str, Chapter] | None = None) -> tuple[list[str], float]:
-    """The chain of chapters of ``summaries`` (book order), each needing the one before it, whose times add up to
-    the most, and that sum: however many cores a machine has, a build of these chapters takes at least this long,
-    because no chapter can start before the chapters it needs are done (the demo book's is 01 -> 02 -> 03 -> 04 ->
-    05). ``chs``: the chapters' ``needs`` (default :func:`chapters`). Printed by ``python -m mmlib build``
-    (:class:`BuildClock`)."""
-    chs = chapters() if chs is None else chs
+def longest_chain(summaries: list[RunSummary]) -> tuple[list[str], float]:
+    """The chain of chapters of ``summaries`` (book order), each needing the one before it (the chapters'
+    ``needs``), whose times add up to the most, and that sum: however many cores a machine has, a build of these
+    chapters takes at least this long, because no chapter can start before the chapters it needs are done (the demo
+    book's is 01 -> 02 -> 03 -> 04 -> 05). Printed by ``python -m mmlib build`` (:class:`BuildClock`)."""
+    chs = chapters()
     best: dict[str, tuple[float, list[str]]] = {}
     for s in summaries:
         before = max((best[n] for n in chs[s.chapter].needs if n in best), default=(0.0, []), key=lambda b: b[0])
@@ -873,12 +872,14 @@ class BuildClock:
     def __init__(self):
         import psutil
 
-        self._psutil = psutil
         self.cores = psutil.cpu_count() or 1
         self._t0, self._busy0 = time.perf_counter(), self._busy()
 
-    def _busy(self) -> float:
-        t = self._psutil.cpu_times()
+    @staticmethod
+    def _busy() -> float:
+        import psutil
+
+        t = psutil.cpu_times()
         return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
 
     def report(self, summaries: list[RunSummary], what: str = "book built") -> str:

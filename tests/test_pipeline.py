@@ -703,7 +703,8 @@ def test_a_chapter_key_hashes_only_the_mmlib_code_the_chapter_runs():
 
 def test_the_longest_chain_is_the_slowest_path_through_the_chapters_needs():
     """longest_chain follows the book's own ``needs``: with the demo book's times the chain is 01 -> 02 -> 03 -> 04
-    -> 05; made slow enough, chapter 08 (which needs only 01 and 02) takes its place; reused chapters add nothing."""
+    -> 05; made slow enough, chapter 08 (which needs only 01 and 02) takes its place; only the chapters given count
+    (the build gives the executed ones)."""
     secs = {"01": 10.8, "02": 181.5, "03": 38.9, "04": 144.6, "05": 93.7, "06": 37.1, "07": 60.9, "08": 78.6}
     runs = [pipeline.RunSummary(c, "k", "executed", t) for c, t in secs.items()]
     chain, total = pipeline.longest_chain(runs)
